@@ -1,0 +1,206 @@
+"""The one error hierarchy of swarm.
+
+Every error the library raises on purpose derives from :class:`SwarmError`, one class per meaning,
+so callers (and the CLI, which prints one line and exits non-zero) can catch exactly what they
+handle. Where a built-in exception means the same thing, the class subclasses it too
+(``KeystoreNotFoundError`` is a ``FileNotFoundError``), as web3.py does.
+
+Contract reverts are decoded into :class:`ContractRevertError` subclasses by
+``swarm.ledger.revert`` whichever chain backend raised them; each carries the custom error's
+arguments by name in ``values``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SwarmError(Exception):
+    """Root of every error swarm raises on purpose."""
+
+    #: exit code the CLI uses for this kind of error
+    exit_code: int = 1
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+class ConfigError(SwarmError, ValueError):
+    """A configuration file or option is missing, malformed or inconsistent."""
+
+    exit_code = 2
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+class KeystoreError(SwarmError):
+    """A keystore file could not be used."""
+
+
+class KeystoreNotFoundError(KeystoreError, FileNotFoundError):
+    """The keystore file does not exist."""
+
+
+class KeystoreCorruptError(KeystoreError, ValueError):
+    """The keystore file is truncated, not JSON, or not a valid encrypted key."""
+
+
+class WrongPasswordError(KeystoreError, ValueError):
+    """The keystore's MAC did not verify: the password is wrong."""
+
+
+class PasswordUnavailableError(KeystoreError):
+    """No password was given and none can be asked for (no terminal)."""
+
+
+# --- ledger --------------------------------------------------------------------------------
+
+
+class LedgerError(SwarmError):
+    """Something went wrong talking to the ledger."""
+
+
+class ChainUnavailableError(LedgerError, ConnectionError):
+    """The chain's JSON-RPC endpoint cannot be reached."""
+
+
+class ContractNotFoundError(LedgerError):
+    """No contract code at the configured address (wrong address, or a chain that restarted)."""
+
+
+class TransactionError(LedgerError):
+    """A transaction failed for a reason that is not a decoded contract error."""
+
+
+class ContractRevertError(LedgerError):
+    """The contract refused a call with one of its custom errors.
+
+    ``name`` is the Solidity error's name and ``values`` its arguments by name.
+    """
+
+    error_name: str = ""
+
+    def __init__(self, name: str, values: dict[str, Any] | None = None) -> None:
+        self.name = name
+        self.values = dict(values or {})
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in self.values.items())
+        super().__init__(f"{name}({shown})" if shown else name)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
+
+
+class NotAdminError(ContractRevertError):
+    """The sender does not hold the admin role."""
+
+
+class NotAMemberError(ContractRevertError):
+    """The sender (or named account) is not an active member of the consortium."""
+
+
+class MemberExistsError(ContractRevertError):
+    """The account is already a member."""
+
+
+class PublicKeyMismatchError(ContractRevertError):
+    """The registered public key does not hash to the member's address."""
+
+
+class InvalidParameterError(ContractRevertError):
+    """A consortium parameter or argument is out of range."""
+
+
+class WrongRoundError(ContractRevertError):
+    """The call names a round that is not the current one (or does not exist)."""
+
+
+class WrongRoundStateError(ContractRevertError):
+    """The round is not in the state this call needs."""
+
+
+class DeadlinePassedError(ContractRevertError):
+    """The call came after its deadline."""
+
+
+class DeadlineNotPassedError(ContractRevertError):
+    """The call needs a deadline to have passed first."""
+
+
+class NotParticipantError(ContractRevertError):
+    """The sender did not join this round."""
+
+
+class AlreadyDoneError(ContractRevertError):
+    """The sender already did this for this round (joined, committed, acknowledged)."""
+
+
+class NotYourRoleError(ContractRevertError):
+    """The sender does not hold the role (merge peer, key steward) this call needs."""
+
+
+class InvalidContributorsError(ContractRevertError):
+    """The aggregate's contributor list is not a subset of the committed participants."""
+
+
+# --- crypto --------------------------------------------------------------------------------
+
+
+class CryptoError(SwarmError):
+    """A ciphertext, key or context could not be used."""
+
+
+# --- p2p -----------------------------------------------------------------------------------
+
+
+class P2PError(SwarmError):
+    """A peer-to-peer connection or transfer failed."""
+
+
+class PeerUnreachableError(P2PError, ConnectionError):
+    """No connection to the peer could be made (down, wrong address, or it refused us)."""
+
+
+class NotAMemberPeerError(P2PError, PermissionError):
+    """The peer's authenticated key does not derive to an active member's address."""
+
+
+class TransferTimeoutError(P2PError, TimeoutError):
+    """A transfer did not finish before its deadline (a stalled stream, or a slow peer)."""
+
+
+class TransferInterruptedError(P2PError, ConnectionError):
+    """The stream or connection broke in the middle of a transfer (peer gone, stream reset)."""
+
+
+class TransferRefusedError(P2PError):
+    """The remote peer answered and refused the transfer; ``code`` says why, ``reason`` in words.
+
+    Codes: ``not_member``, ``too_large``, ``refused`` (the receiver's validator said no),
+    ``hash_mismatch``, ``not_found``, ``not_accepting``, ``bad_request``.
+    """
+
+    def __init__(self, code: str, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"{code}: {reason}" if reason else code)
+
+
+class PayloadHashMismatchError(P2PError, ValueError):
+    """The bytes received do not hash to the expected sha256; nothing was accepted."""
+
+
+class PayloadTooLargeError(P2PError, ValueError):
+    """A payload (or announcement) is larger than the limit the receiver set."""
+
+    def __init__(self, size: int, limit: int, what: str = "payload") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{what} of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class ProtocolViolationError(P2PError):
+    """The peer sent something the protocol does not allow (bad frame, bad header)."""

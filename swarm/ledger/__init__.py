@@ -1,0 +1,29 @@
+"""The ledger: the consortium's smart contract, through one typed client.
+
+Two backends behind one interface (:mod:`swarm.ledger.chain`): an embedded py-evm chain in this
+process, and any EVM node over JSON-RPC (an anvil that ``localnet`` starts, or a consortium's own
+chain).
+"""
+
+from swarm.ledger.chain import EMBEDDED, Chain, EmbeddedChain, RpcChain, connect
+from swarm.ledger.client import LedgerClient, TxResult, check_member_card, member_card
+from swarm.ledger.events import LedgerEvent
+from swarm.ledger.types import LapseReason, Member, Params, RoundInfo, RoundState
+
+__all__ = [
+    "EMBEDDED",
+    "Chain",
+    "EmbeddedChain",
+    "LapseReason",
+    "LedgerClient",
+    "LedgerEvent",
+    "Member",
+    "Params",
+    "RoundInfo",
+    "RoundState",
+    "RpcChain",
+    "TxResult",
+    "check_member_card",
+    "connect",
+    "member_card",
+]

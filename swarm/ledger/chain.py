@@ -1,0 +1,110 @@
+"""Chain backends: an embedded py-evm chain in this process, or any EVM node over JSON-RPC.
+
+The rest of swarm talks to the ledger through a :class:`Chain`'s ``w3`` only. What differs
+between backends (how accounts get gas money on a development chain, how tests move the clock,
+how fast to poll for receipts) lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
+
+from swarm.errors import ChainUnavailableError, LedgerError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+
+
+class Chain:
+    """A connected chain: ``w3`` plus what a development chain can do for tests and demos."""
+
+    kind: str = "rpc"
+
+    def __init__(self, w3: Web3, url: str) -> None:
+        self.w3 = w3
+        self.url = url
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    #: how often to poll for a receipt; local chains mine instantly
+    poll_latency: float = 0.1
+
+    def fund(self, address: str, wei: int) -> None:
+        """Give ``address`` gas money (development chains only)."""
+        raise LedgerError(f"{self.url}: cannot mint funds on this chain; send ETH to {address}")
+
+    def advance_time(self, seconds: int) -> None:
+        """Move the chain's clock forward and mine a block (development chains only)."""
+        raise LedgerError(f"{self.url}: cannot move this chain's clock")
+
+    def timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+
+class EmbeddedChain(Chain):
+    """eth-tester with py-evm, in this process: fast, private, gone when the process ends."""
+
+    kind = "embedded"
+    poll_latency = 0.0
+
+    def __init__(self) -> None:
+        from eth_tester import EthereumTester, PyEVMBackend
+
+        self.tester = EthereumTester(PyEVMBackend())
+        super().__init__(Web3(EthereumTesterProvider(self.tester)), EMBEDDED)
+        self._faucet = self.w3.eth.accounts[0]
+
+    def fund(self, address: str, wei: int) -> None:
+        tx = self.w3.eth.send_transaction({"from": self._faucet, "to": address, "value": wei})
+        self.w3.eth.wait_for_transaction_receipt(tx, poll_latency=0.0)
+
+    def advance_time(self, seconds: int) -> None:
+        self.tester.time_travel(self.timestamp() + int(seconds))
+
+
+class RpcChain(Chain):
+    """Any EVM node by URL. On anvil, funding and the clock use anvil's own RPC methods."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+        super().__init__(w3, url)
+        try:
+            version = str(w3.client_version)
+        except (requests.ConnectionError, requests.Timeout, OSError) as exc:
+            raise ChainUnavailableError(f"cannot reach the chain at {url}: {exc}") from exc
+        self.client_version = version
+        self.is_anvil = version.lower().startswith("anvil")
+        host = url.split("://", 1)[-1]
+        self.poll_latency = 0.005 if host.startswith(("127.", "localhost")) else 0.5
+        log.debug("connected to %s (%s)", url, version)
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        if not self.is_anvil:
+            raise LedgerError(f"{self.url}: {method} needs a development chain (anvil)")
+        response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if "error" in response:
+            raise LedgerError(f"{method} failed: {response['error']}")
+        return response.get("result")
+
+    def fund(self, address: str, wei: int) -> None:
+        self._rpc("anvil_setBalance", [address, hex(wei)])
+
+    def advance_time(self, seconds: int) -> None:
+        self._rpc("evm_increaseTime", [int(seconds)])
+        self._rpc("evm_mine", [])
+
+
+def connect(url: str) -> Chain:
+    """A chain from a URL: ``embedded`` for an in-process chain, else a JSON-RPC endpoint."""
+    if url == EMBEDDED:
+        return EmbeddedChain()
+    if not url.startswith(("http://", "https://")):
+        raise ChainUnavailableError(f"unsupported chain URL {url!r}: use http(s)://... or 'embedded'")
+    return RpcChain(url)

@@ -1,0 +1,73 @@
+"""Decoding the contract's event logs into plain values an auditor can work from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One event, in chain order: ``(block_number, log_index)``."""
+
+    name: str
+    args: dict[str, Any]
+    block_number: int
+    log_index: int
+    tx_hash: str
+    timestamp: int = field(default=0, compare=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("0x") and len(value) == 42:
+        return to_checksum_address(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def decode_logs(w3: Web3, contract: Contract, logs: Sequence[Any]) -> list[LedgerEvent]:
+    by_topic: dict[bytes, Any] = {}
+    for item in contract.abi:
+        if item.get("type") == "event":
+            event = contract.events[item["name"]]()
+            types = ",".join(_abi_type(i) for i in item["inputs"])
+            by_topic[Web3.keccak(text=f"{item['name']}({types})")] = event
+    timestamps: dict[int, int] = {}
+    out: list[LedgerEvent] = []
+    for raw in logs:
+        topics = raw["topics"]
+        if not topics or bytes(topics[0]) not in by_topic:
+            continue
+        decoded = by_topic[bytes(topics[0])].process_log(raw)
+        block = int(raw["blockNumber"])
+        if block not in timestamps:
+            timestamps[block] = int(w3.eth.get_block(block)["timestamp"])
+        out.append(
+            LedgerEvent(
+                name=decoded["event"],
+                args={k: _plain(v) for k, v in dict(decoded["args"]).items()},
+                block_number=block,
+                log_index=int(raw["logIndex"]),
+                tx_hash=raw["transactionHash"].to_0x_hex(),
+                timestamp=timestamps[block],
+            )
+        )
+    out.sort(key=lambda e: (e.block_number, e.log_index))
+    return out
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    if item["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item["components"])
+        return f"({inner}){item['type'][5:]}"
+    return str(item["type"])

@@ -1,0 +1,155 @@
+"""Decode contract reverts, from any backend, into swarm's typed errors.
+
+anvil (through web3) raises ``ContractCustomError`` whose ``data`` is the ABI-encoded custom
+error; eth-tester raises ``TransactionFailed`` whose message holds the same bytes as a Python
+``bytes`` literal. Both come down to: 4-byte selector + ABI-encoded arguments, which the
+contract's ABI names.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import keccak, to_checksum_address
+
+from swarm import errors
+from swarm.ledger.artifacts import load_artifact
+
+# Solidity error name -> our class. Names not listed decode to plain ContractRevertError.
+ERROR_CLASSES: dict[str, type[errors.ContractRevertError]] = {
+    "NotAdmin": errors.NotAdminError,
+    "LastAdmin": errors.NotAdminError,
+    "AdminAlreadyExists": errors.MemberExistsError,
+    "NotAMember": errors.NotAMemberError,
+    "MemberAlreadyExists": errors.MemberExistsError,
+    "PublicKeyMismatch": errors.PublicKeyMismatchError,
+    "InvalidPublicKeyLength": errors.PublicKeyMismatchError,
+    "InvalidParameter": errors.InvalidParameterError,
+    "WrongRound": errors.WrongRoundError,
+    "WrongBaseModel": errors.WrongRoundStateError,
+    "RoundNotOver": errors.WrongRoundStateError,
+    "WrongRoundState": errors.WrongRoundStateError,
+    "TooFewJoined": errors.WrongRoundStateError,
+    "DeadlinePassed": errors.DeadlinePassedError,
+    "DeadlineNotPassed": errors.DeadlineNotPassedError,
+    "AlreadyJoined": errors.AlreadyDoneError,
+    "AlreadyCommitted": errors.AlreadyDoneError,
+    "AlreadyAcknowledged": errors.AlreadyDoneError,
+    "MetricsAlreadyReported": errors.AlreadyDoneError,
+    "NotParticipant": errors.NotParticipantError,
+    "NotContributor": errors.NotParticipantError,
+    "NotMergePeer": errors.NotYourRoleError,
+    "NotKeySteward": errors.NotYourRoleError,
+    "InvalidContributor": errors.InvalidContributorsError,
+    "TooFewContributors": errors.InvalidContributorsError,
+    "MetricsDisabled": errors.InvalidParameterError,
+}
+
+_ENUMS = {"RoundState", "LapseReason"}
+
+
+@cache
+def _selectors() -> dict[bytes, tuple[str, list[str], list[str]]]:
+    table: dict[bytes, tuple[str, list[str], list[str]]] = {}
+    for item in load_artifact().abi:
+        if item.get("type") != "error":
+            continue
+        types = [i["type"] for i in item["inputs"]]
+        names = [i["name"] for i in item["inputs"]]
+        selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+        internal = [i.get("internalType", "") for i in item["inputs"]]
+        table[selector] = (item["name"], types, [f"{n}|{t}" for n, t in zip(names, internal)])
+    return table
+
+
+def decode_revert_data(data: bytes) -> errors.ContractRevertError | None:
+    """The typed error for raw revert data, or None if it is not one of the contract's errors."""
+    entry = _selectors().get(bytes(data[:4]))
+    if entry is None:
+        return None
+    name, types, fields = entry
+    try:
+        values = abi_decode(types, bytes(data[4:]))
+    except Exception:  # malformed payload: report the name, not garbage values
+        values = ()
+    decoded: dict[str, Any] = {}
+    for field, abi_type, value in zip(fields, types, values):
+        field_name, internal = field.split("|", 1)
+        decoded[field_name] = _present(abi_type, internal, value)
+    cls = ERROR_CLASSES.get(name, errors.ContractRevertError)
+    return cls(name, decoded)
+
+
+def _present(abi_type: str, internal: str, value: Any) -> Any:
+    if abi_type == "address":
+        return to_checksum_address(value)
+    enum = internal.removeprefix("enum ").split(".")[-1]
+    if enum in _ENUMS:
+        from swarm.ledger import types as ledger_types
+
+        cls = ledger_types.RoundState if enum == "RoundState" else ledger_types.LapseReason
+        return cls(value).name
+    return value
+
+
+_BYTES_LITERAL = re.compile(r"execution reverted: (b'.*'|b\".*\")", re.S)
+
+
+def revert_data_of(exc: BaseException) -> bytes | None:
+    """Raw revert bytes carried by an exception from web3 (anvil) or eth-tester, if any."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes.fromhex(data[2:])
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    if isinstance(data, dict) and isinstance(data.get("data"), str):
+        return bytes.fromhex(data["data"].removeprefix("0x"))
+    for arg in exc.args:
+        if isinstance(arg, bytes | bytearray) and len(arg) >= 4:
+            return bytes(arg)
+        if isinstance(arg, str):
+            match = _BYTES_LITERAL.search(arg)
+            if match:
+                literal = ast.literal_eval(match.group(1))
+                if isinstance(literal, bytes):
+                    return literal
+            if arg.startswith("0x") and len(arg) >= 10:
+                try:
+                    return bytes.fromhex(arg[2:])
+                except ValueError:
+                    pass
+    return None
+
+
+def decode_exception(exc: BaseException) -> errors.ContractRevertError | None:
+    data = revert_data_of(exc)
+    return decode_revert_data(data) if data else None
+
+
+@contextmanager
+def decoded_reverts() -> Iterator[None]:
+    """Re-raise contract reverts from either backend as swarm's typed errors."""
+    try:
+        yield
+    except errors.SwarmError:
+        raise
+    except Exception as exc:
+        typed = decode_exception(exc)
+        if typed is not None:
+            raise typed from exc
+        if _is_revert(exc):
+            raise errors.TransactionError(f"transaction reverted: {exc}") from exc
+        raise
+
+
+def _is_revert(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name in {"TransactionFailed", "ContractLogicError", "ContractCustomError"} or (
+        "revert" in str(exc).lower()
+    )

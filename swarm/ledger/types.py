@@ -1,0 +1,89 @@
+"""Plain values read from the ledger: members, consortium parameters, rounds.
+
+These are what the rest of swarm sees of the chain; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+@dataclass(frozen=True)
+class Member:
+    """A hospital admitted to the consortium, as the contract records it."""
+
+    address: str  # checksummed Ethereum address
+    public_key: bytes  # 64-byte uncompressed secp256k1 key (no 0x04 prefix); hashes to address
+    peer_id: str  # libp2p PeerID of the same key
+    multiaddrs: tuple[str, ...]  # where its libp2p host listens
+    name: str  # display name, e.g. "Cleveland Clinic"
+    active: bool  # False once removed
+    added_at: int  # unix time of admission
+
+
+@dataclass(frozen=True)
+class Params:
+    """Consortium parameters, set by admins; windows are durations in seconds."""
+
+    min_peers: int
+    join_window: int
+    key_window: int
+    commit_window: int
+    merge_window: int
+    ack_window: int
+    ckks_params_id: int
+    task_id: bytes  # 32 bytes
+    initial_model_hash: bytes  # 32 bytes: the base model of the first round
+    metrics_enabled: bool
+
+
+class RoundState(IntEnum):
+    """The contract's derived round state (mirrors ``RoundState`` in the Solidity source)."""
+
+    NONE = 0
+    JOINING = 1
+    KEYING = 2
+    COMMITTING = 3
+    MERGING = 4
+    ACKNOWLEDGING = 5
+    FINALIZED = 6
+    LAPSED = 7
+
+
+class LapseReason(IntEnum):
+    """Why a round ended without a model (mirrors ``LapseReason`` in Solidity)."""
+
+    NONE = 0
+    TOO_FEW_JOINED = 1
+    TOO_FEW_COMMITTED = 2
+    NO_STEWARD_LEFT = 3
+    NO_MERGE_PEER_LEFT = 4
+    NO_AGREEMENT = 5
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """One round as the contract's views describe it now."""
+
+    round_id: int
+    state: RoundState
+    lapse_reason: LapseReason
+    base_model: bytes
+    attempt: int
+    participants: tuple[str, ...]
+    order: tuple[str, ...]
+    merge_peer: str | None
+    key_steward: str | None
+    key_hash: bytes
+    aggregate_hash: bytes
+    final_model: bytes
+    contributors: tuple[str, ...]
+    total_samples: int
+    join_deadline: int
+    key_deadline: int
+    commit_deadline: int
+    merge_deadline: int
+    ack_deadline: int
+    min_peers: int
+    extra: dict[str, object] = field(default_factory=dict)
