@@ -140,12 +140,24 @@ def fingerprint(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def save_keystore(identity: Identity, path: Path, password: str, *, overwrite: bool = False) -> None:
+#: scrypt work factor for throwaway keys of development networks and tests (the default,
+#: 2**18, costs about a second per key on this kind of machine)
+DEV_SCRYPT_N = 2**14
+
+
+def save_keystore(
+    identity: Identity,
+    path: Path,
+    password: str,
+    *,
+    overwrite: bool = False,
+    scrypt_n: int | None = None,
+) -> None:
     """Encrypt the key into an eth-account keystore file, written atomically with mode 0600."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; refusing to overwrite a key")
-    keystore = Account.encrypt(identity.private_key, password)
+    keystore = Account.encrypt(identity.private_key, password, kdf="scrypt", iterations=scrypt_n)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

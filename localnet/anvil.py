@@ -1,0 +1,167 @@
+"""Start and stop a local anvil node the way the project needs it.
+
+- ``--prune-history``: without it anvil keeps every old state on disk under $HOME and slows down
+  as the chain grows (see docs/development.md).
+- ``HOME`` points at the node's own directory, so nothing lands in the user's home.
+- ``--state FILE`` with ``--state-interval``: the chain (code, storage, nonces, logs) survives a
+  restart of the node, so a consortium's ledger is not lost with the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from swarm.errors import ChainUnavailableError, ConfigError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_BUNDLED = REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+
+
+def anvil_binary() -> Path:
+    """The anvil executable: $SWARM_ANVIL, the one npm installed here, or one on PATH."""
+    override = os.environ.get("SWARM_ANVIL")
+    if override:
+        return Path(override)
+    if _BUNDLED.exists():
+        return _BUNDLED
+    found = shutil.which("anvil")
+    if found:
+        return Path(found)
+    raise ConfigError("anvil not found: run scripts/setup.sh (npm ci) or set SWARM_ANVIL")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class AnvilNode:
+    """A running anvil process."""
+
+    pid: int
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.workdir / "chain-state.json"
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        # A detached node is not our child: ask /proc, and make sure the PID is still anvil's
+        # (PIDs are reused) and not a zombie waiting to be reaped.
+        proc = Path(f"/proc/{self.pid}")
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return b"anvil" in cmdline and state != "Z"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (anvil writes its state file on the way out), then SIGKILL if it hangs."""
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None:
+                if self.process.poll() is not None:
+                    return
+            elif not self.alive():
+                return
+            time.sleep(0.05)
+        os.kill(self.pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: only the periodic state dump survives."""
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+            if self.process is not None:
+                self.process.wait()
+
+
+def start_anvil(
+    workdir: Path,
+    *,
+    port: int | None = None,
+    block_time: float | None = None,
+    state_interval: int = 1,
+    detach: bool = False,
+    timeout: float = 20.0,
+) -> AnvilNode:
+    """Start anvil with its state persisted in ``workdir`` (loaded again if it exists)."""
+    workdir = Path(workdir).resolve()
+    home = workdir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    node = AnvilNode(pid=0, port=port, workdir=workdir)
+    cmd = [
+        str(anvil_binary()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--prune-history",
+        "--state",
+        str(node.state_file),
+        "--state-interval",
+        str(state_interval),
+    ]
+    if block_time:
+        cmd += ["--block-time", str(block_time)]
+    env = {**os.environ, "HOME": str(home)}
+    logfile = (workdir / "anvil.log").open("ab")
+    process = subprocess.Popen(
+        cmd,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=detach,  # a detached node outlives `swarm localnet up`
+    )
+    logfile.close()
+    node.pid = process.pid
+    node.process = None if detach else process
+    _wait_ready(node, process, timeout)
+    log.info("anvil %d listening on %s (state %s)", node.pid, node.url, node.state_file)
+    return node
+
+
+def _wait_ready(node: AnvilNode, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = (node.workdir / "anvil.log").read_text(errors="replace")[-2000:]
+            raise ChainUnavailableError(f"anvil exited with {process.returncode}:\n{tail}")
+        try:
+            if requests.post(node.url, json=body, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise ChainUnavailableError(f"anvil did not answer on {node.url} within {timeout} s")
