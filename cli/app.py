@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from cli import admin, audit, keys, localnet
 from cli.common import err_console
@@ -36,28 +37,30 @@ def _root(
     )
 
 
-def main() -> None:
-    """Entry point: run the app; a SwarmError becomes one clear line and a non-zero exit."""
+def run(argv: list[str] | None = None) -> int:
+    """Run the app on ``argv``; a SwarmError becomes one clear line and a non-zero exit code."""
     try:
-        app(standalone_mode=False)
-    except SwarmError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(exc.exit_code)
-    except FileExistsError as exc:
-        err_console.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(1)
+        app(args=argv, standalone_mode=False)
+    except (SwarmError, FileExistsError) as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code if isinstance(exc, SwarmError) else 1
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
-        sys.exit(130)
+        return 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
+        return int(exc.exit_code)
+    except TyperException as exc:  # usage errors: unknown command, bad option value, ...
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"[red]error:[/] {exc.format_message()}", highlight=False)
+        return int(exc.exit_code)
+    return 0
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":

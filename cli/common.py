@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from swarm.errors import ConfigError, PasswordUnavailableError
-from swarm.identity import Identity, load_keystore
+from swarm.identity import Identity, load_keystore, read_keystore_address
 from swarm.ledger import LedgerClient, connect
 
 console = Console()
@@ -106,6 +106,7 @@ def read_password(password_file: Path | None, *, confirm: bool = False) -> str:
 
 
 def load_identity(keystore: Path, password_file: Path | None) -> Identity:
+    read_keystore_address(keystore)  # a missing or broken file is reported before any prompt
     return load_keystore(keystore, read_password(password_file))
 
 

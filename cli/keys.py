@@ -7,8 +7,16 @@ from typing import Annotated
 
 import typer
 
-from cli.common import JsonOpt, KeystoreOpt, PasswordFileOpt, console, print_json, read_password
-from swarm.identity import Identity, load_keystore, save_keystore
+from cli.common import (
+    JsonOpt,
+    KeystoreOpt,
+    PasswordFileOpt,
+    console,
+    load_identity,
+    print_json,
+    read_password,
+)
+from swarm.identity import Identity, save_keystore
 from swarm.ledger import member_card
 
 app = typer.Typer(help="Create and inspect a hospital's key (one key: address and PeerID).")
@@ -39,8 +47,7 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Print the key's Ethereum address, PeerID and public key (the member card an admin needs)."""
-    identity = load_keystore(keystore, read_password(password_file))
-    _show(identity, keystore, json_out)
+    _show(load_identity(keystore, password_file), keystore, json_out)
 
 
 def _show(identity: Identity, keystore: Path, json_out: bool) -> None:

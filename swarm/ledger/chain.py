@@ -78,7 +78,7 @@ class RpcChain(Chain):
         try:
             version = str(w3.client_version)
         except (requests.ConnectionError, requests.Timeout, OSError) as exc:
-            raise ChainUnavailableError(f"cannot reach the chain at {url}: {exc}") from exc
+            raise ChainUnavailableError(f"cannot reach the chain at {url} ({_reason(exc)})") from exc
         self.client_version = version
         self.is_anvil = version.lower().startswith("anvil")
         host = url.split("://", 1)[-1]
@@ -99,6 +99,18 @@ class RpcChain(Chain):
     def advance_time(self, seconds: int) -> None:
         self._rpc("evm_increaseTime", [int(seconds)])
         self._rpc("evm_mine", [])
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    for needle, reason in (
+        ("Connection refused", "connection refused: is the node running?"),
+        ("timed out", "timed out"),
+        ("Name or service not known", "unknown host"),
+    ):
+        if needle in text:
+            return reason
+    return type(exc).__name__
 
 
 def connect(url: str) -> Chain:

@@ -128,8 +128,19 @@ def revert_data_of(exc: BaseException) -> bytes | None:
 
 
 def decode_exception(exc: BaseException) -> errors.ContractRevertError | None:
-    data = revert_data_of(exc)
-    return decode_revert_data(data) if data else None
+    """Decode the revert behind ``exc``, looking down its chain of causes too: eth-tester
+    re-raises a custom error whose arguments hold a string as that string alone, and keeps the
+    raw bytes only on the exception it was handling."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        data = revert_data_of(current)
+        typed = decode_revert_data(data) if data else None
+        if typed is not None:
+            return typed
+        current = current.__cause__ or current.__context__
+    return None
 
 
 @contextmanager
