@@ -64,16 +64,16 @@ contract SwarmLedger is Parameters {
         uint64 totalSamples;
         uint32 attempt;
         uint16 minPeers;
-        uint16 mergeIdx;
-        uint16 stewardIdx;
-        uint16 nextIdx;
+        uint16 nextIdx; // next fallback's position in the order
         uint16 commitCount;
         uint16 ackEligible;
         bool closed;
         LapseReason recordedLapse;
+        address mergePeer;
+        address keySteward;
+        // The order is derived from `seed` and `participants` (see `_order`), and the
+        // contributors from `_contributed`: storing either would cost ~22k gas per participant.
         address[] participants;
-        address[] order;
-        address[] contributors;
     }
 
     /// @notice Everything about a round in one read (for clients and auditors).
@@ -266,7 +266,7 @@ contract SwarmLedger is Parameters {
     function postRoundKey(uint256 round, bytes32 keyHash) external onlyMember {
         Round storage r = _current(round);
         _requireState(round, RoundState.Keying);
-        address steward = r.order[r.stewardIdx];
+        address steward = r.keySteward;
         if (msg.sender != steward) revert NotKeySteward(round, msg.sender, steward);
         if (block.timestamp > r.keyDeadline) revert DeadlinePassed(round, r.keyDeadline, block.timestamp);
         if (keyHash == bytes32(0)) revert InvalidParameter("keyHash", 0);
@@ -283,11 +283,11 @@ contract SwarmLedger is Parameters {
         _requireState(round, RoundState.Keying);
         if (block.timestamp <= r.keyDeadline) revert DeadlineNotPassed(round, r.keyDeadline, block.timestamp);
         // _status reports Lapsed once no fallback is left, so one is left here.
-        address previous = r.order[r.stewardIdx];
-        r.stewardIdx = r.nextIdx;
+        address previous = r.keySteward;
+        r.keySteward = _order(r)[r.nextIdx];
         r.nextIdx += 1;
         r.keyDeadline = uint64(block.timestamp) + _params.keyWindow;
-        emit KeyStewardReplaced(round, r.attempt, previous, r.order[r.stewardIdx], r.keyDeadline, msg.sender);
+        emit KeyStewardReplaced(round, r.attempt, previous, r.keySteward, r.keyDeadline, msg.sender);
     }
 
     /// @notice Commit sha256(ciphertext) and the sample count of your update, before the deadline.
@@ -319,7 +319,7 @@ contract SwarmLedger is Parameters {
         if (s != RoundState.Committing && s != RoundState.Merging) {
             revert WrongRoundState(round, s, RoundState.Merging);
         }
-        address mergePeer = r.order[r.mergeIdx];
+        address mergePeer = r.mergePeer;
         if (msg.sender != mergePeer) revert NotMergePeer(round, msg.sender, mergePeer);
         if (block.timestamp > r.mergeDeadline) revert DeadlinePassed(round, r.mergeDeadline, block.timestamp);
         if (aggregateHash == bytes32(0)) revert InvalidParameter("aggregateHash", 0);
@@ -335,7 +335,6 @@ contract SwarmLedger is Parameters {
             _contributed[round][c] = true;
             previous = c;
         }
-        r.contributors = contributors;
         r.totalSamples = total;
         r.aggregateHash = aggregateHash;
         r.ackDeadline = uint64(block.timestamp) + _params.ackWindow;
@@ -352,8 +351,8 @@ contract SwarmLedger is Parameters {
         _requireParticipant(round);
         _requireState(round, RoundState.Merging);
         if (block.timestamp <= r.mergeDeadline) revert DeadlineNotPassed(round, r.mergeDeadline, block.timestamp);
-        address previous = r.order[r.mergeIdx];
-        r.mergeIdx = r.nextIdx;
+        address previous = r.mergePeer;
+        r.mergePeer = _order(r)[r.nextIdx];
         r.nextIdx += 1;
         r.attempt += 1;
         r.keyHash = bytes32(0);
@@ -361,7 +360,7 @@ contract SwarmLedger is Parameters {
         r.commitDeadline = 0;
         r.mergeDeadline = 0;
         r.keyDeadline = uint64(block.timestamp) + _params.keyWindow;
-        emit MergePeerReplaced(round, r.attempt, previous, r.order[r.mergeIdx], r.keyDeadline, msg.sender);
+        emit MergePeerReplaced(round, r.attempt, previous, r.mergePeer, r.keyDeadline, msg.sender);
     }
 
     /// @notice A key-holding contributor acknowledges the model it obtained by applying the
@@ -373,7 +372,7 @@ contract SwarmLedger is Parameters {
         bool open = s == RoundState.Acknowledging
             || (s == RoundState.Finalized && block.timestamp <= r.ackDeadline);
         if (!open) revert WrongRoundState(round, s, RoundState.Acknowledging);
-        if (!_contributed[round][msg.sender] || msg.sender == r.order[r.mergeIdx]) {
+        if (!_contributed[round][msg.sender] || msg.sender == r.mergePeer) {
             revert NotContributor(round, msg.sender);
         }
         if (_acks[round][msg.sender] != bytes32(0)) revert AlreadyAcknowledged(round, msg.sender);
@@ -435,13 +434,11 @@ contract SwarmLedger is Parameters {
         v.minPeers = r.minPeers;
         v.commitCount = r.commitCount;
         v.ackEligible = r.ackEligible;
-        if (r.closed) {
-            v.mergePeer = r.order[r.mergeIdx];
-            v.keySteward = r.order[r.stewardIdx];
-        }
+        v.mergePeer = r.mergePeer;
+        v.keySteward = r.keySteward;
         v.participants = r.participants;
-        v.order = r.order;
-        v.contributors = r.contributors;
+        if (r.closed) v.order = _order(r);
+        if (r.aggregateHash != bytes32(0)) v.contributors = _contributors(round, r);
         v.totalSamples = r.totalSamples;
         v.joinDeadline = r.joinDeadline;
         v.keyDeadline = r.keyDeadline;
@@ -488,7 +485,7 @@ contract SwarmLedger is Parameters {
             }
             return (RoundState.Lapsed, LapseReason.TooFewJoined);
         }
-        bool fallbackLeft = r.nextIdx < r.order.length;
+        bool fallbackLeft = r.nextIdx < r.participants.length;
         if (r.keyHash == bytes32(0)) {
             if (t > r.keyDeadline && !fallbackLeft) return (RoundState.Lapsed, LapseReason.NoStewardLeft);
             return (RoundState.Keying, LapseReason.None);
@@ -520,21 +517,51 @@ contract SwarmLedger is Parameters {
     }
 
     function _closeJoin(uint256 round, Round storage r) private {
-        // The order comes from the previous block's hash: unpredictable to members when they
+        // The seed comes from the previous block's hash: unpredictable to members when they
         // join, though a block producer could bias it (see docs/threat-model.md).
-        bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), address(this), round, r.participants));
-        address[] memory order = r.participants;
+        r.seed = keccak256(abi.encode(blockhash(block.number - 1), address(this), round, r.participants));
+        r.closed = true;
+        address[] memory order = _order(r);
+        r.mergePeer = order[0];
+        r.keySteward = order[1];
+        r.nextIdx = 2;
+        r.keyDeadline = uint64(block.timestamp) + _params.keyWindow;
+        emit JoinClosed(round, r.seed, order, order[0], order[1], r.keyDeadline, msg.sender);
+    }
+
+    /// @dev The participants in role order: a Fisher-Yates shuffle driven by the round's seed.
+    /// Anyone can recompute it from the JoinClosed event's seed and the Joined events.
+    function _order(Round storage r) private view returns (address[] memory order) {
+        order = r.participants;
+        bytes32 seed = r.seed;
         for (uint256 i = order.length - 1; i > 0; i--) {
             uint256 j = uint256(keccak256(abi.encode(seed, i))) % (i + 1);
             (order[i], order[j]) = (order[j], order[i]);
         }
-        r.order = order;
-        r.seed = seed;
-        r.closed = true;
-        r.mergeIdx = 0;
-        r.stewardIdx = 1;
-        r.nextIdx = 2;
-        r.keyDeadline = uint64(block.timestamp) + _params.keyWindow;
-        emit JoinClosed(round, seed, order, order[0], order[1], r.keyDeadline, msg.sender);
+    }
+
+    function _contributors(uint256 round, Round storage r) private view returns (address[] memory list) {
+        address[] memory all = r.participants;
+        uint256 count;
+        list = new address[](all.length);
+        for (uint256 i = 0; i < all.length; i++) {
+            if (_contributed[round][all[i]]) list[count++] = all[i];
+        }
+        assembly {
+            mstore(list, count) // shrink to the contributors found
+        }
+        _sortAscending(list);
+    }
+
+    function _sortAscending(address[] memory list) private pure {
+        for (uint256 i = 1; i < list.length; i++) {
+            address key = list[i];
+            uint256 j = i;
+            while (j > 0 && list[j - 1] > key) {
+                list[j] = list[j - 1];
+                j--;
+            }
+            list[j] = key;
+        }
     }
 }
