@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.report import write_section  # noqa: E402
-from localnet.anvil import start_anvil  # noqa: E402
-from swarm.ledger import RpcChain  # noqa: E402
-from tests.conftest import make_consortium, make_params  # noqa: E402
+from benchmarks.report import write_section
+from localnet.anvil import start_anvil
+from swarm.ledger import RpcChain
+from tests.conftest import make_consortium, make_params
 
 
 def h(label: str) -> bytes:
@@ -42,7 +42,7 @@ def run(sizes: list[int], rounds: int) -> str:
                 per_round: list[int] = []
                 c = make_consortium(RpcChain(node.url), n, make_params(min_peers=2))
 
-                def send(op: str, fn, *args):  # type: ignore[no-untyped-def]
+                def send(op: str, fn, *args, gas=gas, latency=latency):  # type: ignore[no-untyped-def]
                     t0 = time.perf_counter()
                     result = fn(*args)
                     latency.append(time.perf_counter() - t0)
@@ -58,13 +58,17 @@ def run(sizes: list[int], rounds: int) -> str:
                     rid = c.admin.current_round()
                     # openRound returns the id, not a receipt: read its gas from the last block
                     block = c.chain.w3.eth.get_block("latest", full_transactions=True)
-                    receipt = c.chain.w3.eth.get_transaction_receipt(block["transactions"][-1]["hash"])
+                    receipt = c.chain.w3.eth.get_transaction_receipt(
+                        block["transactions"][-1]["hash"]
+                    )
                     gas["openRound"].append(int(receipt["gasUsed"]))
                     for i, a in enumerate(c.addresses):
                         op = "join (last: + close, shuffle)" if i == n - 1 else "join"
                         send(op, c.client(a).join, rid)
                     info = c.admin.round(rid)
-                    send("postRoundKey", c.client(info.key_steward).post_round_key, rid, h(f"k{rid}"))
+                    send(
+                        "postRoundKey", c.client(info.key_steward).post_round_key, rid, h(f"k{rid}")
+                    )
                     for a in info.participants:
                         send("commitUpdate", c.client(a).commit_update, rid, h(f"u{rid}{a}"), 100)
                     send(
@@ -81,8 +85,17 @@ def run(sizes: list[int], rounds: int) -> str:
                     per_round.append(sum(sum(v) for v in gas.values()) - before)
                 for op, values in gas.items():
                     rows.append((n, op, int(statistics.median(values)), len(values)))
-                rows.append((n, "whole round / participant", int(statistics.median(per_round)) // n, rounds))
-                rows.append((n, "median tx round trip (ms)", round(statistics.median(latency) * 1000, 1), len(latency)))
+                rows.append(
+                    (n, "whole round / participant", int(statistics.median(per_round)) // n, rounds)
+                )
+                rows.append(
+                    (
+                        n,
+                        "median tx round trip (ms)",
+                        round(statistics.median(latency) * 1000, 1),
+                        len(latency),
+                    )
+                )
             finally:
                 node.stop()
     lines = [
@@ -94,7 +107,9 @@ def run(sizes: list[int], rounds: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 10, 30])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")

@@ -33,7 +33,9 @@ def write_section(name: str, body: str, command: str) -> None:
         f"<!-- {name}:end -->"
     )
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    pattern = re.compile(
+        rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S
+    )
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
     else:

@@ -24,11 +24,15 @@ from cli.common import (
 from swarm.errors import ConfigError
 from swarm.ledger import LedgerClient, Params, check_member_card, connect
 
-app = typer.Typer(help="Deploy the consortium's contract, admit and remove hospitals, set parameters.")
+app = typer.Typer(
+    help="Deploy the consortium's contract, admit and remove hospitals, set parameters."
+)
 
 AdminKeyOpt = Annotated[
     Path,
-    typer.Option("--keystore", "-k", envvar="SWARM_KEYSTORE", help="The admin's encrypted key file."),
+    typer.Option(
+        "--keystore", "-k", envvar="SWARM_KEYSTORE", help="The admin's encrypted key file."
+    ),
 ]
 
 MinPeersOpt = Annotated[
@@ -37,7 +41,9 @@ MinPeersOpt = Annotated[
 JoinOpt = Annotated[int | None, typer.Option(help="Seconds a round stays open for joining.")]
 KeyOpt = Annotated[int | None, typer.Option(help="Seconds the key steward has to publish the key.")]
 CommitOpt = Annotated[int | None, typer.Option(help="Seconds to train, encrypt and commit.")]
-MergeOpt = Annotated[int | None, typer.Option(help="Seconds the merge peer has after commits close.")]
+MergeOpt = Annotated[
+    int | None, typer.Option(help="Seconds the merge peer has after commits close.")
+]
 AckOpt = Annotated[int | None, typer.Option(help="Seconds to decrypt and acknowledge the model.")]
 CkksOpt = Annotated[int | None, typer.Option(help="CKKS parameter-set id (see docs/crypto.md).")]
 TaskOpt = Annotated[
@@ -138,12 +144,16 @@ def deploy(
 @app.command("add-member")
 def add_member(
     keystore: AdminKeyOpt,
-    name: Annotated[str, typer.Option(help="Display name of the hospital, e.g. 'Cleveland Clinic'.")],
+    name: Annotated[
+        str, typer.Option(help="Display name of the hospital, e.g. 'Cleveland Clinic'.")
+    ],
     card: Annotated[
         Path | None,
         typer.Option(help="The hospital's member card: the JSON of `swarm keys show --json`."),
     ] = None,
-    address: Annotated[str | None, typer.Option(help="The hospital's address (without --card).")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="The hospital's address (without --card).")
+    ] = None,
     public_key: Annotated[
         str | None, typer.Option(help="Its public key, hex (without --card).")
     ] = None,

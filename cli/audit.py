@@ -19,6 +19,7 @@ from cli.common import (
 )
 from swarm.audit import build_history
 from swarm.audit.history import RoundHistory, round_summary
+from swarm.audit.timeline import describe
 from swarm.errors import ConfigError
 
 app = typer.Typer(
@@ -34,7 +35,9 @@ def _when(ts: int | None) -> str:
 
 
 @app.command("members")
-def members(chain_url: ChainUrlOpt = None, contract: ContractOpt = None, json_out: JsonOpt = False) -> None:
+def members(
+    chain_url: ChainUrlOpt = None, contract: ContractOpt = None, json_out: JsonOpt = False
+) -> None:
     """Every hospital ever admitted, with its address, PeerID and status."""
     ledger = ledger_client(chain_url, contract)
     found = ledger.members()
@@ -73,7 +76,9 @@ def members(chain_url: ChainUrlOpt = None, contract: ContractOpt = None, json_ou
 
 
 @app.command("rounds")
-def rounds(chain_url: ChainUrlOpt = None, contract: ContractOpt = None, json_out: JsonOpt = False) -> None:
+def rounds(
+    chain_url: ChainUrlOpt = None, contract: ContractOpt = None, json_out: JsonOpt = False
+) -> None:
     """Every round, from the ledger's events: participants, roles, outcome."""
     ledger = ledger_client(chain_url, contract)
     history = build_history(ledger.events())
@@ -133,35 +138,6 @@ def round_(
 
 
 def _print_timeline(r: RoundHistory, names: dict[str, str]) -> None:
-    def who(address: str) -> str:
-        return f"{names.get(address, '?')} ({short(address)})"
-
     console.print(f"[bold]Round {r.round_id}[/]: {r.outcome}; base model {short(r.base_model)}")
-    rows = []
-    for e in r.events:
-        a = e.args
-        text = {
-            "RoundOpened": lambda: f"opened by {who(a['by'])}, min {a['minPeers']} peers",
-            "Joined": lambda: f"{who(a['account'])} joined",
-            "JoinClosed": lambda: f"join closed; merge peer {who(a['mergePeer'])}, "
-            f"key steward {who(a['keySteward'])}",
-            "RoundKeyPosted": lambda: f"round key {short(a['keyHash'])} (attempt {a['attempt']}) "
-            f"by {who(a['keySteward'])}",
-            "KeyStewardReplaced": lambda: f"key steward {who(a['previous'])} missed its deadline;"
-            f" replaced by {who(a['next'])}",
-            "MergePeerReplaced": lambda: f"merge peer {who(a['previous'])} missed its deadline;"
-            f" replaced by {who(a['next'])}, attempt {a['attempt']}",
-            "UpdateCommitted": lambda: f"{who(a['account'])} committed {short(a['updateHash'])}"
-            f", {a['sampleCount']} samples",
-            "AggregateSubmitted": lambda: f"aggregate {short(a['aggregateHash'])} by "
-            f"{who(a['mergePeer'])}: {len(a['contributors'])} contributors, "
-            f"{a['totalSamples']} samples",
-            "Acknowledged": lambda: f"{who(a['account'])} acknowledged {short(a['modelHash'])}",
-            "RoundFinalized": lambda: f"finalized model {short(a['modelHash'])} "
-            f"({a['acks']}/{a['eligible']} acks)",
-            "RoundLapsed": lambda: f"lapsed: {r.outcome}",
-            "MetricsReported": lambda: f"{who(a['account'])} reported accuracy "
-            f"{a['accuracyPpm'] / 1e6:.3f}, AUC {a['aucPpm'] / 1e6:.3f}",
-        }.get(e.name, lambda: e.name)()
-        rows.append([_when(e.timestamp), e.block_number, text])
+    rows = [[_when(e.timestamp), e.block_number, describe(e, names)] for e in r.events]
     print_table("", ["time (UTC)", "block", "event"], rows)

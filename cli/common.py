@@ -58,7 +58,9 @@ PasswordFileOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines instead of a table.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON for machines instead of a table.")
+]
 
 
 def _localnet() -> dict[str, Any] | None:

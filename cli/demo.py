@@ -18,7 +18,9 @@ def demo(
     workdir: Annotated[
         Path, typer.Option("--dir", help="Scratch directory (deleted at the end unless --keep).")
     ] = Path(".demo"),
-    keep: Annotated[bool, typer.Option(help="Leave the chain running and the files in place.")] = False,
+    keep: Annotated[
+        bool, typer.Option(help="Leave the chain running and the files in place.")
+    ] = False,
 ) -> None:
     """Start a local chain, deploy the consortium contract, admit the hospitals, show the ledger.
 
@@ -38,18 +40,27 @@ def demo(
             "Members on the ledger",
             ["name", "address", "peer id", "listens on", "status"],
             [
-                [m.name, m.address, short(m.peer_id, 14), ", ".join(m.multiaddrs), "active" if m.active else "removed"]
+                [
+                    m.name,
+                    m.address,
+                    short(m.peer_id, 14),
+                    ", ".join(m.multiaddrs),
+                    "active" if m.active else "removed",
+                ]
                 for m in ledger.members()
             ],
         )
         p = ledger.params()
+        windows = " / ".join(
+            str(w)
+            for w in (p.join_window, p.key_window, p.commit_window, p.merge_window, p.ack_window)
+        )
         print_table(
             "Consortium parameters",
             ["parameter", "value"],
             [
                 ["min peers", p.min_peers],
-                ["join / key / commit / merge / ack windows (s)",
-                 f"{p.join_window} / {p.key_window} / {p.commit_window} / {p.merge_window} / {p.ack_window}"],
+                ["join / key / commit / merge / ack windows (s)", windows],
                 ["CKKS parameter set", p.ckks_params_id],
                 ["task id", short(p.task_id, 16)],
                 ["initial model hash", short(p.initial_model_hash, 16)],
@@ -58,7 +69,9 @@ def demo(
                 ["rounds so far", ledger.current_round()],
             ],
         )  # fmt: skip
-        console.print(f"{len(ledger.events())} events on the ledger so far: `swarm audit` reads them")
+        console.print(
+            f"{len(ledger.events())} events on the ledger so far: `swarm audit` reads them"
+        )
     finally:
         if keep:
             console.print(f"left running; stop with: swarm localnet down --dir {workdir}")

@@ -30,7 +30,9 @@ def up(
     """
     with console.status("starting anvil, deploying, admitting hospitals…"):
         config = network.up(workdir, peers=peers)
-    console.print(f"chain     {config.chain_url} (chain id {config.chain_id}, anvil pid {config.anvil_pid})")
+    console.print(
+        f"chain     {config.chain_url} (chain id {config.chain_id}, anvil pid {config.anvil_pid})"
+    )
     console.print(f"contract  {config.contract}")
     console.print(f"admin     {config.admin_address}  key {config.admin_keystore}")
     print_table(
@@ -59,7 +61,9 @@ def status(workdir: DirOpt = network.DEFAULT_DIR, json_out: JsonOpt = False) -> 
     """Whether the local chain runs, and where its contract and keys are."""
     config, alive = network.status(workdir)
     if json_out:
-        print_json({"running": alive, **config.__dict__, "peers": [p.__dict__ for p in config.peers]})
+        print_json(
+            {"running": alive, **config.__dict__, "peers": [p.__dict__ for p in config.peers]}
+        )
         return
     console.print(f"chain     {config.chain_url}: {'running' if alive else 'stopped'}")
     console.print(f"contract  {config.contract}")

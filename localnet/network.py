@@ -20,10 +20,10 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from localnet.anvil import AnvilNode, free_port, start_anvil
 from swarm.errors import ConfigError
 from swarm.identity import DEV_SCRYPT_N, Identity, load_keystore, save_keystore
 from swarm.ledger import LedgerClient, Params, RpcChain
-from localnet.anvil import AnvilNode, free_port, start_anvil
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,9 @@ class LocalnetConfig:
         return Path(self.password_file).read_text().strip()
 
 
-def up(workdir: Path = DEFAULT_DIR, *, peers: int = 4, params: Params | None = None) -> LocalnetConfig:
+def up(
+    workdir: Path = DEFAULT_DIR, *, peers: int = 4, params: Params | None = None
+) -> LocalnetConfig:
     """Start anvil (detached), deploy the contract, admit ``peers`` hospitals with fresh keys."""
     workdir = Path(workdir).resolve()
     if (workdir / CONFIG_NAME).exists():

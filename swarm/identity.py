@@ -198,9 +198,10 @@ def load_keystore(path: Path, password: str) -> Identity:
     except ValueError as exc:
         raise KeystoreCorruptError(f"{path}: keystore holds an invalid key") from exc
     declared = data.get("address")
-    if isinstance(declared, str) and declared.removeprefix("0x").lower() != identity.address[
-        2:
-    ].lower():
+    if (
+        isinstance(declared, str)
+        and declared.removeprefix("0x").lower() != identity.address[2:].lower()
+    ):
         raise KeystoreCorruptError(f"{path}: decrypted key does not match the declared address")
     return identity
 
@@ -212,6 +213,6 @@ def _load_keystore_json(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise KeystoreCorruptError(f"{path}: keystore is not valid JSON (truncated?)") from exc
-    if not isinstance(data, dict) or "crypto" not in data and "Crypto" not in data:
+    if not isinstance(data, dict) or ("crypto" not in data and "Crypto" not in data):
         raise KeystoreCorruptError(f"{path}: not an Ethereum keystore (no 'crypto' section)")
     return data

@@ -39,8 +39,6 @@ def make_params(**changes: object) -> Params:
     return Params(**base)  # type: ignore[arg-type]
 
 
-
-
 @dataclass
 class Consortium:
     """A deployed contract, its admin and N admitted hospitals, each with its own client."""
@@ -72,7 +70,9 @@ def make_consortium(chain: Chain, n: int, params: Params | None = None) -> Conso
     for i in range(n):
         ident = Identity.generate()
         chain.fund(ident.address, 10**20)
-        ledger.add_member(ident.address, ident.public_key, f"Hospital {i}", [f"/ip4/127.0.0.1/tcp/{4000 + i}"])
+        ledger.add_member(
+            ident.address, ident.public_key, f"Hospital {i}", [f"/ip4/127.0.0.1/tcp/{4000 + i}"]
+        )
         hospitals.append(ident)
     c = Consortium(chain, ledger, hospitals)
     c.clients = {i.address: ledger.as_identity(i) for i in hospitals}

@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3.types import Wei
 
 from swarm.errors import ChainUnavailableError, LedgerError
 
@@ -62,7 +63,7 @@ class EmbeddedChain(Chain):
         self._faucet = self.w3.eth.accounts[0]
 
     def fund(self, address: str, wei: int) -> None:
-        tx = self.w3.eth.send_transaction({"from": self._faucet, "to": address, "value": wei})
+        tx = self.w3.eth.send_transaction({"from": self._faucet, "to": address, "value": Wei(wei)})
         self.w3.eth.wait_for_transaction_receipt(tx, poll_latency=0.0)
 
     def advance_time(self, seconds: int) -> None:
@@ -78,7 +79,9 @@ class RpcChain(Chain):
         try:
             version = str(w3.client_version)
         except (requests.ConnectionError, requests.Timeout, OSError) as exc:
-            raise ChainUnavailableError(f"cannot reach the chain at {url} ({_reason(exc)})") from exc
+            raise ChainUnavailableError(
+                f"cannot reach the chain at {url} ({_reason(exc)})"
+            ) from exc
         self.client_version = version
         self.is_anvil = version.lower().startswith("anvil")
         host = url.split("://", 1)[-1]
@@ -118,5 +121,7 @@ def connect(url: str) -> Chain:
     if url == EMBEDDED:
         return EmbeddedChain()
     if not url.startswith(("http://", "https://")):
-        raise ChainUnavailableError(f"unsupported chain URL {url!r}: use http(s)://... or 'embedded'")
+        raise ChainUnavailableError(
+            f"unsupported chain URL {url!r}: use http(s)://... or 'embedded'"
+        )
     return RpcChain(url)

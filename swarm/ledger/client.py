@@ -23,6 +23,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 from web3.contract import Contract
 from web3.exceptions import TimeExhausted
+from web3.types import BlockIdentifier
 
 from swarm.errors import (
     ChainUnavailableError,
@@ -115,7 +116,9 @@ class LedgerClient:
         return bool(self._read(lambda: self.contract.functions.isAdmin(address).call(), "isAdmin"))
 
     def is_member(self, address: str) -> bool:
-        return bool(self._read(lambda: self.contract.functions.isMember(address).call(), "isMember"))
+        return bool(
+            self._read(lambda: self.contract.functions.isMember(address).call(), "isMember")
+        )
 
     def member(self, address: str) -> Member | None:
         """The record of ``address``, or None if it was never admitted."""
@@ -183,7 +186,7 @@ class LedgerClient:
             )
         )
 
-    def events(self, from_block: int = 0, to_block: int | str = "latest") -> list[LedgerEvent]:
+    def events(self, from_block: int = 0, to_block: BlockIdentifier = "latest") -> list[LedgerEvent]:
         """Every event the contract emitted in the block range, in chain order."""
         with _ledger_call("reading events"):
             logs = self.w3.eth.get_logs(
@@ -456,7 +459,11 @@ def _round_from_tuple(raw: Sequence[Any]) -> RoundInfo:
         merge_deadline=int(merge_deadline),
         ack_deadline=int(ack_deadline),
         min_peers=int(min_peers),
-        extra={"seed": bytes(seed), "commit_count": int(commit_count), "ack_eligible": int(ack_eligible)},
+        extra={
+            "seed": bytes(seed),
+            "commit_count": int(commit_count),
+            "ack_eligible": int(ack_eligible),
+        },
     )
 
 

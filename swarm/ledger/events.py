@@ -37,7 +37,8 @@ def _plain(value: Any) -> Any:
 
 def decode_logs(w3: Web3, contract: Contract, logs: Sequence[Any]) -> list[LedgerEvent]:
     by_topic: dict[bytes, Any] = {}
-    for item in contract.abi:
+    abi: list[dict[str, Any]] = list(contract.abi)  # type: ignore[arg-type]
+    for item in abi:
         if item.get("type") == "event":
             event = contract.events[item["name"]]()
             types = ",".join(_abi_type(i) for i in item["inputs"])

@@ -12,6 +12,7 @@ import ast
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -54,17 +55,27 @@ ERROR_CLASSES: dict[str, type[errors.ContractRevertError]] = {
 _ENUMS = {"RoundState", "LapseReason"}
 
 
+@dataclass(frozen=True)
+class _ErrorAbi:
+    name: str
+    types: list[str]  # ABI types, for decoding
+    fields: list[str]  # argument names
+    internal: list[str]  # Solidity types ("enum SwarmLedger.RoundState"), for presenting
+
+
 @cache
-def _selectors() -> dict[bytes, tuple[str, list[str], list[str]]]:
-    table: dict[bytes, tuple[str, list[str], list[str]]] = {}
+def _selectors() -> dict[bytes, _ErrorAbi]:
+    table: dict[bytes, _ErrorAbi] = {}
     for item in load_artifact().abi:
         if item.get("type") != "error":
             continue
-        types = [i["type"] for i in item["inputs"]]
-        names = [i["name"] for i in item["inputs"]]
-        selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
-        internal = [i.get("internalType", "") for i in item["inputs"]]
-        table[selector] = (item["name"], types, [f"{n}|{t}" for n, t in zip(names, internal)])
+        entry = _ErrorAbi(
+            name=item["name"],
+            types=[i["type"] for i in item["inputs"]],
+            fields=[i["name"] for i in item["inputs"]],
+            internal=[i.get("internalType", "") for i in item["inputs"]],
+        )
+        table[keccak(text=f"{entry.name}({','.join(entry.types)})")[:4]] = entry
     return table
 
 
@@ -73,17 +84,18 @@ def decode_revert_data(data: bytes) -> errors.ContractRevertError | None:
     entry = _selectors().get(bytes(data[:4]))
     if entry is None:
         return None
-    name, types, fields = entry
     try:
-        values = abi_decode(types, bytes(data[4:]))
+        values = abi_decode(entry.types, bytes(data[4:]))
     except Exception:  # malformed payload: report the name, not garbage values
         values = ()
-    decoded: dict[str, Any] = {}
-    for field, abi_type, value in zip(fields, types, values):
-        field_name, internal = field.split("|", 1)
-        decoded[field_name] = _present(abi_type, internal, value)
-    cls = ERROR_CLASSES.get(name, errors.ContractRevertError)
-    return cls(name, decoded)
+    decoded = {
+        field: _present(abi_type, internal, value)
+        for field, abi_type, internal, value in zip(
+            entry.fields, entry.types, entry.internal, values, strict=False
+        )
+    }
+    cls = ERROR_CLASSES.get(entry.name, errors.ContractRevertError)
+    return cls(entry.name, decoded)
 
 
 def _present(abi_type: str, internal: str, value: Any) -> Any:

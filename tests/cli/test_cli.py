@@ -29,7 +29,9 @@ def net(tmp_path: Path) -> Iterator[network.LocalnetConfig]:
         network.down(tmp_path / "net")
 
 
-def test_keys_new_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keys_new_and_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SWARM_PASSWORD", "s3cret")
     key = tmp_path / "hospital.json"
     code, out, _ = swarm(capsys, "keys", "new", "-k", str(key), "--json")
@@ -43,19 +45,23 @@ def test_keys_new_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str], m
     assert code == 1 and "already exists" in err
 
 
-def test_wrong_password_is_one_line_and_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_is_one_line_and_nonzero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A wrong password: one clear line on stderr, exit code 1, no traceback."""
     key = tmp_path / "k.json"
     monkeypatch.setenv("SWARM_PASSWORD", "right")
     assert swarm(capsys, "keys", "new", "-k", str(key))[0] == 0
     monkeypatch.setenv("SWARM_PASSWORD", "wrong")
-    code, out, err = swarm(capsys, "keys", "show", "-k", str(key))
+    code, _out, err = swarm(capsys, "keys", "show", "-k", str(key))
     assert code == 1
     assert err.strip().startswith("error:") and "wrong password" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_password_file_is_used(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_password_file_is_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SWARM_PASSWORD", raising=False)
     pw = tmp_path / "pw"
     pw.write_text("from-a-file\n")
@@ -66,7 +72,10 @@ def test_password_file_is_used(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_admin_and_audit_commands(
-    net: network.LocalnetConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    net: network.LocalnetConfig,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SWARM_PASSWORD", net.password())
     where = ["--chain-url", net.chain_url, "--contract", net.contract]
@@ -116,7 +125,10 @@ def test_non_admin_is_refused_by_the_cli(
 
 
 def test_mismatched_member_card_is_refused(
-    net: network.LocalnetConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    net: network.LocalnetConfig,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A card whose public key is not the address's: refused before any transaction."""
     monkeypatch.setenv("SWARM_PASSWORD", net.password())

@@ -20,7 +20,9 @@ def join_all(c: Consortium, round_id: int, joiners: Iterable[str] | None = None)
     return info
 
 
-def run_to_merging(c: Consortium, round_id: int, samples: dict[str, int] | None = None) -> RoundInfo:
+def run_to_merging(
+    c: Consortium, round_id: int, samples: dict[str, int] | None = None
+) -> RoundInfo:
     """Join everyone (unless the window already closed), post the key, commit from everyone."""
     info = c.admin.round(round_id)
     if info.state == RoundState.JOINING:
@@ -35,7 +37,9 @@ def run_to_merging(c: Consortium, round_id: int, samples: dict[str, int] | None 
 def finalize(c: Consortium, round_id: int, model: bytes) -> RoundInfo:
     info = c.admin.round(round_id)
     assert info.merge_peer is not None
-    c.client(info.merge_peer).submit_aggregate(round_id, h(f"aggregate-{round_id}"), info.participants)
+    c.client(info.merge_peer).submit_aggregate(
+        round_id, h(f"aggregate-{round_id}"), info.participants
+    )
     for a in info.participants:
         if a != info.merge_peer:
             c.client(a).acknowledge(round_id, model)

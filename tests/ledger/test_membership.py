@@ -28,9 +28,7 @@ def test_admin_removes_and_readmits_member(consortium: Consortium) -> None:
     gone = c.addresses[1]
     c.admin.remove_member(gone)
     assert not c.admin.is_member(gone)
-    assert [m.address for m in c.admin.active_members()] == [
-        a for a in c.addresses if a != gone
-    ]
+    assert [m.address for m in c.admin.active_members()] == [a for a in c.addresses if a != gone]
     ident = c.hospitals[1]
     c.admin.add_member(ident.address, ident.public_key, "Hospital 1 again")
     assert c.admin.is_member(gone)

@@ -388,5 +388,5 @@ def test_metrics_for_finalized_round(consortium: Consortium) -> None:
     c.client(c.addresses[0]).report_metrics(rid, 50, 0.8, 0.9, 0.4)
     with pytest.raises(errors.AlreadyDoneError):
         c.client(c.addresses[0]).report_metrics(rid, 50, 0.8, 0.9, 0.4)
-    event = [e for e in c.admin.events() if e.name == "MetricsReported"][0]
+    event = next(e for e in c.admin.events() if e.name == "MetricsReported")
     assert event.args["accuracyPpm"] == 800_000 and event.args["modelHash"] == h("model-1")
