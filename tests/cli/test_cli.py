@@ -166,3 +166,54 @@ def test_unreachable_chain_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
         "0x0000000000000000000000000000000000000001",
     )  # fmt: skip
     assert code == 1 and "cannot reach the chain" in err
+
+
+def test_deploy_and_round_timeline(
+    anvil: object,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An admin deploys with the CLI; after a round the auditor's timeline tells it."""
+    from swarm.identity import load_keystore
+    from swarm.ledger import LedgerClient, RpcChain
+    from tests.conftest import make_consortium
+    from tests.ledger.rounds import finalize, open_round, run_to_merging
+
+    url = anvil.url  # type: ignore[attr-defined]
+    monkeypatch.setenv("SWARM_PASSWORD", "pw")
+    key = tmp_path / "admin.json"
+    assert swarm(capsys, "keys", "new", "-k", str(key))[0] == 0
+    admin = load_keystore(key, "pw")
+    RpcChain(url).fund(admin.address, 10**20)
+    code, out, err = swarm(
+        capsys, "admin", "deploy", "-k", str(key), "--chain-url", url, "--min-peers", "3", "--json"
+    )
+    assert code == 0, err
+    contract = json.loads(out)["contract"]
+    ledger = LedgerClient(RpcChain(url), contract)
+    assert ledger.params().min_peers == 3 and ledger.is_admin(admin.address)
+
+    # Drive one round on a consortium of our own through the library, then read it back.
+    c = make_consortium(RpcChain(url), 3)
+    rid = open_round(c)
+    run_to_merging(c, rid)
+    final = finalize(c, rid, bytes(range(32)))
+    where = ["--chain-url", url, "--contract", c.admin.address]
+    code, out, _ = swarm(capsys, "audit", "round", str(rid), "--json", *where)
+    summary = json.loads(out)
+    assert summary["outcome"] == "finalized"
+    assert summary["final_model"] == "0x" + bytes(range(32)).hex()
+    assert summary["aggregate"]["contributors"] == list(final.contributors)
+    code, out, _ = swarm(capsys, "audit", "round", str(rid), *where)
+    assert code == 0 and "finalized model" in out and "joined" in out
+    code, _, err = swarm(capsys, "audit", "round", "99", *where)
+    assert code == 2 and "does not exist" in err
+
+
+def test_demo_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's main command: chain, contract, hospitals, ledger state; cleans up."""
+    code, out, err = swarm(capsys, "demo", "--dir", str(tmp_path / "demo"))
+    assert code == 0, err
+    assert "Members on the ledger" in out and "Cleveland" in out
+    assert not (tmp_path / "demo").exists()

@@ -3,6 +3,8 @@ errors as on the embedded chain, a full round runs, and a chain that restarts is
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from localnet.anvil import AnvilNode, start_anvil
@@ -91,3 +93,28 @@ def test_fresh_chain_without_state_is_detected(tmp_path: object, anvil: AnvilNod
             LedgerClient(RpcChain(fresh.url), c.admin.address)
     finally:
         fresh.stop()
+
+
+def test_chain_killed_hard_recovers_from_periodic_state(anvil: AnvilNode) -> None:
+    """A chain that crashes (SIGKILL, no chance to save): the periodic state dump brings the
+    contract and its members back once the node restarts."""
+    c = make_consortium(RpcChain(anvil.url), 2)
+    # Wait for two periodic dumps (one per second) after our last transaction: the second
+    # certainly started after it.
+    seen, dumps, deadline = _mtime(anvil), 0, time.monotonic() + 15
+    while dumps < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if _mtime(anvil) != seen:
+            seen, dumps = _mtime(anvil), dumps + 1
+    assert dumps == 2, "anvil did not write its state file"
+    anvil.kill()
+    restarted = start_anvil(anvil.workdir, port=anvil.port)
+    try:
+        ledger = LedgerClient(RpcChain(restarted.url), c.admin.address)
+        assert [m.address for m in ledger.members()] == c.addresses
+    finally:
+        restarted.stop()
+
+
+def _mtime(node: AnvilNode) -> int:
+    return node.state_file.stat().st_mtime_ns if node.state_file.exists() else 0
