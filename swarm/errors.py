@@ -146,11 +146,91 @@ class InvalidContributorsError(ContractRevertError):
     """The aggregate's contributor list is not a subset of the committed participants."""
 
 
+# --- training and checkpoints --------------------------------------------------------------
+
+
+class CheckpointError(SwarmError, ValueError):
+    """A model encoding or checkpoint file is corrupt, truncated, or does not match its hash."""
+
+
 # --- crypto --------------------------------------------------------------------------------
 
 
 class CryptoError(SwarmError):
     """A ciphertext, key or context could not be used."""
+
+
+class UnknownParameterSetError(CryptoError, ValueError):
+    """A blob, context or call names a CKKS parameter-set id this version does not know."""
+
+    def __init__(self, params_id: int) -> None:
+        self.params_id = params_id
+        super().__init__(f"unknown CKKS parameter set id {params_id}")
+
+
+class MalformedBlobError(CryptoError, ValueError):
+    """Bytes that should be an encrypted blob are truncated, corrupted or not one at all."""
+
+
+class MalformedContextError(CryptoError, ValueError):
+    """A public round context is unreadable, carries a secret key, or does not match its
+    parameter set."""
+
+
+class BlobMismatchError(CryptoError):
+    """A well-formed blob (or sealed key) belongs elsewhere: another round, another context,
+    another sender, another model.
+
+    ``field`` names the header field that differs; ``expected`` and ``actual`` its values.
+    """
+
+    def __init__(self, field: str, expected: Any, actual: Any) -> None:
+        self.field = field
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{field}: expected {_show_field(expected)}, got {_show_field(actual)}")
+
+
+def _show_field(value: Any) -> str:
+    # kept apart from the ledger section's helper so the two sections can change independently
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return repr(value)
+
+
+class LayoutMismatchError(BlobMismatchError):
+    """The model's tensors (names, shapes, dtypes, parameter count) are not the ones the blob
+    or the update was made for."""
+
+
+class OversizedBlobError(CryptoError, ValueError):
+    """A blob is larger than anything the model could produce: refuse it before reading on."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"blob of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class DuplicateUpdateError(CryptoError):
+    """The merge peer already accepted an update from this sender in this round."""
+
+
+class ValueRangeError(CryptoError, ValueError):
+    """An update holds values CKKS cannot carry with this parameter set (NaN, inf, too large)."""
+
+
+class SealedKeyError(CryptoError):
+    """A sealed round key cannot be opened: not sealed to this recipient, tampered with, or
+    not the secret key of the round's public context."""
+
+
+class SealedKeyMismatchError(BlobMismatchError, SealedKeyError):
+    """A sealed round key is bound to another round, context or recipient (a replay)."""
+
+
+class SecretKeyUnavailableError(CryptoError):
+    """Decryption was asked of a context that holds no secret key (the merge peer's)."""
 
 
 # --- p2p -----------------------------------------------------------------------------------
