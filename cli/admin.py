@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cli.common import (
     ChainUrlOpt,
@@ -178,7 +179,7 @@ def add_member(
     account, key, peer_id = check_member_card(card_data)
     ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
     ledger.add_member(account, key, name, multiaddr or [], peer_id)
-    console.print(f"admitted {name} ({account}, peer {peer_id})")
+    console.print(f"admitted {escape(name)} ({account}, peer {peer_id})")
 
 
 @app.command("remove-member")

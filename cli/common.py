@@ -120,6 +120,7 @@ def short(value: str | bytes | None, n: int = 10) -> str:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Rows may hold rich markup: escape (``rich.markup.escape``) what comes from the ledger."""
     table = Table(title=title, title_justify="left")
     for c in columns:
         table.add_column(c)

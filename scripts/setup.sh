@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-# 1. Debian packages: gmp headers and a C compiler for libp2p's fastecdsa (built from source).
+# 1. Debian packages: gmp headers and a C compiler for libp2p's fastecdsa (built from source);
+#    chromium, in which a test renders the audit report headless.
 #    Only installed when missing, and only possible as root.
 missing=()
-for pkg in libgmp-dev gcc; do
+for pkg in libgmp-dev gcc chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -284,3 +284,16 @@ class PayloadTooLargeError(P2PError, ValueError):
 
 class ProtocolViolationError(P2PError):
     """The peer sent something the protocol does not allow (bad frame, bad header)."""
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+class AuditFailedError(SwarmError):
+    """`swarm audit verify` found error-level findings: the history breaks the protocol's rules.
+
+    Its own exit code, so a script tells "the ledger failed the audit" (3) from "the audit could
+    not run" (1, 2).
+    """
+
+    exit_code = 3

@@ -101,13 +101,25 @@ class RoundHistory:
         return [c for c in self.commits if c.attempt == attempt]
 
 
+@dataclass(frozen=True)
+class AdminChange:
+    account: str
+    added: bool  # False: the admin role was revoked
+    by: str
+    timestamp: int
+
+
 @dataclass
 class ConsortiumHistory:
     admins: dict[str, bool] = field(default_factory=dict)
+    admin_log: list[AdminChange] = field(default_factory=list)
     members: dict[str, MemberHistory] = field(default_factory=dict)
     params: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     rounds: dict[int, RoundHistory] = field(default_factory=dict)
     events: list[LedgerEvent] = field(default_factory=list)
+    # Events naming a round never opened or a member never admitted: the contract cannot emit
+    # them, so they are kept aside for the verifier instead of breaking the fold.
+    unexplained: list[LedgerEvent] = field(default_factory=list)
 
 
 def build_history(events: Iterable[LedgerEvent]) -> ConsortiumHistory:
@@ -116,6 +128,9 @@ def build_history(events: Iterable[LedgerEvent]) -> ConsortiumHistory:
     for e in events:
         h.events.append(e)
         a = e.args
+        if _refers_to_unknown(h, e):
+            h.unexplained.append(e)
+            continue
         handler = _HANDLERS.get(e.name)
         if handler is not None:
             handler(h, e, a)
@@ -125,12 +140,23 @@ def build_history(events: Iterable[LedgerEvent]) -> ConsortiumHistory:
     return h
 
 
+def _refers_to_unknown(h: ConsortiumHistory, e: LedgerEvent) -> bool:
+    rid = e.args.get("round")
+    if isinstance(rid, int) and (rid in h.rounds) == (e.name == "RoundOpened"):
+        return True  # a round acted on before it opened, or opened twice
+    return e.name in ("MemberRemoved", "MemberAddressesUpdated") and (
+        e.args.get("account") not in h.members
+    )
+
+
 def _admin_added(h: ConsortiumHistory, e: LedgerEvent, a: dict[str, Any]) -> None:
     h.admins[a["account"]] = True
+    h.admin_log.append(AdminChange(a["account"], True, a["by"], e.timestamp))
 
 
 def _admin_removed(h: ConsortiumHistory, e: LedgerEvent, a: dict[str, Any]) -> None:
     h.admins[a["account"]] = False
+    h.admin_log.append(AdminChange(a["account"], False, a["by"], e.timestamp))
 
 
 def _member_added(h: ConsortiumHistory, e: LedgerEvent, a: dict[str, Any]) -> None:

@@ -75,5 +75,11 @@ def describe(event: LedgerEvent, names: Mapping[str, str]) -> str:
             return f"removed {who(a['account'])} by {who(a['by'])}"
         case "ParamsSet":
             return f"parameters set by {who(a['by'])}"
+        case "AdminAdded":
+            return f"admin role granted to {who(a['account'])} by {who(a['by'])}"
+        case "AdminRemoved":
+            return f"admin role revoked from {who(a['account'])} by {who(a['by'])}"
+        case "MemberAddressesUpdated":
+            return f"{who(a['account'])} now listens on {', '.join(a['multiaddrs']) or 'nothing'}"
         case _:
             return event.name

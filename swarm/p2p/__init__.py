@@ -1,0 +1,67 @@
+"""The peer network: members' libp2p hosts moving encrypted updates reliably.
+
+One secp256k1 key per hospital gives both its ledger address and its PeerID; connections are
+TCP + Noise + yamux only, and a connection whose key is not an active member's is refused.
+Payloads move over stream protocols (length-prefixed, chunked, sha256-checked, with deadlines
+and retries); gossipsub carries only small signed announcements. See docs/p2p.md.
+
+This package never imports swarm.crypto, swarm.training or swarm.merge: it moves opaque bytes.
+"""
+
+from swarm.p2p.announce import Announcement, AnnouncementKind, ReceivedAnnouncement
+from swarm.p2p.config import MAX_ANNOUNCEMENT_BYTES, P2PConfig, TransferPolicy
+from swarm.p2p.membership import (
+    JsonFileMembershipSource,
+    LedgerMembershipSource,
+    MembershipChange,
+    MembershipGate,
+    MembershipSource,
+    MembershipWatcher,
+    StaticMembershipSource,
+    member_of_identity,
+    write_members_file,
+)
+from swarm.p2p.protocols import (
+    AGGREGATE_PROTOCOL,
+    MODEL_PROTOCOL,
+    ROUND_KEY_PROTOCOL,
+    STATUS_PROTOCOL,
+    UPDATE_PROTOCOL,
+    PushRequest,
+    PushValidator,
+    Verdict,
+)
+from swarm.p2p.service import P2PService, open_p2p
+from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore
+
+__all__ = [
+    "AGGREGATE_PROTOCOL",
+    "MAX_ANNOUNCEMENT_BYTES",
+    "MODEL_PROTOCOL",
+    "ROUND_KEY_PROTOCOL",
+    "STATUS_PROTOCOL",
+    "UPDATE_PROTOCOL",
+    "Announcement",
+    "AnnouncementKind",
+    "BlobKind",
+    "BlobRef",
+    "BlobStore",
+    "JsonFileMembershipSource",
+    "LedgerMembershipSource",
+    "MembershipChange",
+    "MembershipGate",
+    "MembershipSource",
+    "MembershipWatcher",
+    "MemoryBlobStore",
+    "P2PConfig",
+    "P2PService",
+    "PushRequest",
+    "PushValidator",
+    "ReceivedAnnouncement",
+    "StaticMembershipSource",
+    "TransferPolicy",
+    "Verdict",
+    "member_of_identity",
+    "open_p2p",
+    "write_members_file",
+]

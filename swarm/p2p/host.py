@@ -1,0 +1,343 @@
+"""The libp2p host: one secp256k1 key, TCP + Noise + yamux only, and the membership gate.
+
+``libp2p.new_host()`` by default also offers plaintext, secio and TLS, and mplex; here the
+security options hold Noise alone and the muxer options yamux alone, so a peer that offers
+anything else fails negotiation. The Noise transport is wrapped so that, as soon as a handshake
+has authenticated the remote key, a key that is not an active member's is refused: the
+connection is closed before any muxer or stream exists.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetStream, IRawConnection, ISecureConn
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.secp256k1 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.security.exceptions import HandshakeFailure
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+from swarm.errors import NotAMemberPeerError, PeerUnreachableError
+from swarm.identity import Identity
+from swarm.ledger.types import Member
+from swarm.p2p.framing import encode_message, refusal
+from swarm.p2p.membership import MembershipGate
+
+logger = logging.getLogger(__name__)
+
+LIBP2P_VERSION = importlib.metadata.version("libp2p")
+#: the versions whose private internals (the negative dial cache) were read and tested
+_PRIVATE_API_VERIFIED_ON = ("0.8.",)
+#: libp2p 0.8.x Swarm: peers whose every address failed are refused for 60 s without a dial
+_NEGATIVE_CACHE_ATTR = "_negative_peer_cache"
+
+StreamHandler = Callable[[INetStream, Member], Awaitable[None]]
+
+
+def libp2p_key_pair(identity: Identity) -> KeyPair:
+    """The libp2p key pair of the same secp256k1 key: its PeerID is ``identity.peer_id``."""
+    return create_new_key_pair(identity.private_key)
+
+
+class MemberOnlyNoise(NoiseTransport):
+    """Noise (XX) that refuses, right after the handshake, a remote key that is not a member's."""
+
+    def __init__(self, key_pair: KeyPair, gate: MembershipGate) -> None:
+        # a fresh static Noise key per process; the libp2p identity key signs it in the handshake
+        super().__init__(key_pair, noise_privkey=create_new_x25519_key_pair().private_key)
+        self._gate = gate
+
+    async def _admit(self, conn: ISecureConn, direction: str) -> ISecureConn:
+        remote = str(conn.get_remote_peer())
+        if self._gate.is_member_peer(remote):
+            return conn
+        logger.warning(
+            "refusing an %s connection with non-member %s (address %s)",
+            direction,
+            remote,
+            self._gate.address_of_peer(remote),
+        )
+        await conn.close()
+        raise HandshakeFailure(f"{remote} is not an active member")
+
+    async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
+        return await self._admit(await super().secure_inbound(conn), "inbound")
+
+    async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
+        return await self._admit(await super().secure_outbound(conn, peer_id), "outbound")
+
+
+async def _no_auto_connect() -> None:
+    """Stands in for libp2p's auto-connector, which dials whatever its peerstore holds."""
+
+
+def build_libp2p_host(identity: Identity, gate: MembershipGate) -> IHost:
+    key_pair = libp2p_key_pair(identity)
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={NOISE_PROTOCOL_ID: MemberOnlyNoise(key_pair, gate)},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        # members are few and known: no auto-connector dialing peerstore strangers, no pruning
+        connection_config=ConnectionConfig(
+            min_connections=0,
+            low_watermark=0,
+            high_watermark=1000,
+            max_connections=1000,
+        ),
+        enable_mDNS=False,
+        enable_upnp=False,
+    )
+    # The auto-connector aims at the midpoint of the watermarks (here 500 connections) and, on
+    # every disconnect, re-dials peerstore entries, removed members included. Members are
+    # dialed by the service's own loop instead (P2PService._keep_connected).
+    auto_connector = getattr(host.get_network(), "auto_connector", None)
+    if auto_connector is not None:
+        auto_connector.maybe_connect = _no_auto_connect
+    return host
+
+
+def forget_failed_dial(host: IHost, peer_id: ID) -> bool:
+    """Take a peer out of libp2p's 60 s negative dial cache, so a retry really dials.
+
+    0.8.1 has a public ``Swarm.unblock_peer``; older 0.8.x lack it, and there the private
+    ``Swarm._negative_peer_cache.evict`` is used, but only on versions it was checked against.
+    Returns False (and logs) when neither is available: retries then fail fast for 60 s.
+    """
+    network: Any = host.get_network()
+    unblock = getattr(network, "unblock_peer", None)
+    if callable(unblock):
+        unblock(peer_id)
+        return True
+    cache = getattr(network, _NEGATIVE_CACHE_ATTR, None)
+    evict = getattr(cache, "evict", None)
+    if callable(evict) and LIBP2P_VERSION.startswith(_PRIVATE_API_VERIFIED_ON):
+        evict(str(peer_id))
+        return True
+    logger.warning(
+        "libp2p %s: cannot clear the negative dial cache; retries to %s may fail for 60 s",
+        LIBP2P_VERSION,
+        peer_id,
+    )
+    return False
+
+
+class P2PHost:
+    """A running libp2p host bound to one identity, talking to members only."""
+
+    def __init__(self, identity: Identity, gate: MembershipGate, listen_addrs: Sequence[str]):
+        self.identity = identity
+        self.gate = gate
+        self.listen_addrs = tuple(listen_addrs)
+        self.libp2p = build_libp2p_host(identity, gate)
+        if str(self.libp2p.get_id()) != identity.peer_id:  # one key, one name: never diverge
+            raise RuntimeError("libp2p derived a PeerID different from the identity's")
+        self._connect_locks: dict[str, trio.Lock] = {}
+
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    @property
+    def address(self) -> str:
+        return self.identity.address
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[P2PHost]:
+        """Listen while the block runs; connections are closed before the host stops."""
+        addrs = [multiaddr.Multiaddr(a) for a in self.listen_addrs]
+        async with self.libp2p.run(listen_addrs=addrs):
+            try:
+                yield self
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self.close_all_connections()
+
+    def addrs(self) -> list[str]:
+        """The addresses we listen on, ports resolved, each ending in ``/p2p/<our PeerID>``."""
+        return [str(a) for a in self.libp2p.get_addrs()]
+
+    def set_handler(self, protocol_id: str, handler: StreamHandler) -> None:
+        """Serve ``protocol_id``; streams from non-members are refused (``not_member``) before
+        the handler runs.
+
+        The Noise gate already refuses their connections; this second check covers a member
+        removed while its connection is still being closed.
+        """
+
+        async def gated(stream: INetStream) -> None:
+            remote = str(stream.muxed_conn.peer_id)
+            member = self.gate.member_of_peer(remote)
+            if member is None:
+                logger.warning("refusing a %s stream from non-member %s", protocol_id, remote)
+                await refuse_stream(stream, "not_member", "not an active member (removed?)")
+                return
+            try:
+                await handler(stream, member)
+            except Exception:
+                # an escaping error would reach libp2p's connection task; keep it to this stream
+                logger.exception("handler for %s failed (peer %s)", protocol_id, member.address)
+                await reset_quietly(stream)
+
+        self.libp2p.set_stream_handler(TProtocol(protocol_id), gated)
+
+    def member(self, address: str) -> Member:
+        member = self.gate.member(address)
+        if member is None:
+            raise NotAMemberPeerError(f"{address} is not an active member")
+        return member
+
+    def connected_peers(self) -> list[str]:
+        return [str(p) for p in self.libp2p.get_connected_peers()]
+
+    def connected_members(self) -> set[str]:
+        """Addresses of the members we hold a connection to."""
+        found = set()
+        for peer in self.connected_peers():
+            member = self.gate.member_of_peer(peer)
+            if member is not None:
+                found.add(member.address)
+        return found
+
+    def is_connected(self, member: Member) -> bool:
+        return member.peer_id in self.connected_peers()
+
+    async def connect(self, member: Member, *, timeout_s: float = 10.0) -> None:
+        """Make sure a connection to ``member`` exists; PeerUnreachableError if none can be made."""
+        if not member.multiaddrs:
+            raise PeerUnreachableError(f"{member.address} lists no address to dial")
+        peer_id = ID.from_base58(member.peer_id)
+        lock = self._connect_locks.setdefault(member.peer_id, trio.Lock())
+        async with lock:
+            if self.is_connected(member):
+                return
+            # a dial that failed earlier (the peer was restarting) would otherwise be refused
+            # from the cache for 60 s although the peer may be back by now
+            forget_failed_dial(self.libp2p, peer_id)
+            info = PeerInfo(peer_id, [multiaddr.Multiaddr(a) for a in member.multiaddrs])
+            try:
+                with trio.fail_after(timeout_s):
+                    await self.libp2p.connect(info)
+            except trio.TooSlowError as exc:
+                raise PeerUnreachableError(
+                    f"connecting to {member.address} took over {timeout_s} s"
+                ) from exc
+            except Exception as exc:
+                raise PeerUnreachableError(
+                    f"cannot connect to {member.address} at {', '.join(member.multiaddrs)}: {exc}"
+                ) from exc
+
+    async def open_stream(
+        self, member: Member, protocol_id: str, *, timeout_s: float
+    ) -> INetStream:
+        """A new stream to ``member`` speaking ``protocol_id``, connecting first if needed.
+
+        A failure is not retried here: the connection may carry other transfers, so it is not
+        dropped on suspicion (the callers' retry loop drops it after a timeout).
+        """
+        await self.connect(member, timeout_s=timeout_s)
+        try:
+            with trio.fail_after(timeout_s):
+                return await self.libp2p.new_stream(
+                    ID.from_base58(member.peer_id), [TProtocol(protocol_id)]
+                )
+        except trio.TooSlowError as exc:
+            raise PeerUnreachableError(
+                f"opening a {protocol_id} stream to {member.address} took over {timeout_s} s"
+            ) from exc
+        except Exception as exc:
+            raise PeerUnreachableError(
+                f"cannot open a {protocol_id} stream to {member.address}: {exc}"
+            ) from exc
+
+    async def disconnect(self, member: Member) -> None:
+        await self.disconnect_peer(member.peer_id)
+
+    async def disconnect_peer(self, peer_id: str) -> None:
+        try:
+            await self.libp2p.disconnect(ID.from_base58(peer_id))
+        except Exception as exc:  # closing a half-dead connection may raise; it is gone either way
+            logger.debug("closing connections to %s: %s", peer_id, exc)
+
+    async def disconnect_non_members(self) -> int:
+        """Close every connection whose remote is not (or no longer) an active member."""
+        closed = 0
+        for peer in self.connected_peers():
+            if not self.gate.is_member_peer(peer):
+                logger.info(
+                    "closing connections to %s: no longer a member", self.gate.address_of_peer(peer)
+                )
+                await self.disconnect_peer(peer)
+                closed += 1
+        return closed
+
+    async def close_all_connections(self) -> None:
+        for peer in self.connected_peers():
+            await self.disconnect_peer(peer)
+
+
+#: receive window a bulk receiver grants up front (go-yamux's maximum)
+BULK_RECEIVE_WINDOW = 16 << 20
+
+
+async def widen_receive_window(stream: INetStream, expected_bytes: int) -> int:
+    """Grant the sender a receive window sized for a bulk payload, before it starts sending.
+
+    py-libp2p 0.8.1's yamux starts every stream at 256 KiB and grows the window only when
+    updates come within 4 RTTs of each other, which on a fast link rarely happens; a sender that
+    runs out of window then sleeps in 10 ms polls. Granting up to 16 MiB at once (the reader
+    drains it into memory anyway: it reads the whole payload before processing) lifts goodput
+    from ~60 to ~100+ MB/s on loopback. Uses the yamux stream's window attributes; on another
+    muxer, or if they are missing, it does nothing. Returns the bytes granted.
+    """
+    muxed: Any = getattr(stream, "muxed_stream", None)
+    lock = getattr(muxed, "window_lock", None)
+    send_update = getattr(muxed, "send_window_update", None)
+    if lock is None or not callable(send_update) or not hasattr(muxed, "recv_window"):
+        return 0
+    target = min(max(expected_bytes, 0), BULK_RECEIVE_WINDOW)
+    async with lock:
+        grant = target - int(muxed.recv_window)
+        if grant <= 0:
+            return 0
+        muxed.recv_window += grant
+        muxed.target_recv_window = max(int(muxed.target_recv_window), target)
+    # never hold window_lock across the write: the inbound WINDOW_UPDATE handler needs it
+    await send_update(grant, skip_lock=True)
+    return grant
+
+
+async def refuse_stream(stream: INetStream, code: str, reason: str) -> None:
+    """Answer a stream's request with a refusal (every protocol starts with a control message,
+    so the caller reads it as TransferRefusedError), then close it; never raises."""
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        try:
+            await stream.write(encode_message(refusal(code, reason)))
+            await stream.close()
+            return
+        except Exception as exc:
+            logger.debug("refusing a stream: %s", exc)
+    await reset_quietly(stream)
+
+
+async def reset_quietly(stream: INetStream) -> None:
+    """Reset a stream whose transfer failed; bounded and shielded, never raises."""
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        try:
+            await stream.reset()
+        except Exception as exc:
+            logger.debug("resetting a stream: %s", exc)

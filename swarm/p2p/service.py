@@ -1,0 +1,315 @@
+"""The peer network as one object: host, membership watcher, protocols and announcements.
+
+This is what the peer state machine holds::
+
+    async with open_p2p(identity, config, LedgerMembershipSource(ledger)) as net:
+        net.accept_pushes(BlobKind.UPDATE, validator, max_size)   # on the merge peer
+        await net.push_update(merge_peer, round_id, ciphertext, digest=committed)
+        aggregate = await net.fetch_aggregate(merge_peer, round_id, digest, max_size=limit)
+
+Start-up order: the member list is read before the host listens (so the gate is never open to
+everyone); shutdown order: connections are closed before pubsub stops (py-libp2p can crash with
+"Nursery is closed to new arrivals" otherwise), then the host stops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from swarm.identity import Identity
+from swarm.ledger.types import Member
+from swarm.p2p import protocols
+from swarm.p2p.announce import Announcement, Announcer, ReceivedAnnouncement
+from swarm.p2p.config import P2PConfig, TransferPolicy
+from swarm.p2p.framing import sha256
+from swarm.p2p.host import P2PHost
+from swarm.p2p.membership import (
+    MembershipChange,
+    MembershipGate,
+    MembershipSource,
+    MembershipWatcher,
+)
+from swarm.p2p.protocols import ProtocolServer, PushValidator, SizeLimit, StatusProvider
+from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore
+
+if TYPE_CHECKING:
+    # trio-typing's stubs (a dependency of libp2p) shadow trio's own annotations for mypy
+    from trio_typing import TaskStatus
+
+logger = logging.getLogger(__name__)
+
+
+class P2PService:
+    """A member's presence on the peer network. Build it, then ``run`` it (or ``open_p2p``)."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        config: P2PConfig,
+        membership: MembershipSource,
+        store: BlobStore | None = None,
+        *,
+        status_provider: StatusProvider | None = None,
+    ) -> None:
+        self.identity = identity
+        self.config = config
+        self.gate = MembershipGate()
+        self.watcher = MembershipWatcher(membership, self.gate, interval_s=config.membership_poll_s)
+        self.host = P2PHost(identity, self.gate, config.listen_addrs)
+        self.store: BlobStore = store if store is not None else MemoryBlobStore()
+        self.server = ProtocolServer(
+            self.host,
+            self.store,
+            policy=config.transfer,
+            max_concurrent_inbound=config.max_concurrent_inbound,
+            status_provider=status_provider,
+        )
+        self.announcer = Announcer(
+            self.host,
+            topic=config.topic,
+            heartbeat_s=config.heartbeat_s,
+            max_bytes=config.max_announcement_bytes,
+        )
+        self.watcher.add_listener(self._on_membership_change)
+        self._connect_now = trio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``started()`` once listening with the member list loaded."""
+        self.server.install()
+        await self.watcher.poll_once()
+        async with self.host.running(), self.announcer.running():
+            try:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.watcher.run)
+                    if self.config.connect_to_members:
+                        nursery.start_soon(self._keep_connected)
+                    logger.info(
+                        "p2p up: %s as %s on %s",
+                        self.identity.address,
+                        self.identity.peer_id,
+                        ", ".join(self.host.addrs()),
+                    )
+                    task_status.started()
+                    await trio.sleep_forever()
+            finally:
+                # before pubsub stops: see the module docstring
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(self.config.shutdown_timeout_s),
+                ):
+                    await self.host.close_all_connections()
+
+    async def _on_membership_change(self, change: MembershipChange) -> None:
+        if change.removed:
+            await self.host.disconnect_non_members()
+        if change.added:
+            self._connect_now.set()
+
+    async def _keep_connected(self) -> None:
+        """Hold a connection to every active member, so announcements reach everyone.
+
+        Of each pair, the member with the lower address dials (halves duplicate connections);
+        transfers dial on demand either way.
+        """
+        while True:
+            wanted = [
+                m
+                for m in self.gate.members.values()
+                if m.address.lower() > self.identity.address.lower()
+                and m.multiaddrs
+                and not self.host.is_connected(m)
+            ]
+            if wanted:
+                async with trio.open_nursery() as nursery:
+                    for member in wanted:
+                        nursery.start_soon(self._try_connect, member)
+            with trio.move_on_after(self.config.membership_poll_s):
+                await self._connect_now.wait()
+            self._connect_now = trio.Event()
+
+    async def _try_connect(self, member: Member) -> None:
+        try:
+            await self.host.connect(member, timeout_s=self.config.transfer.connect_timeout_s)
+        except Exception as exc:  # PeerUnreachableError and whatever a dying dial raises
+            logger.debug("cannot reach member %s yet: %s", member.address, exc)
+
+    # --- who is there ------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.identity.address
+
+    @property
+    def peer_id(self) -> str:
+        return self.identity.peer_id
+
+    def addrs(self) -> list[str]:
+        """Where we listen (ports resolved), each ending in ``/p2p/<PeerID>``."""
+        return self.host.addrs()
+
+    def members(self) -> Mapping[str, Member]:
+        return self.gate.members
+
+    def connected_members(self) -> set[str]:
+        return self.host.connected_members()
+
+    async def wait_connected(self, addresses: set[str], *, poll_s: float = 0.05) -> None:
+        """Until a connection to each of ``addresses`` exists (put it under a deadline)."""
+        while not addresses <= self.host.connected_members():
+            await trio.sleep(poll_s)
+
+    # --- serving -----------------------------------------------------------------------
+
+    def accept_pushes(self, kind: BlobKind, validator: PushValidator, max_size: SizeLimit) -> None:
+        """Accept pushed blobs of ``kind`` that ``validator`` approves, up to ``max_size`` bytes."""
+        self.server.accept_pushes(kind, validator, max_size)
+
+    def refuse_pushes(self, kind: BlobKind) -> None:
+        self.server.refuse_pushes(kind)
+
+    async def offer(self, kind: BlobKind, round_id: int, data: bytes) -> BlobRef:
+        """Put a blob of our own (an aggregate, a finalized model) where peers can fetch it."""
+        digest = await trio.to_thread.run_sync(sha256, data)
+        ref = BlobRef(kind, round_id, self.address, digest, len(data))
+        await trio.to_thread.run_sync(self.store.put, ref, data)
+        return ref
+
+    # --- calling -----------------------------------------------------------------------
+
+    def _policy(self, policy: TransferPolicy | None) -> TransferPolicy:
+        return self.config.transfer if policy is None else policy
+
+    async def push_update(
+        self,
+        merge_peer: str,
+        round_id: int,
+        ciphertext: bytes,
+        *,
+        digest: bytes | None = None,
+        policy: TransferPolicy | None = None,
+    ) -> None:
+        """Send our encrypted update to the round's merge peer; returns once it is stored there."""
+        await protocols.push(
+            self.host,
+            merge_peer,
+            BlobKind.UPDATE,
+            round_id,
+            ciphertext,
+            policy=self._policy(policy),
+            digest=digest,
+        )
+
+    async def deliver_round_key(
+        self,
+        to: str,
+        round_id: int,
+        sealed_key: bytes,
+        *,
+        digest: bytes | None = None,
+        policy: TransferPolicy | None = None,
+    ) -> None:
+        """(Key steward) hand a participant the round's secret key, sealed to its public key."""
+        await protocols.push(
+            self.host,
+            to,
+            BlobKind.ROUND_KEY,
+            round_id,
+            sealed_key,
+            policy=self._policy(policy),
+            digest=digest,
+        )
+
+    async def deliver_round_context(
+        self,
+        to: str,
+        round_id: int,
+        public_context: bytes,
+        *,
+        digest: bytes | None = None,
+        policy: TransferPolicy | None = None,
+    ) -> None:
+        """(Key steward) hand a participant the round's public CKKS context."""
+        await protocols.push(
+            self.host,
+            to,
+            BlobKind.ROUND_CONTEXT,
+            round_id,
+            public_context,
+            policy=self._policy(policy),
+            digest=digest,
+        )
+
+    async def fetch_aggregate(
+        self,
+        merge_peer: str,
+        round_id: int,
+        digest: bytes,
+        *,
+        max_size: int,
+        policy: TransferPolicy | None = None,
+    ) -> bytes:
+        """The round's aggregate, checked against ``digest`` (the hash the merge peer committed)."""
+        return await protocols.fetch(
+            self.host,
+            merge_peer,
+            BlobKind.AGGREGATE,
+            digest,
+            max_size=max_size,
+            policy=self._policy(policy),
+            round_id=round_id,
+        )
+
+    async def fetch_model(
+        self,
+        source: str,
+        digest: bytes,
+        *,
+        max_size: int,
+        policy: TransferPolicy | None = None,
+    ) -> bytes:
+        """A finalized model from any member holding it, checked against its ledger hash."""
+        return await protocols.fetch(
+            self.host,
+            source,
+            BlobKind.MODEL,
+            digest,
+            max_size=max_size,
+            policy=self._policy(policy),
+        )
+
+    async def status(self, of: str, *, policy: TransferPolicy | None = None) -> dict[str, Any]:
+        return await protocols.request_status(self.host, of, policy=self._policy(policy))
+
+    async def announce(self, announcement: Announcement) -> None:
+        """Publish a small signed announcement (<= 64 KiB) to every member."""
+        await self.announcer.publish(announcement)
+
+    def announcements(self, buffer: int = 256) -> trio.MemoryReceiveChannel[ReceivedAnnouncement]:
+        """Members' announcements from now on, each with the address of the member who signed it."""
+        return self.announcer.subscribe(buffer)
+
+
+@asynccontextmanager
+async def open_p2p(
+    identity: Identity,
+    config: P2PConfig,
+    membership: MembershipSource,
+    store: BlobStore | None = None,
+    *,
+    status_provider: StatusProvider | None = None,
+) -> AsyncIterator[P2PService]:
+    """Run a P2PService for the duration of the block."""
+    service = P2PService(identity, config, membership, store, status_provider=status_provider)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        try:
+            yield service
+        finally:
+            nursery.cancel_scope.cancel()

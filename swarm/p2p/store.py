@@ -1,0 +1,109 @@
+"""Where received and served blobs live: a small interface the peer state machine can replace.
+
+Blobs are addressed two ways: by what they are (kind, round, sender) and by their sha256, which
+is what the ledger records. Store methods are blocking (a store may write to disk); the
+protocols call them from a worker thread, so an implementation must be thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class BlobKind(StrEnum):
+    UPDATE = "update"  # a participant's encrypted update, pushed to the merge peer
+    AGGREGATE = "aggregate"  # the merge peer's sum of ciphertexts, fetched by participants
+    MODEL = "model"  # a finalized model, fetched by late joiners (catch-up)
+    ROUND_KEY = "round_key"  # a round's secret key sealed to one participant, pushed by the steward
+    ROUND_CONTEXT = "round_context"  # a round's public CKKS context, pushed by the steward
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """What a stored blob is. ``sender`` is the checksummed address that delivered it (empty for
+    a blob the peer stored itself, e.g. a finalized model); ``round_id`` is 0 where a round does
+    not apply."""
+
+    kind: BlobKind
+    round_id: int
+    sender: str
+    digest: bytes  # sha256 of the bytes
+    size: int
+
+
+class BlobStore(Protocol):
+    def put(self, ref: BlobRef, data: bytes) -> None:
+        """Keep ``data`` (already verified to hash to ``ref.digest``) under ``ref``."""
+        ...
+
+    def get(self, digest: bytes) -> bytes | None:
+        """The bytes whose sha256 is ``digest``, or None."""
+        ...
+
+    def find(
+        self,
+        *,
+        kind: BlobKind | None = None,
+        round_id: int | None = None,
+        sender: str | None = None,
+        digest: bytes | None = None,
+    ) -> list[BlobRef]:
+        """The refs matching every filter given, in the order they were stored."""
+        ...
+
+
+class MemoryBlobStore:
+    """A thread-safe in-memory store; data is kept once per digest."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refs: dict[tuple[BlobKind, int, str], BlobRef] = {}
+        self._data: dict[bytes, bytes] = {}
+
+    def put(self, ref: BlobRef, data: bytes) -> None:
+        if len(data) != ref.size:
+            raise ValueError(f"blob of {len(data)} bytes stored under a ref of {ref.size} bytes")
+        with self._lock:
+            key = (ref.kind, ref.round_id, ref.sender)
+            old = self._refs.pop(key, None)
+            self._refs[key] = ref
+            self._data[ref.digest] = data
+            if old is not None and old.digest != ref.digest:
+                self._drop_unreferenced(old.digest)
+
+    def get(self, digest: bytes) -> bytes | None:
+        with self._lock:
+            return self._data.get(digest)
+
+    def find(
+        self,
+        *,
+        kind: BlobKind | None = None,
+        round_id: int | None = None,
+        sender: str | None = None,
+        digest: bytes | None = None,
+    ) -> list[BlobRef]:
+        with self._lock:
+            return [
+                ref
+                for ref in self._refs.values()
+                if (kind is None or ref.kind == kind)
+                and (round_id is None or ref.round_id == round_id)
+                and (sender is None or ref.sender == sender)
+                and (digest is None or ref.digest == digest)
+            ]
+
+    def discard_round(self, round_id: int) -> None:
+        """Forget every blob of a round (what a merge peer does once the round is over)."""
+        with self._lock:
+            for key, ref in list(self._refs.items()):
+                if ref.round_id == round_id:
+                    del self._refs[key]
+                    self._drop_unreferenced(ref.digest)
+
+    def _drop_unreferenced(self, digest: bytes) -> None:
+        if not any(ref.digest == digest for ref in self._refs.values()):
+            self._data.pop(digest, None)
