@@ -362,7 +362,9 @@ NOTES = """Reading the table:
   float32 is *less* precise than CKKS here: its sum rounds at ~1e-5.
 - Memory: the sum phase necessarily holds the running sum (~32 bytes per parameter in SEAL's
   memory pool, which SEAL does not hand back to the OS), the update being added, and the
-  aggregate blob it writes."""
+  aggregate blob it writes. The merge-peer row sums ten public-key updates of 32 bytes per
+  parameter each; in a real round only the merge peer's own update takes that path, the others
+  are the participants' 15-byte ones."""
 
 
 def machine() -> str:

@@ -130,7 +130,7 @@ def deploy(
     identity = load_identity(keystore, password_file)
     url, _ = resolve_chain(chain_url, None)
     params = _merge_params(
-        default_params(task or "heart-disease-uci/mlp"),
+        default_params(task or "heart-disease-uci/logreg"),
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
         ckks_params_id, None, initial_model_hash, metrics,
     )  # fmt: skip

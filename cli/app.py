@@ -8,7 +8,7 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from cli import admin, audit, keys, localnet
+from cli import admin, audit, keys, localnet, peer
 from cli.common import err_console
 from cli.demo import demo
 from swarm.errors import SwarmError
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(keys.app, name="keys")
 app.add_typer(admin.app, name="admin")
+app.add_typer(peer.app, name="peer")
 app.add_typer(audit.app, name="audit")
 app.add_typer(localnet.app, name="localnet")
 app.command("demo")(demo)
@@ -32,9 +33,11 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens, step by step."),
 ) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if verbose:  # our own steps, not every JSON-RPC request web3 makes
+        logging.getLogger("swarm").setLevel(logging.DEBUG)
+        logging.getLogger("localnet").setLevel(logging.DEBUG)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -124,14 +124,20 @@ def start_anvil(
         "127.0.0.1",
         "--port",
         str(port),
+        # Keep the last 256 states in memory: with none kept, a call that resolves "latest"
+        # just before another peer's transaction is mined fails with BlockOutOfRangeError.
         "--prune-history",
+        "256",
         "--state",
         str(node.state_file),
         "--state-interval",
         str(state_interval),
     ]
     if block_time:
-        cmd += ["--block-time", str(block_time)]
+        # Interval blocks on top of automine: the contract's deadlines are judged by
+        # block.timestamp, which on an automine-only chain stands still while nobody sends a
+        # transaction, so a round could never be seen to pass its deadline.
+        cmd += ["--block-time", str(block_time), "--mixed-mining"]
     env = {**os.environ, "HOME": str(home)}
     logfile = (workdir / "anvil.log").open("ab")
     process = subprocess.Popen(

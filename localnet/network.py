@@ -48,7 +48,25 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
 
 
-def default_params(task: str = "heart-disease-uci/mlp") -> Params:
+def swarm_params(task: str = "heart-disease-uci/logreg", seed: int = 0, **windows: int) -> Params:
+    """Parameters for a local swarm: the task's real initial model hash and windows that suit
+    peers on one machine (a dead peer costs a window, not a round)."""
+    import dataclasses
+
+    from swarm.training import get_task
+    from swarm.training.checkpoint import model_hash
+
+    initial = model_hash(get_task(task).build_model(seed).state_dict())
+    # minPeers 3: with two contributors, each key holder could subtract its own update from the
+    # sum and read the other's (docs/threat-model.md).
+    base = dict(
+        min_peers=3, join_window=20, key_window=15, commit_window=30, merge_window=20, ack_window=20
+    )
+    base.update(windows)
+    return dataclasses.replace(default_params(task), initial_model_hash=initial, **base)  # type: ignore[arg-type]
+
+
+def default_params(task: str = "heart-disease-uci/logreg") -> Params:
     """Parameters of a local consortium: short windows, metrics on."""
     return Params(
         min_peers=2,
@@ -118,7 +136,7 @@ def up(
         os.chmod(password_file, 0o600)
     password = password_file.read_text().strip()
 
-    node = start_anvil(workdir / "chain", detach=True)
+    node = start_anvil(workdir / "chain", detach=True, block_time=1)
     chain = RpcChain(node.url)
     admin_key = workdir / "admin" / "key.json"
     admin = _key(admin_key, password)

@@ -22,7 +22,7 @@ import requests
 from eth_account import Account
 from eth_utils import to_checksum_address
 from web3.contract import Contract
-from web3.exceptions import TimeExhausted
+from web3.exceptions import TimeExhausted, Web3Exception
 from web3.types import BlockIdentifier
 
 from swarm.errors import (
@@ -65,6 +65,8 @@ def _ledger_call(what: str) -> Iterator[None]:
         if isinstance(exc, ChainUnavailableError):
             raise
         raise ChainUnavailableError(f"{what}: the chain cannot be reached ({exc})") from exc
+    except Web3Exception as exc:  # the node answered with an error that is not a revert
+        raise LedgerError(f"{what}: the chain refused the request ({exc})") from exc
 
 
 class LedgerClient:
@@ -186,7 +188,9 @@ class LedgerClient:
             )
         )
 
-    def events(self, from_block: int = 0, to_block: BlockIdentifier = "latest") -> list[LedgerEvent]:
+    def events(
+        self, from_block: int = 0, to_block: BlockIdentifier = "latest"
+    ) -> list[LedgerEvent]:
         """Every event the contract emitted in the block range, in chain order."""
         with _ledger_call("reading events"):
             logs = self.w3.eth.get_logs(

@@ -1,0 +1,112 @@
+"""Hospital peer processes of a local network: their config files, starting and stopping them.
+
+Each peer is a separate OS process (`swarm peer run --config ...`) with its own libp2p host on
+loopback, exactly as a hospital would run it; only the machine is shared.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from localnet.network import LocalnetConfig, PeerEntry, slug
+from swarm.config import PeerConfig, TrainingOptions
+
+#: The UCI Heart Disease sites, in the order localnet's hospital names use.
+HEART_SITES = ("Cleveland", "Hungary", "Switzerland", "VA Long Beach")
+
+
+@dataclass
+class PeerProcess:
+    name: str
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    pid: int = 0
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+def peer_dir(workdir: Path, entry: PeerEntry) -> Path:
+    return Path(workdir) / "peers" / slug(entry.name)
+
+
+def write_peer_configs(
+    net: LocalnetConfig,
+    workdir: Path,
+    *,
+    task: str = "heart-disease-uci/logreg",
+    sites: tuple[str, ...] = HEART_SITES,
+    seed: int = 0,
+    rounds: int = 0,
+    training: TrainingOptions | None = None,
+) -> list[Path]:
+    """One config file per hospital, next to its key: ``peers/<name>/peer.toml``."""
+    paths = []
+    for i, entry in enumerate(net.peers):
+        folder = peer_dir(Path(workdir).resolve(), entry)
+        config = PeerConfig(
+            keystore=Path(entry.keystore),
+            password_file=Path(net.password_file),
+            chain_url=net.chain_url,
+            contract=net.contract,
+            listen=(entry.listen,),
+            task=task,
+            site=sites[i % len(sites)],
+            seed=seed,
+            training=training or TrainingOptions(),
+            data_dir=folder / "data",
+            rounds=rounds,
+            poll_s=0.3,
+        )
+        path = folder / "peer.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(config.to_toml())
+        paths.append(path)
+    return paths
+
+
+def start_peer(config_path: Path, *, detach: bool = False, verbose: bool = True) -> PeerProcess:
+    """Run `swarm peer run` for one config in its own process, logging next to the config."""
+    log_path = config_path.parent / "peer.log"
+    cmd = [sys.executable, "-m", "cli.app"]
+    if verbose:
+        cmd.append("--verbose")
+    cmd += ["peer", "run", "--config", str(config_path), "--plain"]
+    logfile = log_path.open("ab")
+    process = subprocess.Popen(
+        cmd,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=detach,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    logfile.close()
+    return PeerProcess(config_path.parent.name, config_path, log_path, process, process.pid)
+
+
+def stop_peer(peer: PeerProcess, *, timeout: float = 10.0, kill: bool = False) -> None:
+    """SIGTERM (or SIGKILL, as a crash would), then wait for the process to go."""
+    if not peer.alive():
+        return
+    os.kill(peer.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while peer.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if peer.alive():
+        os.kill(peer.pid, signal.SIGKILL)
+    if peer.process is not None:
+        peer.process.wait()

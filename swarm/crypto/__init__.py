@@ -1,0 +1,96 @@
+"""CKKS-encrypted model updates: the merge peer adds what it cannot read.
+
+Pure library code (no I/O, no waiting; never imports ``swarm.p2p`` or ``swarm.ledger``).
+The wire format and parameter sets are described in docs/crypto.md, what each party can learn
+in docs/threat-model.md.
+
+Steward::
+
+    ctx = generate_round_keys()                    # SecretRoundContext
+    publish(ctx.public_bytes); ledger(ctx.context_hash)
+    sealed = seal_secret_key(ctx, round_id=r, recipient_public_key=pk, recipient_address=addr)
+
+Participant::
+
+    public = PublicRoundContext.from_bytes(data, params_id=1, expected_hash=ledger_hash)
+    mine = open_sealed_key(sealed, public, round_id=r, private_key=sk)
+    blob = encrypt_update(delta, mine, layout=layout, weight=n_i, round_id=r, sender=me)
+    commit(blob_id(blob))
+    ...
+    delta = mean_update(aggregate_blob, mine, round_id=r, layout=layout, total_weight=sum_n)
+
+Merge peer (public context only)::
+
+    agg = Aggregator(public, round_id=r, layout=layout, merge_peer=me)
+    agg.add(blob, expected_sender=peer, expected_id=committed_id)   # for each update
+    aggregate_blob = agg.finish()
+"""
+
+from swarm.crypto.blob import (
+    HEADER_SIZE,
+    BlobHeader,
+    PayloadKind,
+    blob_id,
+    check_header,
+    max_blob_size,
+    read_header,
+)
+from swarm.crypto.codec import (
+    Aggregator,
+    aggregate,
+    decrypt_aggregate,
+    decrypt_blob,
+    encrypt_update,
+    encrypt_vector,
+    mean_update,
+)
+from swarm.crypto.keys import (
+    PublicRoundContext,
+    SealedKeyHeader,
+    SecretRoundContext,
+    address_of,
+    generate_round_keys,
+    max_public_context_size,
+    max_sealed_key_size,
+    open_sealed_key,
+    read_sealed_key_header,
+    seal_secret_key,
+)
+from swarm.crypto.layout import Layout, TensorSpec, flatten, layout_of, unflatten
+from swarm.crypto.params import DEFAULT_PARAMS_ID, PARAMETER_SETS, CkksParams, get_params
+
+__all__ = [
+    "DEFAULT_PARAMS_ID",
+    "HEADER_SIZE",
+    "PARAMETER_SETS",
+    "Aggregator",
+    "BlobHeader",
+    "CkksParams",
+    "Layout",
+    "PayloadKind",
+    "PublicRoundContext",
+    "SealedKeyHeader",
+    "SecretRoundContext",
+    "TensorSpec",
+    "address_of",
+    "aggregate",
+    "blob_id",
+    "check_header",
+    "decrypt_aggregate",
+    "decrypt_blob",
+    "encrypt_update",
+    "encrypt_vector",
+    "flatten",
+    "generate_round_keys",
+    "get_params",
+    "layout_of",
+    "max_blob_size",
+    "max_public_context_size",
+    "max_sealed_key_size",
+    "mean_update",
+    "open_sealed_key",
+    "read_header",
+    "read_sealed_key_header",
+    "seal_secret_key",
+    "unflatten",
+]

@@ -1,0 +1,357 @@
+"""Bridge to Microsoft SEAL through ``tenseal.sealapi``, for what TenSEAL's vector API lacks.
+
+TenSEAL's high-level ``ckks_vector`` always encrypts at the *first* level with the public key
+(58 bytes per value for our parameters). Two things it cannot do, both needed here:
+
+- encode directly at the *last* level, where a ciphertext is half the size and still summable;
+- encrypt *symmetrically with a seed*: with the secret key, the ciphertext's second polynomial
+  is uniformly random, so SEAL can store the 64-byte seed that generates it instead of the
+  polynomial (``Encryptor::encrypt_symmetric`` returning a ``Serializable``). The receiver's
+  SEAL regenerates the polynomial when it loads the ciphertext, so TenSEAL loads and adds it
+  like any other. With the first polynomial at the last level that is 16 bytes per value.
+
+``tenseal.sealapi`` only (de)serializes through file *paths*. We hand it the path of an
+anonymous in-memory file (``memfd_create``, reached as ``/proc/self/fd/N``): nothing touches a
+disk, and the secret key never has a name in any file system.
+
+SEAL writes with zstd. For these uniformly random 60-bit coefficients zstd stores the data as
+raw blocks (it cannot shrink them), and each 60-bit coefficient still occupies a 64-bit word.
+:func:`pack_seeded` re-encodes such a ciphertext as seed + coefficients at their true bit
+width (15 bytes per value) and :func:`unpack_seeded` rebuilds the exact SEAL bytes
+(uncompressed) for TenSEAL to load. Where the input is not in the expected shape (zstd did
+compress a block, a future SEAL writes another layout) packing declines and the caller sends
+SEAL's bytes as they are: correctness never depends on the packed form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import tempfile
+import threading
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tenseal.sealapi as sealapi
+
+from swarm.crypto.params import CkksParams
+
+log = logging.getLogger(__name__)
+
+SEAL_MAGIC = 0xA15E
+SEAL_HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compr, reserved, size
+SEAL_HEADER_SIZE = SEAL_HEADER.size  # 16
+COMPR_NONE = 0
+COMPR_ZSTD = 2
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PRNG_SEED_BYTES = 64
+#: Ciphertext members before the data: parms_id (4 x u64), is_ntt_form (u8), size,
+#: poly_modulus_degree, coeff_modulus_size (u64 each), scale (f64), correction_factor (u64)
+CT_MEMBERS = struct.Struct("<4QBQQQdQ")
+
+
+class MemFile:
+    """An anonymous in-memory file that SEAL's path-only (de)serializers can write and read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+            self._fd = os.memfd_create("swarm-seal", os.MFD_CLOEXEC)
+            self.path = f"/proc/self/fd/{self._fd}"
+        else:  # pragma: no cover - non-Linux fallback
+            log.warning("no memfd_create: SEAL objects pass through a private temporary file")
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="swarm-seal-")
+            self.path = os.path.join(self._tmpdir.name, "obj")
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    def write(self, data: bytes | memoryview) -> None:
+        os.ftruncate(self._fd, 0)
+        view = memoryview(data)
+        written = 0
+        while written < len(view):
+            written += os.pwrite(self._fd, view[written:], written)
+
+    def read(self) -> bytes:
+        size = os.fstat(self._fd).st_size
+        return os.pread(self._fd, size, 0)
+
+    def wipe(self) -> None:
+        # the secret key passes through here: leave nothing behind
+        os.ftruncate(self._fd, 0)
+
+    def __enter__(self) -> MemFile:
+        self._lock.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.wipe()
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._tmpdir is not None:  # pragma: no cover
+            self._tmpdir.cleanup()
+
+    def __del__(self) -> None:
+        # at interpreter shutdown os may already be gone
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def seal_header(data: bytes | memoryview) -> tuple[int, int, int, int, int]:
+    """(major, minor, compr_mode, size, header_size) of a SEAL-serialized object."""
+    if len(data) < SEAL_HEADER_SIZE:
+        raise ValueError("shorter than a SEAL header")
+    magic, hsize, major, minor, compr, _reserved, size = SEAL_HEADER.unpack_from(data, 0)
+    if magic != SEAL_MAGIC or hsize != SEAL_HEADER_SIZE:
+        raise ValueError("not a SEAL object")
+    return major, minor, compr, size, hsize
+
+
+class SealBridge:
+    """sealapi objects for one round context: parameters, encoder, and the encryptors.
+
+    Built from the *serialized* SEAL encryption parameters found in the TenSEAL context, so its
+    ``parms_id`` is by construction the one TenSEAL's ciphertexts carry.
+    """
+
+    def __init__(self, params: CkksParams, encryption_parameters: bytes) -> None:
+        self.params = params
+        self.memfile = MemFile()
+        with self.memfile as mf:
+            mf.write(encryption_parameters)
+            parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
+            parms.load(mf.path)
+        self.poly_modulus_degree = int(parms.poly_modulus_degree())
+        self.coeff_mod_bit_sizes = tuple(int(m.bit_count()) for m in parms.coeff_modulus())
+        self.context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
+        if not self.context.parameters_set():
+            raise ValueError("SEAL refuses these encryption parameters")
+        self.encoder = sealapi.CKKSEncoder(self.context)
+        self.last_parms_id: list[int] = list(self.context.last_parms_id())
+        last = self.context.last_context_data()
+        self.last_moduli: list[int] = [int(m.value()) for m in last.parms().coeff_modulus()]
+        # the local SEAL's serialization version, for rebuilding headers in unpack_seeded
+        with self.memfile as mf:
+            parms.save(mf.path)
+            major, minor, _c, _s, _h = seal_header(mf.read())
+        self.seal_version = (major, minor)
+        self._public_encryptor: Any = None
+        self._secret_encryptor: Any = None
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def set_public_key(self, public_key_bytes: bytes | memoryview) -> None:
+        with self.memfile as mf:
+            mf.write(public_key_bytes)
+            key = sealapi.PublicKey()
+            key.load(self.context, mf.path)
+        self._public_encryptor = sealapi.Encryptor(self.context, key)
+
+    def set_secret_key(self, secret_key_bytes: bytes | memoryview) -> None:
+        with self.memfile as mf:
+            mf.write(secret_key_bytes)
+            key = sealapi.SecretKey()
+            key.load(self.context, mf.path)
+        self._secret_encryptor = sealapi.Encryptor(self.context, key)
+
+    @property
+    def has_secret_key(self) -> bool:
+        return self._secret_encryptor is not None
+
+    # --- encryption -------------------------------------------------------------------------
+
+    def _encode_last_level(self, values: npt.NDArray[np.float64]) -> Any:
+        plain = sealapi.Plaintext()
+        self.encoder.encode(values.tolist(), self.last_parms_id, self.params.scale, plain)
+        return plain
+
+    def encrypt_public(self, values: npt.NDArray[np.float64]) -> bytes:
+        """Public-key encryption at the last level: SEAL bytes, about 32 bytes per value."""
+        if self._public_encryptor is None:
+            raise RuntimeError("no public key loaded")
+        plain = self._encode_last_level(values)
+        cipher = sealapi.Ciphertext()
+        self._public_encryptor.encrypt(plain, cipher)
+        with self.memfile as mf:
+            cipher.save(mf.path)
+            return mf.read()
+
+    def encrypt_seeded(self, values: npt.NDArray[np.float64]) -> bytes:
+        """Seeded symmetric encryption at the last level: SEAL bytes, about 16 bytes per
+        value."""
+        if self._secret_encryptor is None:
+            raise RuntimeError("no secret key loaded")
+        plain = self._encode_last_level(values)
+        serializable = self._secret_encryptor.encrypt_symmetric(plain)
+        with self.memfile as mf:
+            serializable.save(mf.path)
+            return mf.read()
+
+    # --- packing ----------------------------------------------------------------------------
+
+    @property
+    def coeff_bits(self) -> int:
+        """Bit width of a coefficient at the last level (one modulus there)."""
+        return self.last_moduli[0].bit_length()
+
+    @property
+    def packed_seeded_size(self) -> int:
+        """Bytes of one :func:`pack_seeded` ciphertext: prng type, seed, packed polynomial."""
+        return 1 + PRNG_SEED_BYTES + (self.poly_modulus_degree * self.coeff_bits + 7) // 8
+
+    def _members(self) -> bytes:
+        return CT_MEMBERS.pack(
+            *self.last_parms_id, 1, 2, self.poly_modulus_degree, 1, self.params.scale, 1
+        )
+
+    def _sub_header(self, size: int) -> bytes:
+        major, minor = self.seal_version
+        return SEAL_HEADER.pack(SEAL_MAGIC, SEAL_HEADER_SIZE, major, minor, COMPR_NONE, 0, size)
+
+    def pack_seeded(self, seal_bytes: bytes) -> bytes | None:
+        """Re-encode a seeded last-level ciphertext compactly, or None if it is not one we can
+        rebuild exactly (the caller then sends ``seal_bytes`` as they are)."""
+        if len(self.last_moduli) != 1:
+            return None
+        body = _seal_body(seal_bytes)
+        if body is None:
+            return None
+        n = self.poly_modulus_degree
+        members = self._members()
+        data_size = SEAL_HEADER_SIZE + 8 + n * 8
+        prefix = members + self._sub_header(data_size) + struct.pack("<Q", n)
+        seed_header = self._sub_header(SEAL_HEADER_SIZE + 1 + PRNG_SEED_BYTES)
+        expected_len = len(prefix) + n * 8 + len(seed_header) + 1 + PRNG_SEED_BYTES
+        if len(body) != expected_len or body[: len(prefix)] != prefix:
+            return None
+        tail = body[len(prefix) + n * 8 :]
+        if tail[:SEAL_HEADER_SIZE] != seed_header:
+            return None
+        prng_type = tail[SEAL_HEADER_SIZE]
+        seed = tail[SEAL_HEADER_SIZE + 1 :]
+        coeffs = np.frombuffer(body, dtype="<u8", count=n, offset=len(prefix))
+        if int(coeffs.max()) >= self.last_moduli[0]:
+            return None
+        return bytes([prng_type]) + bytes(seed) + _pack_bits(coeffs, self.coeff_bits)
+
+    def unpack_seeded(self, packed: bytes | memoryview) -> bytes:
+        """The SEAL bytes (uncompressed) of a :func:`pack_seeded` ciphertext."""
+        if len(packed) != self.packed_seeded_size:
+            raise ValueError("packed ciphertext has the wrong length")
+        n = self.poly_modulus_degree
+        prng_type = bytes(packed[:1])
+        seed = bytes(packed[1 : 1 + PRNG_SEED_BYTES])
+        coeffs = _unpack_bits(packed[1 + PRNG_SEED_BYTES :], n, self.coeff_bits)
+        body = b"".join(
+            (
+                self._members(),
+                self._sub_header(SEAL_HEADER_SIZE + 8 + n * 8),
+                struct.pack("<Q", n),
+                coeffs.astype("<u8", copy=False).tobytes(),
+                self._sub_header(SEAL_HEADER_SIZE + 1 + PRNG_SEED_BYTES),
+                prng_type,
+                seed,
+            )
+        )
+        return self._sub_header(SEAL_HEADER_SIZE + len(body)) + body
+
+
+def _seal_body(seal_bytes: bytes) -> memoryview | None:
+    """The uncompressed payload of a SEAL object: as is, or from a zstd frame whose blocks are
+    all raw or RLE (what zstd emits for incompressible data). None for anything else."""
+    try:
+        _major, _minor, compr, size, hsize = seal_header(seal_bytes)
+    except ValueError:
+        return None
+    if size != len(seal_bytes):
+        return None
+    payload = memoryview(seal_bytes)[hsize:]
+    if compr == COMPR_NONE:
+        return payload
+    if compr != COMPR_ZSTD:
+        return None
+    return _zstd_stored_blocks(payload)
+
+
+def _zstd_stored_blocks(frame: memoryview) -> memoryview | None:
+    # RFC 8878 section 3.1.1: frame header, then blocks with 3-byte headers. We decode only
+    # raw (type 0) and RLE (type 1) blocks; a compressed block means "cannot pack".
+    if bytes(frame[:4]) != ZSTD_MAGIC or len(frame) < 6:
+        return None
+    descriptor = frame[4]
+    fcs_flag = descriptor >> 6
+    single_segment = (descriptor >> 5) & 1
+    has_checksum = (descriptor >> 2) & 1
+    dict_id_size = (0, 1, 2, 4)[descriptor & 3]
+    if descriptor & 0x08:  # reserved bit
+        return None
+    pos = 5 + (0 if single_segment else 1) + dict_id_size
+    fcs_size = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+    content_size: int | None = None
+    if fcs_size:
+        content_size = int.from_bytes(frame[pos : pos + fcs_size], "little")
+        if fcs_size == 2:
+            content_size += 256
+        pos += fcs_size
+    pieces: list[memoryview | bytes] = []
+    while True:
+        if pos + 3 > len(frame):
+            return None
+        block_header = int.from_bytes(frame[pos : pos + 3], "little")
+        pos += 3
+        last = block_header & 1
+        block_type = (block_header >> 1) & 3
+        block_size = block_header >> 3
+        if block_type == 0:
+            if pos + block_size > len(frame):
+                return None
+            pieces.append(frame[pos : pos + block_size])
+            pos += block_size
+        elif block_type == 1:
+            if pos + 1 > len(frame):
+                return None
+            pieces.append(bytes(frame[pos : pos + 1]) * block_size)
+            pos += 1
+        else:
+            return None
+        if last:
+            break
+    pos += 4 if has_checksum else 0
+    if pos != len(frame):
+        return None
+    body = pieces[0] if len(pieces) == 1 else memoryview(b"".join(bytes(p) for p in pieces))
+    if not isinstance(body, memoryview):
+        body = memoryview(body)
+    if content_size is not None and len(body) != content_size:
+        return None
+    return body
+
+
+def _pack_bits(values: npt.NDArray[np.uint64], width: int) -> bytes:
+    """Little-endian bit packing of values < 2**width, ``width`` bits each."""
+    as_bytes = values.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)
+    bits = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :width]
+    return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
+
+
+def _unpack_bits(data: bytes | memoryview, count: int, width: int) -> npt.NDArray[np.uint64]:
+    raw = np.frombuffer(data, dtype=np.uint8)
+    bits = np.unpackbits(raw, bitorder="little", count=count * width).reshape(count, width)
+    full = np.zeros((count, 64), dtype=np.uint8)
+    full[:, :width] = bits
+    return np.packbits(full, axis=1, bitorder="little").view("<u8").reshape(count)

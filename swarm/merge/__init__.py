@@ -1,0 +1,12 @@
+"""Merge strategies: how the round's updates become the next model.
+
+Pure arithmetic on state_dicts (no I/O, never imports ``swarm.p2p`` or ``swarm.ledger``).
+The encrypted path sums ``n_i * delta_i`` under CKKS (swarm.crypto); this package computes what
+happens around that sum: the update each site encrypts (:func:`model_delta`) and the new model
+every key holder derives from the decrypted sum (:func:`apply_mean_update`), plus the plaintext
+reference (:func:`fedavg`) that tests and benchmarks compare the encrypted path against.
+"""
+
+from swarm.merge.fedavg import apply_mean_update, fedavg, model_delta, weighted_sum
+
+__all__ = ["apply_mean_update", "fedavg", "model_delta", "weighted_sum"]

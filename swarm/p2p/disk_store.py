@@ -1,0 +1,132 @@
+"""A BlobStore that keeps every blob on disk, so a restarted peer resumes its round.
+
+What a peer must not lose when it restarts mid-round: the round's public context and its sealed
+secret key (to decrypt the aggregate), its own encrypted update (to push it again: a new
+encryption would not match the hash it committed), and, as merge peer, the updates it received.
+None of these is secret on disk: contexts are public, keys are sealed to our own key, updates are
+ciphertexts.
+
+Files are ``<kind>/<round>-<sender>-<sha256>.blob``, written atomically (temporary file, fsync,
+rename); the index is rebuilt from the names at start-up, and a file whose bytes do not hash to
+its name (a torn write from a crash) is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from swarm.p2p.store import BlobKind, BlobRef
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryBlobStore:
+    """Thread-safe, crash-safe blob store under one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._refs: dict[tuple[BlobKind, int, str], BlobRef] = {}
+        self._paths: dict[bytes, Path] = {}
+        self._order: list[tuple[BlobKind, int, str]] = []
+        self._load()
+
+    def _load(self) -> None:
+        for kind in BlobKind:
+            folder = self.root / kind.value
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.blob"), key=lambda p: p.stat().st_mtime_ns):
+                try:
+                    round_text, sender, digest_hex = path.stem.split("-")
+                    data = path.read_bytes()
+                    digest = bytes.fromhex(digest_hex)
+                except (ValueError, OSError):
+                    log.warning("ignoring unreadable blob file %s", path)
+                    continue
+                if hashlib.sha256(data).digest() != digest:
+                    log.warning("dropping %s: its bytes do not match its hash (torn write?)", path)
+                    path.unlink(missing_ok=True)
+                    continue
+                ref = BlobRef(
+                    kind, int(round_text), "" if sender == "self" else sender, digest, len(data)
+                )
+                self._index(ref, path)
+
+    def _index(self, ref: BlobRef, path: Path) -> None:
+        key = (ref.kind, ref.round_id, ref.sender)
+        if key not in self._refs:
+            self._order.append(key)
+        self._refs[key] = ref
+        self._paths[ref.digest] = path
+
+    def put(self, ref: BlobRef, data: bytes) -> None:
+        if len(data) != ref.size:
+            raise ValueError(f"blob of {len(data)} bytes stored under a ref of {ref.size} bytes")
+        folder = self.root / ref.kind.value
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{ref.round_id}-{ref.sender or 'self'}-{ref.digest.hex()}.blob"
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        with self._lock:
+            old = self._refs.get((ref.kind, ref.round_id, ref.sender))
+            self._index(ref, path)
+            if old is not None and old.digest != ref.digest:
+                self._drop_unreferenced(old.digest)
+
+    def get(self, digest: bytes) -> bytes | None:
+        with self._lock:
+            path = self._paths.get(digest)
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+    def find(
+        self,
+        *,
+        kind: BlobKind | None = None,
+        round_id: int | None = None,
+        sender: str | None = None,
+        digest: bytes | None = None,
+    ) -> list[BlobRef]:
+        with self._lock:
+            refs = [self._refs[k] for k in self._order if k in self._refs]
+        return [
+            r
+            for r in refs
+            if (kind is None or r.kind == kind)
+            and (round_id is None or r.round_id == round_id)
+            and (sender is None or r.sender == sender)
+            and (digest is None or r.digest == digest)
+        ]
+
+    def discard_before(self, round_id: int, kinds: tuple[BlobKind, ...]) -> None:
+        """Delete blobs of ``kinds`` from rounds before ``round_id`` (they are no longer needed)."""
+        with self._lock:
+            for key, ref in list(self._refs.items()):
+                if ref.kind in kinds and ref.round_id < round_id:
+                    del self._refs[key]
+                    self._drop_unreferenced(ref.digest)
+
+    def _drop_unreferenced(self, digest: bytes) -> None:
+        if any(r.digest == digest for r in self._refs.values()):
+            return
+        path = self._paths.pop(digest, None)
+        if path is not None:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,648 @@
+"""Encrypting weighted updates, adding them without a secret key, decrypting the sum.
+
+Every expectation is the same arithmetic done in float64 on the plaintext updates."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import tenseal as ts
+import torch
+
+from swarm.crypto import (
+    HEADER_SIZE,
+    Aggregator,
+    Layout,
+    PayloadKind,
+    PublicRoundContext,
+    SecretRoundContext,
+    TensorSpec,
+    _proto,
+    aggregate,
+    blob_id,
+    codec,
+    decrypt_aggregate,
+    decrypt_blob,
+    encrypt_update,
+    encrypt_vector,
+    flatten,
+    get_params,
+    max_blob_size,
+    mean_update,
+    read_header,
+)
+from swarm.crypto.blob import make_blob
+from swarm.errors import (
+    BlobMismatchError,
+    DuplicateUpdateError,
+    LayoutMismatchError,
+    MalformedBlobError,
+    OversizedBlobError,
+    SecretKeyUnavailableError,
+    ValueRangeError,
+)
+
+from .conftest import ROUND, member_address
+
+MERGE_PEER = member_address(0)
+Delta = dict[str, torch.Tensor]
+MakeDelta = Callable[[int], Delta]
+
+
+def exact_sum(deltas: list[Delta], weights: list[float], layout: Layout) -> np.ndarray:
+    return np.sum(
+        [w * flatten(d, layout).astype(np.float64) for d, w in zip(deltas, weights, strict=True)],
+        axis=0,
+    )
+
+
+def seeded(ctx: SecretRoundContext, delta: Delta, layout: Layout, weight: float, who: int) -> bytes:
+    return encrypt_update(
+        delta, ctx, layout=layout, weight=weight, round_id=ROUND, sender=member_address(who)
+    )
+
+
+def test_sum_of_ten_updates_decrypts_within_1e6(
+    holder: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+) -> None:
+    """Precision: the decrypted sum of 10 weighted updates (9 seeded, the merge peer's own
+    public-key one) is the plaintext weighted sum within 1e-6 (the 1M-parameter version of this
+    check is test_sum_of_ten_updates_of_a_million_parameters and the benchmark)."""
+    deltas = [make_delta(seed) for seed in range(10)]
+    weights = [float(w) for w in (303, 294, 200, 123, 57, 1, 999, 42, 7, 150)]
+    blobs = [
+        seeded(holder, d, layout, w, i + 1)
+        for i, (d, w) in enumerate(zip(deltas[:9], weights[:9], strict=True))
+    ]
+    blobs.append(
+        encrypt_update(
+            deltas[9],
+            public_ctx,
+            layout=layout,
+            weight=weights[9],
+            round_id=ROUND,
+            sender=MERGE_PEER,
+        )
+    )
+    result = aggregate(blobs, public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
+    decrypted = decrypt_aggregate(result, holder, round_id=ROUND, layout=layout, expected_count=10)
+    error = np.max(np.abs(decrypted - exact_sum(deltas, weights, layout)))
+    assert error <= 1e-6
+
+
+@pytest.mark.slow
+def test_sum_of_ten_updates_of_a_million_parameters(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext
+) -> None:
+    """Precision at full size: 10 updates of 1,000,000 parameters, max abs error <= 1e-6."""
+    layout = Layout((TensorSpec("w", (1_000_000,)),))
+    rng = np.random.default_rng(1)
+    aggregator = Aggregator(public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
+    expected = np.zeros(layout.param_count)
+    for who in range(10):
+        values = rng.normal(0.0, 1e-2, layout.param_count).astype(np.float32)
+        weight = float(10 + 50 * who)
+        expected += weight * values.astype(np.float64)
+        aggregator.add(
+            encrypt_vector(
+                values,
+                holder,
+                layout=layout,
+                weight=weight,
+                round_id=ROUND,
+                sender=member_address(who + 1),
+            )
+        )
+    decrypted = decrypt_aggregate(aggregator.finish(), holder, round_id=ROUND, layout=layout)
+    assert np.max(np.abs(decrypted - expected)) <= 1e-6
+
+
+def test_mean_update_is_the_weighted_mean_as_float32_tensors(
+    holder: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+) -> None:
+    """Restore: the decrypted aggregate divided by the total weight, back in the model's shape."""
+    deltas = [make_delta(11), make_delta(12)]
+    blobs = [seeded(holder, deltas[0], layout, 30.0, 1), seeded(holder, deltas[1], layout, 10.0, 2)]
+    result = aggregate(blobs, public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
+    mean = mean_update(result, holder, round_id=ROUND, layout=layout, total_weight=40.0)
+    assert list(mean) == [spec.name for spec in layout.tensors]
+    for name, tensor in mean.items():
+        expected = (30.0 * deltas[0][name].double() + 10.0 * deltas[1][name].double()) / 40.0
+        assert tensor.dtype == torch.float32 and tensor.shape == deltas[0][name].shape
+        assert torch.max(torch.abs(tensor.double() - expected)) < 1e-6
+
+
+def test_key_holders_decrypt_bit_identical_sums(
+    holder: SecretRoundContext,
+    steward: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+) -> None:
+    """Determinism: honest peers must derive the same model hash from the same aggregate."""
+    result = aggregate(
+        [seeded(holder, make_delta(3), layout, 5.0, 1)],
+        public_ctx,
+        round_id=ROUND,
+        layout=layout,
+        merge_peer=MERGE_PEER,
+    )
+    a = decrypt_aggregate(result, holder, round_id=ROUND, layout=layout)
+    b = decrypt_aggregate(result, steward, round_id=ROUND, layout=layout)
+    assert a.tobytes() == b.tobytes()
+
+
+def test_seeded_update_is_about_15_bytes_per_parameter(holder: SecretRoundContext) -> None:
+    """Compact wire format: seeded symmetric at the last level, coefficients packed to 60 bits:
+    <= 16 bytes per parameter on the participants' path (exactly computable for full chunks)."""
+    params = get_params(1)
+    layout = Layout((TensorSpec("w", (4 * params.slots,)),))
+    blob = encrypt_vector(
+        np.zeros(layout.param_count),
+        holder,
+        layout=layout,
+        weight=1.0,
+        round_id=ROUND,
+        sender=member_address(1),
+    )
+    per_chunk = 5 + 1 + 64 + 8192 * 60 // 8  # record header, prng type, seed, packed polynomial
+    assert len(blob) == HEADER_SIZE + 4 * per_chunk
+    assert len(blob) / layout.param_count <= 16.0
+
+
+def test_public_key_update_and_aggregate_are_last_level_ciphertexts(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext
+) -> None:
+    """Merge-peer path: public-key ciphertexts dropped to the last level, ~32 bytes/parameter,
+    and every blob kind stays within max_blob_size."""
+    layout = Layout((TensorSpec("w", (2 * 4096,)),))
+    values = np.full(layout.param_count, 0.25)
+    mine = encrypt_vector(
+        values, public_ctx, layout=layout, weight=1.0, round_id=ROUND, sender=MERGE_PEER
+    )
+    theirs = encrypt_vector(
+        values, holder, layout=layout, weight=1.0, round_id=ROUND, sender=member_address(1)
+    )
+    result = aggregate(
+        [mine, theirs], public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER
+    )
+    for blob in (mine, result):
+        assert 31.5 <= (len(blob) - HEADER_SIZE) / layout.param_count <= 32.5
+    for blob in (mine, theirs, result):
+        assert len(blob) <= max_blob_size(layout.param_count, 1)
+
+
+def test_aggregate_payload_is_a_tenseal_vector(
+    holder: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+) -> None:
+    """Interoperability: the aggregate's payload loads with plain TenSEAL, decrypts to the sum."""
+    delta = make_delta(5)
+    result = aggregate(
+        [seeded(holder, delta, layout, 2.0, 1)],
+        public_ctx,
+        round_id=ROUND,
+        layout=layout,
+        merge_peer=MERGE_PEER,
+    )
+    vector = ts.ckks_vector_from(holder.tenseal_context, result[HEADER_SIZE:])
+    assert vector.size() == layout.param_count
+    np.testing.assert_allclose(vector.decrypt(), 2.0 * flatten(delta, layout), atol=1e-7)
+
+
+def test_encryption_is_randomized(
+    holder: SecretRoundContext, layout: Layout, make_delta: MakeDelta
+) -> None:
+    """Semantic security: the same update encrypted twice gives different ciphertexts (fresh
+    seeds and noise), so a commitment reveals nothing about equal updates."""
+    delta = make_delta(1)
+    assert (
+        seeded(holder, delta, layout, 1.0, 1)[HEADER_SIZE:]
+        != seeded(holder, delta, layout, 1.0, 1)[HEADER_SIZE:]
+    )
+
+
+def test_unpackable_ciphertexts_travel_in_seals_own_encoding(
+    holder: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fallback encoding: where packing declines, SEAL's bytes are sent as they are and still
+    sum and decrypt correctly."""
+    delta = make_delta(8)
+    monkeypatch.setattr(holder._bridge, "pack_seeded", lambda seal_bytes: None)
+    blob = seeded(holder, delta, layout, 3.0, 1)
+    monkeypatch.undo()
+    assert blob[HEADER_SIZE] == codec.ENCODING_SEAL
+    result = aggregate([blob], public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
+    decrypted = decrypt_aggregate(result, holder, round_id=ROUND, layout=layout)
+    assert np.max(np.abs(decrypted - 3.0 * flatten(delta, layout))) < 1e-7
+
+
+def test_largest_allowed_values_still_decode(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext
+) -> None:
+    """Range: max_contributors updates at the per-update bound sum to a decodable value."""
+    params = get_params(1)
+    layout = Layout((TensorSpec("w", (64,)),))
+    values = np.full(64, params.max_abs_value)
+    values[1::2] *= -1
+    aggregator = Aggregator(public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
+    for who in range(params.max_contributors):
+        aggregator.add(
+            encrypt_vector(
+                values, holder, layout=layout, weight=1.0, round_id=ROUND, sender=bytes([who]) * 20
+            )
+        )
+    decrypted = decrypt_aggregate(aggregator.finish(), holder, round_id=ROUND, layout=layout)
+    np.testing.assert_allclose(decrypted, params.max_contributors * values, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("value", "weight", "match"),
+    [
+        (np.nan, 1.0, "NaN"),
+        (np.inf, 1.0, "NaN"),
+        (5000.0, 1.0, "above"),
+        (1.0, 5000.0, "above"),
+        (1.0, 0.0, "weight"),
+        (1.0, -2.0, "weight"),
+    ],
+)
+def test_values_outside_the_parameter_set_range_are_refused(
+    holder: SecretRoundContext, value: float, weight: float, match: str
+) -> None:
+    """Out-of-range update: NaN/inf, too large once weighted, or a non-positive weight would
+    otherwise decrypt to a silently wrong sum."""
+    layout = Layout((TensorSpec("w", (3,)),))
+    with pytest.raises(ValueRangeError, match=match):
+        encrypt_vector(
+            np.array([0.0, value, 0.0]),
+            holder,
+            layout=layout,
+            weight=weight,
+            round_id=ROUND,
+            sender=member_address(1),
+        )
+
+
+def test_update_for_another_model_is_refused_at_encryption(
+    holder: SecretRoundContext, layout: Layout
+) -> None:
+    """Layout mismatch on the sending side: a delta not shaped like the layout."""
+    with pytest.raises(LayoutMismatchError):
+        encrypt_update(
+            {"w": torch.zeros(3)},
+            holder,
+            layout=layout,
+            weight=1.0,
+            round_id=ROUND,
+            sender=member_address(1),
+        )
+
+
+# --- the merge peer's refusals --------------------------------------------------------------
+
+
+@pytest.fixture()
+def good_blob(holder: SecretRoundContext, layout: Layout, make_delta: MakeDelta) -> bytes:
+    return seeded(holder, make_delta(21), layout, 4.0, 1)
+
+
+def fresh(public_ctx: PublicRoundContext, layout: Layout) -> Aggregator:
+    return Aggregator(public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
+
+
+def test_update_from_another_round_is_refused(
+    holder: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+) -> None:
+    """Replayed update from another round."""
+    old = encrypt_update(
+        make_delta(1),
+        holder,
+        layout=layout,
+        weight=1.0,
+        round_id=ROUND - 1,
+        sender=member_address(1),
+    )
+    with pytest.raises(BlobMismatchError) as info:
+        fresh(public_ctx, layout).add(old)
+    assert (info.value.field, info.value.expected, info.value.actual) == ("round", ROUND, ROUND - 1)
+
+
+def test_update_under_another_context_is_refused(
+    other_steward: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+) -> None:
+    """Update encrypted under another round key."""
+    blob = seeded(other_steward, make_delta(1), layout, 1.0, 1)
+    with pytest.raises(BlobMismatchError) as info:
+        fresh(public_ctx, layout).add(blob)
+    assert info.value.field == "context_hash"
+
+
+def test_update_for_another_model_is_refused(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext, layout: Layout
+) -> None:
+    """Layout mismatch: an update for another architecture with the same parameter count."""
+    other = Layout((TensorSpec("other", (layout.param_count,)),))
+    blob = encrypt_vector(
+        np.zeros(layout.param_count),
+        holder,
+        layout=other,
+        weight=1.0,
+        round_id=ROUND,
+        sender=member_address(1),
+    )
+    with pytest.raises(LayoutMismatchError) as info:
+        fresh(public_ctx, layout).add(blob)
+    assert info.value.field == "layout_hash"
+
+
+def test_update_with_another_parameter_count_is_refused(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext, layout: Layout
+) -> None:
+    """Parameter-count mismatch."""
+    smaller = Layout((TensorSpec("w", (layout.param_count - 1,)),))
+    blob = encrypt_vector(
+        np.zeros(smaller.param_count),
+        holder,
+        layout=smaller,
+        weight=1.0,
+        round_id=ROUND,
+        sender=member_address(1),
+    )
+    with pytest.raises(LayoutMismatchError) as info:
+        fresh(public_ctx, layout).add(blob)
+    assert (info.value.field, info.value.actual) == ("param_count", layout.param_count - 1)
+
+
+def test_second_update_from_the_same_sender_is_refused(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """Duplicate contribution (a sender counted twice would skew the weighted mean)."""
+    aggregator = fresh(public_ctx, layout)
+    aggregator.add(good_blob)
+    with pytest.raises(DuplicateUpdateError):
+        aggregator.add(good_blob)
+    assert aggregator.contributors == (member_address(1),)
+
+
+def test_update_whose_id_is_not_the_committed_one_is_refused(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """Commitment check: a blob whose sha256 differs from the sender's ledger commitment."""
+    committed = hashlib.sha256(b"what the sender committed").digest()
+    with pytest.raises(BlobMismatchError) as info:
+        fresh(public_ctx, layout).add(good_blob, expected_id=committed)
+    assert info.value.field == "blob_id"
+    fresh(public_ctx, layout).add(good_blob, expected_id=blob_id(good_blob))
+
+
+def test_update_relayed_by_another_peer_is_refused(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """Sender mismatch: the header's sender is not the authenticated peer that sent it."""
+    with pytest.raises(BlobMismatchError) as info:
+        fresh(public_ctx, layout).add(good_blob, expected_sender=member_address(2))
+    assert info.value.field == "sender"
+
+
+def test_aggregate_is_not_accepted_as_an_update(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """Wrong payload kind: an aggregate fed back in as an update."""
+    result = aggregate(
+        [good_blob], public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER
+    )
+    with pytest.raises(BlobMismatchError) as info:
+        fresh(public_ctx, layout).add(result)
+    assert info.value.field == "kind"
+
+
+@pytest.mark.parametrize("cut", [10, HEADER_SIZE + 100, -1])
+def test_truncated_update_is_refused(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes, cut: int
+) -> None:
+    """Truncated bytes."""
+    with pytest.raises(MalformedBlobError):
+        fresh(public_ctx, layout).add(good_blob[:cut])
+
+
+def test_corrupted_update_is_refused(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """Corrupted bytes in the ciphertext (caught by the payload digest)."""
+    data = bytearray(good_blob)
+    data[HEADER_SIZE + 5000] ^= 0x10
+    with pytest.raises(MalformedBlobError, match="digest"):
+        fresh(public_ctx, layout).add(bytes(data))
+
+
+def test_oversized_update_is_refused(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """A blob larger than the model could produce."""
+    header = read_header(good_blob)
+    padding = b"\x00" * max_blob_size(layout.param_count, 1)
+    forged = make_blob(
+        kind=header.kind,
+        params_id=1,
+        round_id=ROUND,
+        sender=header.sender,
+        context_hash=header.context_hash,
+        param_count=header.param_count,
+        layout_hash=header.layout_hash,
+        count=1,
+        payload=good_blob[HEADER_SIZE:] + padding,
+    )
+    with pytest.raises(OversizedBlobError):
+        fresh(public_ctx, layout).add(forged)
+
+
+def _reheader(blob: bytes, payload: bytes) -> bytes:
+    """The same header over another payload, digest recomputed: what a malicious or buggy
+    sender can produce (and then commit on the ledger)."""
+    h = read_header(blob, verify_payload=False)
+    return make_blob(
+        kind=h.kind,
+        params_id=h.params_id,
+        round_id=h.round_id,
+        sender=h.sender,
+        context_hash=h.context_hash,
+        param_count=h.param_count,
+        layout_hash=h.layout_hash,
+        count=h.count,
+        payload=payload,
+    )
+
+
+def test_invalid_ciphertext_is_refused_and_leaves_the_sum_unchanged(
+    holder: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+    good_blob: bytes,
+) -> None:
+    """Malformed ciphertext with a valid digest: coefficients >= the modulus in the last chunk.
+    SEAL's validity check refuses it, and the chunks already added are rolled back."""
+    aggregator = fresh(public_ctx, layout)
+    aggregator.add(good_blob)
+    bad = bytearray(seeded(holder, make_delta(22), layout, 1.0, 2))
+    bad[-2000:] = b"\xff" * 2000  # inside the last chunk's packed polynomial
+    with pytest.raises(MalformedBlobError, match="does not load"):
+        aggregator.add(_reheader(bytes(bad), bytes(bad[HEADER_SIZE:])))
+    assert aggregator.contributors == (member_address(1),)
+    decrypted = decrypt_aggregate(aggregator.finish(), holder, round_id=ROUND, layout=layout)
+    expected = 4.0 * flatten(make_delta(21), layout).astype(np.float64)
+    assert np.max(np.abs(decrypted - expected)) < 1e-7
+
+
+def test_garbled_chunk_records_are_refused(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """Malformed payload structure with a valid digest: unknown encoding, missing or extra bytes."""
+    payload = good_blob[HEADER_SIZE:]
+    for bad_payload in (b"\x07" + payload[1:], payload[:-10], payload + b"\x00"):
+        with pytest.raises(MalformedBlobError):
+            fresh(public_ctx, layout).add(_reheader(good_blob, bad_payload))
+
+
+def _seal_record(seal_bytes: bytes) -> bytes:
+    return bytes([codec.ENCODING_SEAL]) + len(seal_bytes).to_bytes(4, "big") + seal_bytes
+
+
+def test_first_level_ciphertext_is_refused(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext
+) -> None:
+    """A ciphertext at the wrong level (TenSEAL's default, fresh at the first level) in an
+    otherwise valid 3-chunk update: refused rather than silently mod-switched."""
+    layout = Layout((TensorSpec("w", (3 * 4096,)),))
+    template = encrypt_vector(
+        np.zeros(layout.param_count),
+        holder,
+        layout=layout,
+        weight=1.0,
+        round_id=ROUND,
+        sender=member_address(1),
+    )
+    vector = ts.ckks_vector(holder.tenseal_context, [0.5] * 4096).serialize()
+    first_level = bytes(_proto.decode_ckks_vector(vector).ciphertexts[0])
+    last_level = holder._bridge.encrypt_seeded(np.zeros(4096))
+    payload = _seal_record(first_level) + 2 * _seal_record(last_level)
+    with pytest.raises(MalformedBlobError, match="last-level"):
+        fresh(public_ctx, layout).add(_reheader(template, payload))
+
+
+def test_ciphertext_at_another_scale_is_refused(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext
+) -> None:
+    """A valid ciphertext whose scale is not the parameter set's: it would add into garbage
+    (or make SEAL throw mid-sum), so it is refused when loaded."""
+    layout = Layout((TensorSpec("w", (100,)),))
+    template = encrypt_vector(
+        np.zeros(100), holder, layout=layout, weight=1.0, round_id=ROUND, sender=member_address(1)
+    )
+    packed = holder._bridge.pack_seeded(holder._bridge.encrypt_seeded(np.zeros(100)))
+    assert packed is not None
+    seal_bytes = bytearray(holder._bridge.unpack_seeded(packed))
+    scale_offset = 16 + 32 + 1 + 8 + 8 + 8  # SEAL header, parms_id, ntt flag, size, N, moduli
+    seal_bytes[scale_offset : scale_offset + 8] = struct.pack("<d", 2.0**41)
+    with pytest.raises(MalformedBlobError, match="scale"):
+        fresh(public_ctx, layout).add(_reheader(template, _seal_record(bytes(seal_bytes))))
+
+
+def test_public_update_with_wrong_chunk_sizes_is_refused(public_ctx: PublicRoundContext) -> None:
+    """A TenSEAL vector payload whose sizes do not match the declared parameter count."""
+    layout = Layout((TensorSpec("w", (10,)),))
+    template = encrypt_vector(
+        np.zeros(10), public_ctx, layout=layout, weight=1.0, round_id=ROUND, sender=MERGE_PEER
+    )
+    parts = _proto.decode_ckks_vector(template[HEADER_SIZE:])
+    wrong = _proto.encode_ckks_vector([9], [bytes(parts.ciphertexts[0])], parts.scale)
+    with pytest.raises(MalformedBlobError, match="sizes"):
+        fresh(public_ctx, layout).add(_reheader(template, wrong))
+
+
+def test_aggregator_refuses_a_secret_context(holder: SecretRoundContext, layout: Layout) -> None:
+    """The merge path takes only the public context type (no secret key by construction)."""
+    with pytest.raises(TypeError):
+        Aggregator(holder, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)  # type: ignore[arg-type]
+
+
+def test_empty_aggregate_is_an_error(public_ctx: PublicRoundContext, layout: Layout) -> None:
+    """No accepted update: there is nothing to publish."""
+    with pytest.raises(ValueError):
+        fresh(public_ctx, layout).finish()
+
+
+# --- decryption refusals --------------------------------------------------------------------
+
+
+def test_merge_peer_cannot_decrypt_the_aggregate(
+    public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """The merge peer holds no secret key: decrypting raises the typed error."""
+    result = aggregate(
+        [good_blob], public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER
+    )
+    with pytest.raises(SecretKeyUnavailableError):
+        decrypt_aggregate(result, public_ctx, round_id=ROUND, layout=layout)  # type: ignore[arg-type]
+
+
+def test_aggregate_from_another_round_or_count_is_refused(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """Replayed aggregate from another round; an aggregate of another number of updates."""
+    result = aggregate(
+        [good_blob], public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER
+    )
+    with pytest.raises(BlobMismatchError) as info:
+        decrypt_aggregate(result, holder, round_id=ROUND + 1, layout=layout)
+    assert info.value.field == "round"
+    with pytest.raises(BlobMismatchError) as info:
+        decrypt_aggregate(result, holder, round_id=ROUND, layout=layout, expected_count=2)
+    assert (info.value.field, info.value.expected, info.value.actual) == ("count", 2, 1)
+
+
+def test_single_update_is_not_decrypted_as_an_aggregate(
+    holder: SecretRoundContext, layout: Layout, good_blob: bytes
+) -> None:
+    """Protocol guard: an individual update handed in as the aggregate is refused by kind."""
+    with pytest.raises(BlobMismatchError) as info:
+        decrypt_aggregate(good_blob, holder, round_id=ROUND, layout=layout)
+    assert info.value.field == "kind"
+
+
+def test_a_key_holder_can_read_an_individual_update(
+    holder: SecretRoundContext, layout: Layout, make_delta: MakeDelta, good_blob: bytes
+) -> None:
+    """Threat model, stated honestly: anyone with the round's secret key can decrypt any single
+    update it obtains (so a merge peer colluding with a key holder reads updates in v1)."""
+    stolen = decrypt_blob(
+        good_blob,
+        holder,
+        round_id=ROUND,
+        layout=layout,
+        kinds=frozenset({PayloadKind.SEEDED_UPDATE}),
+    )
+    assert np.max(np.abs(stolen - 4.0 * flatten(make_delta(21), layout))) < 1e-7
