@@ -78,7 +78,13 @@ def write_peer_configs(
     return paths
 
 
-def start_peer(config_path: Path, *, detach: bool = False, verbose: bool = True) -> PeerProcess:
+def start_peer(
+    config_path: Path,
+    *,
+    detach: bool = False,
+    verbose: bool = True,
+    env: dict[str, str] | None = None,
+) -> PeerProcess:
     """Run `swarm peer run` for one config in its own process, logging next to the config."""
     log_path = config_path.parent / "peer.log"
     cmd = [sys.executable, "-m", "cli.app"]
@@ -93,6 +99,7 @@ def start_peer(config_path: Path, *, detach: bool = False, verbose: bool = True)
         stdin=subprocess.DEVNULL,
         start_new_session=detach,
         cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **(env or {})},
     )
     logfile.close()
     return PeerProcess(config_path.parent.name, config_path, log_path, process, process.pid)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -151,7 +152,8 @@ class Peer:
         self.net: P2PService | None = None
         self.work: RoundWork | None = None
         self.snapshot: Snapshot | None = None
-        self.secret_key_rounds: set[int] = set()  # rounds whose secret key this process held
+        # (round, attempt) whose secret key this process held: never one it merged
+        self.secret_keys_held: set[tuple[int, int]] = set()
         self.reported: set[int] = set()
         self.done = False
 
@@ -301,6 +303,23 @@ class Peer:
         ):
             await self._decrypt_and_ack(info, work)
 
+    def _crash_point(self, point: str, info: RoundInfo) -> None:
+        """Fault injection for end-to-end tests: ``SWARM_FAULT="before-merge@2:0"`` makes the
+        peer at position 0 of round 2's order die right before it merges, the way a killed
+        process dies (no clean-up, no goodbye). Positions make it deterministic which one of
+        the identically configured processes crashes."""
+        spec = os.environ.get("SWARM_FAULT", "")
+        for item in filter(None, spec.split(",")):
+            name, _, where = item.partition("@")
+            round_text, _, position = where.partition(":")
+            if (
+                name == point
+                and int(round_text) == info.round_id
+                and info.order.index(self.me) == int(position)
+            ):
+                log.error("SWARM_FAULT %s: crashing on purpose", item)
+                os._exit(137)
+
     def _finishing(self, info: RoundInfo | None, snap: Snapshot) -> bool:
         """True while the model we hold for a just-finalized round is about to be adopted."""
         return (
@@ -400,7 +419,7 @@ class Peer:
         await self._tx("ledger", self.ledger.post_round_key, rid, secret.context_hash)
         work.key_posted = True
         work.secret = secret
-        self.secret_key_rounds.add(rid)
+        self.secret_keys_held.add((rid, info.attempt))
         self._emit("round key", round=rid, attempt=info.attempt)
 
     async def _replace(self, role: str, fn: Callable[[int], Any], round_id: int) -> None:
@@ -458,7 +477,7 @@ class Peer:
                 )
             except CryptoError:
                 continue  # an earlier attempt's key, or not ours
-            self.secret_key_rounds.add(info.round_id)
+            self.secret_keys_held.add((info.round_id, info.attempt))
             return public, secret
         return public, None
 
@@ -505,6 +524,7 @@ class Peer:
             )
         )
         work.timed("encryption", time.perf_counter() - t0)
+        self._crash_point("before-commit", info)
         ref = await self.net.offer(BlobKind.UPDATE, info.round_id, blob)
         await self._call(self._keep_own_update, ref.round_id, blob, ref.digest)
         await self._tx("ledger", self.ledger.commit_update, info.round_id, ref.digest, work.samples)
@@ -587,6 +607,7 @@ class Peer:
             return
         if self._past(info.merge_deadline):
             return
+        self._crash_point("before-merge", info)
         t0 = time.perf_counter()
 
         def add_all() -> tuple[bytes | None, list[str]]:
@@ -729,8 +750,9 @@ class Peer:
             state = await self._call(state_dict_from_bytes, data)
             await self._adopt(round_id, state, target)
             self._emit("caught up", round=round_id, source=source)
-            if self.work is not None and self.work.round_id == round_id:
+            if self.work is not None and self.work.round_id == round_id and not self.work.finished:
                 self.work.finished = True
+                self._write_round_log(finished, self.work)
             await self._report_metrics(round_id)
             return
         log.info("no member could serve model 0x%s yet", target.hex()[:16])
@@ -773,6 +795,12 @@ class Peer:
             "role": role,
             "participants": len(info.participants),
             "samples": work.samples,
+            "attempt": info.attempt,
+            "merged": info.merge_peer == self.me,
+            # which attempts of this round this process held the secret key of
+            "secret_key_attempts": sorted(
+                a for r, a in self.secret_keys_held if r == info.round_id
+            ),
             "timings_s": {k: round(v, 4) for k, v in work.timings.items()},
         }
         with (self.config.data_dir / "rounds.jsonl").open("a") as fh:
@@ -787,7 +815,7 @@ class Peer:
             "model_hash": self.model_hash.hex(),
             "model_round": self.model_round,
             "round": self.work.round_id if self.work else 0,
-            "secret_key_rounds": sorted(self.secret_key_rounds),
+            "secret_keys_held": sorted(self.secret_keys_held),
         }
 
     def _emit(self, kind: str, **data: Any) -> None:

@@ -209,11 +209,3 @@ def test_deploy_and_round_timeline(
     assert code == 0 and "finalized model" in out and "joined" in out
     code, _, err = swarm(capsys, "audit", "round", "99", *where)
     assert code == 2 and "does not exist" in err
-
-
-def test_demo_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The README's main command: chain, contract, hospitals, ledger state; cleans up."""
-    code, out, err = swarm(capsys, "demo", "--dir", str(tmp_path / "demo"))
-    assert code == 0, err
-    assert "Members on the ledger" in out and "Cleveland" in out
-    assert not (tmp_path / "demo").exists()
