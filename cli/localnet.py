@@ -22,14 +22,25 @@ DirOpt = Annotated[
 def up(
     peers: Annotated[int, typer.Option("--peers", "-n", help="How many hospitals to admit.")] = 4,
     workdir: DirOpt = network.DEFAULT_DIR,
+    run_peers: Annotated[
+        bool,
+        typer.Option("--run-peers/--chain-only", help="Also start each hospital's peer process."),
+    ] = True,
 ) -> None:
-    """Start a local chain (anvil), deploy the contract, and admit N hospitals with fresh keys.
+    """Start a local chain (anvil), deploy the contract, admit N hospitals with fresh keys, and
+    run each hospital's peer as its own background process, training round after round.
 
-    The chain keeps running in the background (state saved under --dir) until `swarm localnet
-    down`. Other commands find it through --dir's localnet.json.
+    Everything keeps running (state under --dir) until `swarm localnet down`. Watch it with
+    `swarm audit rounds` or the peers' logs (--dir/peers/*/peer.log).
     """
+    from localnet.peers import save_pids, start_peer, write_peer_configs
+
     with console.status("starting anvil, deploying, admitting hospitals…"):
-        config = network.up(workdir, peers=peers)
+        params = network.swarm_params() if run_peers else None
+        config = network.up(workdir, peers=peers, params=params)
+        if run_peers:
+            paths = write_peer_configs(config, workdir)
+            save_pids(workdir, [start_peer(path, detach=True) for path in paths])
     console.print(
         f"chain     {config.chain_url} (chain id {config.chain_id}, anvil pid {config.anvil_pid})"
     )
@@ -48,7 +59,11 @@ def down(
     workdir: DirOpt = network.DEFAULT_DIR,
     purge: Annotated[bool, typer.Option(help="Also delete the chain state and keys.")] = False,
 ) -> None:
-    """Stop the local chain. Its state stays in --dir unless --purge."""
+    """Stop the peers and the local chain. Their state stays in --dir unless --purge."""
+    from localnet.peers import load_pids, stop_peer
+
+    for peer in load_pids(workdir):
+        stop_peer(peer)
     was_running = network.down(workdir)
     console.print("stopped the local chain" if was_running else "the local chain was not running")
     if purge:

@@ -6,6 +6,7 @@ loopback, exactly as a hospital would run it; only the machine is shared.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,11 +33,14 @@ class PeerProcess:
     def alive(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
+        # Not our child (started by an earlier `swarm localnet up`): ask /proc, and make sure
+        # the PID still is a peer (PIDs are reused) and not a zombie.
         try:
-            os.kill(self.pid, 0)
-        except OSError:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             return False
-        return True
+        return b"peer" in cmdline and state != "Z"
 
 
 def peer_dir(workdir: Path, entry: PeerEntry) -> Path:
@@ -117,3 +121,23 @@ def stop_peer(peer: PeerProcess, *, timeout: float = 10.0, kill: bool = False) -
         os.kill(peer.pid, signal.SIGKILL)
     if peer.process is not None:
         peer.process.wait()
+
+
+PIDS_FILE = "peers.json"
+
+
+def save_pids(workdir: Path, procs: list[PeerProcess]) -> None:
+    data = [{"name": p.name, "pid": p.pid, "config": str(p.config_path)} for p in procs]
+    (Path(workdir) / PIDS_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def load_pids(workdir: Path) -> list[PeerProcess]:
+    path = Path(workdir) / PIDS_FILE
+    if not path.exists():
+        return []
+    return [
+        PeerProcess(
+            d["name"], Path(d["config"]), Path(d["config"]).parent / "peer.log", pid=d["pid"]
+        )
+        for d in json.loads(path.read_text())
+    ]

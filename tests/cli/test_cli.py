@@ -145,7 +145,7 @@ def test_mismatched_member_card_is_refused(
 
 def test_localnet_status_and_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     where = ["--dir", str(tmp_path / "ln")]
-    code, out, err = swarm(capsys, "localnet", "up", "--peers", "2", *where)
+    code, out, err = swarm(capsys, "localnet", "up", "--peers", "2", "--chain-only", *where)
     assert code == 0, err
     try:
         code, out, _ = swarm(capsys, "localnet", "status", "--json", *where)
