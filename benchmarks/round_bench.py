@@ -28,7 +28,9 @@ from localnet.peers import peer_dir, start_peer, stop_peer, write_peer_configs
 from swarm.audit import build_history
 from swarm.ledger import LedgerClient, RpcChain
 
-PHASES = ("training", "encryption", "transfer", "ledger", "merge", "decryption", "keys")
+PHASES = ("training", "encryption", "transfer", "ledger", "decryption")
+#: phases only one peer of a round does
+ROLE_PHASES = {"merge": "merge peer", "keys": "key steward"}
 
 
 def run(peers: int, rounds: int) -> dict[str, float]:
@@ -53,20 +55,20 @@ def run(peers: int, rounds: int) -> dict[str, float]:
                 if r.finalized_at is not None
             ]
             per_phase: dict[str, list[float]] = defaultdict(list)
-            merge_rounds: list[float] = []
+            by_role: dict[str, list[float]] = defaultdict(list)
             for entry in net.peers:
                 log = peer_dir(workdir, entry) / "data" / "rounds.jsonl"
                 for line in log.read_text().splitlines() if log.exists() else []:
                     record = json.loads(line)
                     for phase in PHASES:
                         per_phase[phase].append(record["timings_s"].get(phase, 0.0))
-                    if record["merged"]:
-                        merge_rounds.append(record["timings_s"].get("merge", 0.0))
+                    for phase, role in ROLE_PHASES.items():
+                        if phase in record["timings_s"]:
+                            by_role[f"{phase} ({role})"].append(record["timings_s"][phase])
         finally:
             network.down(workdir)
     out = {f"{p} (median per peer)": statistics.median(v) for p, v in per_phase.items() if v}
-    if merge_rounds:
-        out["merge (merge peer)"] = statistics.median(merge_rounds)
+    out.update({k: statistics.median(v) for k, v in by_role.items()})
     out["round wall time (ledger)"] = statistics.median(walls) if walls else float("nan")
     out["rounds finalized"] = float(len(walls))
     return out
