@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from localnet.process import terminate
 from swarm.errors import ChainUnavailableError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -80,20 +81,7 @@ class AnvilNode:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (anvil writes its state file on the way out), then SIGKILL if it hangs."""
-        if not self.alive():
-            return
-        os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None:
-                if self.process.poll() is not None:
-                    return
-            elif not self.alive():
-                return
-            time.sleep(0.05)
-        os.kill(self.pid, signal.SIGKILL)
-        if self.process is not None:
-            self.process.wait()
+        terminate(self.pid, self.alive, self.process, timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: only the periodic state dump survives."""

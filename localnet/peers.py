@@ -11,11 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from localnet.network import LocalnetConfig, PeerEntry, slug
+from localnet.process import terminate
 from swarm.config import PeerConfig, TrainingOptions
 
 #: The UCI Heart Disease sites, in the order localnet's hospital names use.
@@ -111,16 +111,8 @@ def start_peer(
 
 def stop_peer(peer: PeerProcess, *, timeout: float = 10.0, kill: bool = False) -> None:
     """SIGTERM (or SIGKILL, as a crash would), then wait for the process to go."""
-    if not peer.alive():
-        return
-    os.kill(peer.pid, signal.SIGKILL if kill else signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while peer.alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if peer.alive():
-        os.kill(peer.pid, signal.SIGKILL)
-    if peer.process is not None:
-        peer.process.wait()
+    sig = signal.SIGKILL if kill else signal.SIGTERM
+    terminate(peer.pid, peer.alive, peer.process, timeout=timeout, sig=sig)
 
 
 PIDS_FILE = "peers.json"

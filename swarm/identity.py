@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import coincurve
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
+from swarm._files import write_atomic
 from swarm.errors import (
     KeystoreCorruptError,
     KeystoreNotFoundError,
@@ -158,18 +157,7 @@ def save_keystore(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; refusing to overwrite a key")
     keystore = Account.encrypt(identity.private_key, password, kdf="scrypt", iterations=scrypt_n)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(keystore, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(keystore).encode(), mode=0o600)
 
 
 def read_keystore_address(path: Path) -> str:

@@ -720,6 +720,8 @@ class Peer:
         )
         self.model_state, self.model_hash, self.model_round = state, digest, round_id
         await self._offer_model()
+        # Earlier rounds' keys, updates, aggregates and models are no longer needed by anyone.
+        await self._call(self.store.discard_before, round_id, tuple(BlobKind))
         self._emit("finalized", round=round_id, model=digest.hex())
 
     async def _offer_model(self) -> None:

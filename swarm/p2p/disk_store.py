@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 
+from swarm._files import write_atomic
 from swarm.p2p.store import BlobKind, BlobRef
 
 log = logging.getLogger(__name__)
@@ -71,16 +70,7 @@ class DirectoryBlobStore:
         folder = self.root / ref.kind.value
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{ref.round_id}-{ref.sender or 'self'}-{ref.digest.hex()}.blob"
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data)
         with self._lock:
             old = self._refs.get((ref.kind, ref.round_id, ref.sender))
             self._index(ref, path)
@@ -107,14 +97,7 @@ class DirectoryBlobStore:
     ) -> list[BlobRef]:
         with self._lock:
             refs = [self._refs[k] for k in self._order if k in self._refs]
-        return [
-            r
-            for r in refs
-            if (kind is None or r.kind == kind)
-            and (round_id is None or r.round_id == round_id)
-            and (sender is None or r.sender == sender)
-            and (digest is None or r.digest == digest)
-        ]
+        return [r for r in refs if r.matches(kind, round_id, sender, digest)]
 
     def discard_before(self, round_id: int, kinds: tuple[BlobKind, ...]) -> None:
         """Delete blobs of ``kinds`` from rounds before ``round_id`` (they are no longer needed)."""

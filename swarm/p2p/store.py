@@ -33,6 +33,21 @@ class BlobRef:
     digest: bytes  # sha256 of the bytes
     size: int
 
+    def matches(
+        self,
+        kind: BlobKind | None = None,
+        round_id: int | None = None,
+        sender: str | None = None,
+        digest: bytes | None = None,
+    ) -> bool:
+        """Whether this ref passes every filter given (None: any)."""
+        return (
+            (kind is None or self.kind == kind)
+            and (round_id is None or self.round_id == round_id)
+            and (sender is None or self.sender == sender)
+            and (digest is None or self.digest == digest)
+        )
+
 
 class BlobStore(Protocol):
     def put(self, ref: BlobRef, data: bytes) -> None:
@@ -87,14 +102,7 @@ class MemoryBlobStore:
         digest: bytes | None = None,
     ) -> list[BlobRef]:
         with self._lock:
-            return [
-                ref
-                for ref in self._refs.values()
-                if (kind is None or ref.kind == kind)
-                and (round_id is None or ref.round_id == round_id)
-                and (sender is None or ref.sender == sender)
-                and (digest is None or ref.digest == digest)
-            ]
+            return [r for r in self._refs.values() if r.matches(kind, round_id, sender, digest)]
 
     def discard_round(self, round_id: int) -> None:
         """Forget every blob of a round (what a merge peer does once the round is over)."""
