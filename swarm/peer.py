@@ -225,7 +225,7 @@ class Peer:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args)
 
-    async def _tx(self, phase: str, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _tx(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A ledger transaction, timed into the round's breakdown."""
         t0 = time.perf_counter()
         try:
@@ -237,18 +237,18 @@ class Peer:
     def _look(self) -> Snapshot:
         rid = self.ledger.current_round()
         info = self.ledger.round(rid) if rid else None
-        joined = committed = acked = None
-        if info is not None:
-            joined = self.me in info.participants
-            committed = self.ledger.commitment(rid, info.attempt, self.me)[0] if joined else b""
-            acked = self.ledger.ack(rid, self.me) if joined else b""
+        joined = info is not None and self.me in info.participants
+        committed = acked = b""
+        if info is not None and joined:
+            committed = _nonzero(self.ledger.commitment(rid, info.attempt, self.me)[0])
+            acked = _nonzero(self.ledger.ack(rid, self.me))
         return Snapshot(
             round=info,
             latest_model=self.ledger.latest_model(),
             last_finalized=self.ledger.last_finalized_round(),
-            joined=bool(joined),
-            committed=(committed or b"").strip(b"\0") and (committed or b""),
-            acked=(acked or b"").strip(b"\0") and (acked or b""),
+            joined=joined,
+            committed=committed,
+            acked=acked,
         )
 
     async def step(self) -> None:
@@ -354,13 +354,13 @@ class Peer:
     async def _joining(self, info: RoundInfo, snap: Snapshot) -> None:
         if not snap.joined and info.base_model == self.model_hash:
             try:
-                await self._tx("ledger", self.ledger.join, info.round_id)
+                await self._tx(self.ledger.join, info.round_id)
                 self._emit("joined", round=info.round_id)
             except (AlreadyDoneError, WrongRoundStateError) as exc:
                 log.debug("join: %s", exc)
         elif self._past(info.join_deadline) and len(info.participants) >= info.min_peers:
             try:
-                await self._tx("ledger", self.ledger.close_join, info.round_id)
+                await self._tx(self.ledger.close_join, info.round_id)
             except (WrongRoundStateError, DeadlineNotPassedError) as exc:
                 log.debug("close: %s", exc)
 
@@ -416,7 +416,7 @@ class Peer:
                 if address != self.me:
                     nursery.start_soon(deliver, address)
         work.timed("transfer", time.perf_counter() - t0)
-        await self._tx("ledger", self.ledger.post_round_key, rid, secret.context_hash)
+        await self._tx(self.ledger.post_round_key, rid, secret.context_hash)
         work.key_posted = True
         work.secret = secret
         self.secret_keys_held.add((rid, info.attempt))
@@ -424,7 +424,7 @@ class Peer:
 
     async def _replace(self, role: str, fn: Callable[[int], Any], round_id: int) -> None:
         try:
-            await self._tx("ledger", fn, round_id)
+            await self._tx(fn, round_id)
             self._emit("replaced", round=round_id, role=role)
         except (WrongRoundStateError, DeadlineNotPassedError) as exc:
             log.debug("replacing the %s: %s", role, exc)  # another peer was faster
@@ -527,7 +527,7 @@ class Peer:
         self._crash_point("before-commit", info)
         ref = await self.net.offer(BlobKind.UPDATE, info.round_id, blob)
         await self._call(self._keep_own_update, ref.round_id, blob, ref.digest)
-        await self._tx("ledger", self.ledger.commit_update, info.round_id, ref.digest, work.samples)
+        await self._tx(self.ledger.commit_update, info.round_id, ref.digest, work.samples)
         self._emit("committed", round=info.round_id, attempt=info.attempt, bytes=len(blob))
         if self.me == info.merge_peer:
             work.pushed = True
@@ -637,9 +637,7 @@ class Peer:
             self._emit("waiting", round=info.round_id, reason="too few valid updates to merge")
             return
         ref = await self.net.offer(BlobKind.AGGREGATE, info.round_id, aggregate)
-        await self._tx(
-            "ledger", self.ledger.submit_aggregate, info.round_id, ref.digest, contributors
-        )
+        await self._tx(self.ledger.submit_aggregate, info.round_id, ref.digest, contributors)
         work.aggregated = True
         self._emit(
             "merged", round=info.round_id, contributors=len(contributors), bytes=len(aggregate)
@@ -685,7 +683,7 @@ class Peer:
         digest = model_hash(new_state)
         work.new_state = new_state
         await self.net.offer(BlobKind.MODEL, info.round_id, model_bytes(new_state))
-        await self._tx("ledger", self.ledger.acknowledge, info.round_id, digest)
+        await self._tx(self.ledger.acknowledge, info.round_id, digest)
         self._emit("acknowledged", round=info.round_id, model=digest.hex())
 
     # --- finishing and catching up -----------------------------------------------------------
@@ -827,6 +825,11 @@ class Peer:
                 self.on_event(kind, data)
             except Exception:  # a display problem must not stop the peer
                 log.exception("event handler failed")
+
+
+def _nonzero(value: bytes) -> bytes:
+    """The ledger answers zeros for "nothing recorded": make that falsy."""
+    return value if value.strip(b"\0") else b""
 
 
 def apply_update(base: Mapping[str, torch.Tensor], mean: Mapping[str, torch.Tensor]) -> StateDict:
