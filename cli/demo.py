@@ -14,8 +14,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from cli.common import console, print_table, short
 
 if TYPE_CHECKING:
+    from localnet.network import LocalnetConfig
     from localnet.peers import PeerProcess
-    from swarm.ledger import LedgerEvent
+    from swarm.audit import ConsortiumHistory
+    from swarm.ledger import LedgerClient, LedgerEvent
 
 
 def demo(
@@ -128,7 +130,14 @@ def _report_crash(dead: list[PeerProcess]) -> int:
     return 1
 
 
-def _report(history, names, ledger, workdir, net, out_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def _report(
+    history: ConsortiumHistory,
+    names: dict[str, str],
+    ledger: LedgerClient,
+    workdir: Path,
+    net: LocalnetConfig,
+    out_dir: Path,
+) -> None:
     from localnet.peers import peer_dir
     from swarm.training.checkpoint import latest_checkpoint
 

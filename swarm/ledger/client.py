@@ -463,11 +463,9 @@ def _round_from_tuple(raw: Sequence[Any]) -> RoundInfo:
         merge_deadline=int(merge_deadline),
         ack_deadline=int(ack_deadline),
         min_peers=int(min_peers),
-        extra={
-            "seed": bytes(seed),
-            "commit_count": int(commit_count),
-            "ack_eligible": int(ack_eligible),
-        },
+        seed=bytes(seed),
+        commit_count=int(commit_count),
+        ack_eligible=int(ack_eligible),
     )
 
 

@@ -5,7 +5,7 @@ These are what the rest of swarm sees of the chain; nothing here does I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -86,4 +86,6 @@ class RoundInfo:
     merge_deadline: int
     ack_deadline: int
     min_peers: int
-    extra: dict[str, object] = field(default_factory=dict)
+    seed: bytes  # drives the role order (zero until the join window closed)
+    commit_count: int  # commitments in the current attempt
+    ack_eligible: int  # contributors that hold the key and so may acknowledge

@@ -32,7 +32,6 @@ class DirectoryBlobStore:
         self._lock = threading.Lock()
         self._refs: dict[tuple[BlobKind, int, str], BlobRef] = {}
         self._paths: dict[bytes, Path] = {}
-        self._order: list[tuple[BlobKind, int, str]] = []
         self._load()
 
     def _load(self) -> None:
@@ -59,8 +58,7 @@ class DirectoryBlobStore:
 
     def _index(self, ref: BlobRef, path: Path) -> None:
         key = (ref.kind, ref.round_id, ref.sender)
-        if key not in self._refs:
-            self._order.append(key)
+        self._refs.pop(key, None)  # a replacement counts as newest, as in MemoryBlobStore
         self._refs[key] = ref
         self._paths[ref.digest] = path
 
@@ -96,7 +94,7 @@ class DirectoryBlobStore:
         digest: bytes | None = None,
     ) -> list[BlobRef]:
         with self._lock:
-            refs = [self._refs[k] for k in self._order if k in self._refs]
+            refs = list(self._refs.values())
         return [r for r in refs if r.matches(kind, round_id, sender, digest)]
 
     def discard_before(self, round_id: int, kinds: tuple[BlobKind, ...]) -> None:

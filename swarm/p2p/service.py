@@ -186,6 +186,19 @@ class P2PService:
     def _policy(self, policy: TransferPolicy | None) -> TransferPolicy:
         return self.config.transfer if policy is None else policy
 
+    async def _push(
+        self,
+        kind: BlobKind,
+        to: str,
+        round_id: int,
+        data: bytes,
+        digest: bytes | None,
+        policy: TransferPolicy | None,
+    ) -> None:
+        await protocols.push(
+            self.host, to, kind, round_id, data, policy=self._policy(policy), digest=digest
+        )
+
     async def push_update(
         self,
         merge_peer: str,
@@ -196,15 +209,7 @@ class P2PService:
         policy: TransferPolicy | None = None,
     ) -> None:
         """Send our encrypted update to the round's merge peer; returns once it is stored there."""
-        await protocols.push(
-            self.host,
-            merge_peer,
-            BlobKind.UPDATE,
-            round_id,
-            ciphertext,
-            policy=self._policy(policy),
-            digest=digest,
-        )
+        await self._push(BlobKind.UPDATE, merge_peer, round_id, ciphertext, digest, policy)
 
     async def deliver_round_key(
         self,
@@ -216,15 +221,7 @@ class P2PService:
         policy: TransferPolicy | None = None,
     ) -> None:
         """(Key steward) hand a participant the round's secret key, sealed to its public key."""
-        await protocols.push(
-            self.host,
-            to,
-            BlobKind.ROUND_KEY,
-            round_id,
-            sealed_key,
-            policy=self._policy(policy),
-            digest=digest,
-        )
+        await self._push(BlobKind.ROUND_KEY, to, round_id, sealed_key, digest, policy)
 
     async def deliver_round_context(
         self,
@@ -236,15 +233,7 @@ class P2PService:
         policy: TransferPolicy | None = None,
     ) -> None:
         """(Key steward) hand a participant the round's public CKKS context."""
-        await protocols.push(
-            self.host,
-            to,
-            BlobKind.ROUND_CONTEXT,
-            round_id,
-            public_context,
-            policy=self._policy(policy),
-            digest=digest,
-        )
+        await self._push(BlobKind.ROUND_CONTEXT, to, round_id, public_context, digest, policy)
 
     async def fetch_aggregate(
         self,

@@ -33,7 +33,7 @@ def test_history_of_round_with_replaced_merge_peer(consortium: Consortium) -> No
     assert r.base_model == h("model-0")
     assert r.joined == list(info.participants)
     assert r.order == list(info.order)
-    assert r.seed == info.extra["seed"]
+    assert r.seed == info.seed
     assert r.merge_peers == [first_merge, second_merge]
     assert r.key_stewards == [steward]
     assert [(x.role, x.previous, x.next, x.attempt, x.by) for x in r.replacements] == [

@@ -447,4 +447,7 @@ def _round_info(rid: int, state: RoundState) -> RoundInfo:
         merge_deadline=0,
         ack_deadline=0,
         min_peers=2,
+        seed=b"",
+        commit_count=0,
+        ack_eligible=0,
     )

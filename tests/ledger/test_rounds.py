@@ -29,7 +29,7 @@ def test_full_round_finalizes_on_majority(consortium: Consortium) -> None:
     info = c.admin.round(rid)
     assert info.state == RoundState.ACKNOWLEDGING
     assert info.total_samples == 10 + 20 + 30 + 40
-    assert info.extra["ack_eligible"] == 3  # the merge peer holds no key: it does not vote
+    assert info.ack_eligible == 3  # the merge peer holds no key: it does not vote
 
     ackers = [a for a in info.participants if a != info.merge_peer]
     c.client(ackers[0]).acknowledge(rid, h("model-1"))
