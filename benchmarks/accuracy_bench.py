@@ -183,13 +183,8 @@ class CkksAggregation(Aggregation):
         summed = crypto.decrypt_aggregate(
             aggregate, keys, round_id=round_id, layout=layout, expected_count=len(updates)
         )
-        # the decrypted float64 vector, cut into the layout's tensors without a float32 round
-        tensors: State = {}
-        offset = 0
-        for spec in layout.tensors:
-            piece = summed[offset : offset + spec.numel].reshape(spec.shape)
-            tensors[spec.name] = torch.from_numpy(piece.copy())
-            offset += spec.numel
+        # exactly the peer's arithmetic (swarm.peer.keyholder): float64 sum, one rounding
+        tensors = crypto.unflatten(summed, layout, dtype=np.float64)
         out = apply_mean_update(base, tensors, sum(n for _, n in updates))
         self.timings["finish + decrypt + apply"].append(clock() - start)
         return out

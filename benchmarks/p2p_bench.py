@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.report import write_section
 from swarm.identity import Identity
 from swarm.p2p.membership import member_of_identity, write_members_file
-from swarm.p2p.node import NodeProcess, make_payload
+from tests.support.node import NodeProcess, make_payload
 
 MB = 1_000_000
 SIZES = (1 * MB, 10 * MB, 100 * MB)

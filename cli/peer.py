@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 from cli.common import (
     ChainUrlOpt,
@@ -19,7 +21,13 @@ from cli.common import (
 )
 from swarm.errors import ConfigError
 
+if TYPE_CHECKING:
+    from swarm.peer import PeerHooks
+
 app = typer.Typer(help="Set up and run this hospital's peer.")
+
+#: Test hooks for `swarm peer run` (tests/e2e/faulty_peer.py sets them); None in real use.
+PEER_HOOKS: PeerHooks | None = None
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", envvar="SWARM_PEER_CONFIG", help="The peer's config file.")
@@ -106,13 +114,18 @@ def run(
 
     def show(kind: str, data: dict[str, Any]) -> None:
         text = " ".join(f"{k}={_short(v)}" for k, v in data.items())
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         if plain:
-            print(f"[{config.site}] {kind} {text}", flush=True)
+            print(f"{stamp} [{config.site}] {kind} {text}", flush=True)
         else:
             style = {"finalized": "green", "warning": "yellow", "lapsed": "red"}.get(kind, "")
-            console.print(f"[bold]{config.site}[/] [{style}]{kind}[/] {text}", highlight=False)
+            line = Text(f"{stamp} ")
+            line.append(config.site, style="bold")
+            line.append(f" {kind}", style=style)
+            line.append(f" {text}")
+            console.print(line, highlight=False)
 
-    peer = Peer(config, identity, ledger, on_event=show)
+    peer = Peer(config, identity, ledger, on_event=show, hooks=PEER_HOOKS)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -135,8 +148,9 @@ async def _stop_on_sigterm(scope: Any) -> None:
 def _short(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
-    text = str(value)
-    return text[:12] + "…" if len(text) > 24 else text
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
 
 
 @app.command("status")

@@ -88,10 +88,12 @@ def start_peer(
     detach: bool = False,
     verbose: bool = True,
     env: dict[str, str] | None = None,
+    module: str = "cli.app",
 ) -> PeerProcess:
-    """Run `swarm peer run` for one config in its own process, logging next to the config."""
+    """Run `swarm peer run` for one config in its own process, logging next to the config.
+    ``module`` is the entry point (a test runs a launcher that injects faults)."""
     log_path = config_path.parent / "peer.log"
-    cmd = [sys.executable, "-m", "cli.app"]
+    cmd = [sys.executable, "-m", module]
     if verbose:
         cmd.append("--verbose")
     cmd += ["peer", "run", "--config", str(config_path), "--plain"]

@@ -103,6 +103,22 @@ contract SwarmLedger is Parameters {
         uint64 ackDeadline;
     }
 
+    /// @notice What a peer reads once per poll, all of it at one block (see `peerView`).
+    struct PeerView {
+        uint256 blockNumber;
+        uint256 blockTime; // block.timestamp: what the deadlines are compared with
+        uint256 currentRound;
+        uint256 lastFinalizedRound;
+        bytes32 latestModel;
+        Params params;
+        RoundView round;
+        // Aligned with round.participants: each one's commitment in the current attempt and the
+        // model hash it acknowledged (zero where none).
+        bytes32[] commitHashes;
+        uint64[] commitSamples;
+        bytes32[] acks;
+    }
+
     /// @notice The previous round is neither finalized nor lapsed.
     error RoundNotOver(uint256 round, RoundState state);
     /// @notice A round must start from the last finalized model.
@@ -421,30 +437,34 @@ contract SwarmLedger is Parameters {
     }
 
     /// @notice Everything about `round` in one call.
-    function getRound(uint256 round) external view returns (RoundView memory v) {
-        Round storage r = _rounds[round];
-        v.id = round;
-        (v.state, v.lapseReason) = _status(round);
-        v.baseModel = r.baseModel;
-        v.seed = r.seed;
-        v.keyHash = r.keyHash;
-        v.aggregateHash = r.aggregateHash;
-        v.finalModel = r.finalModel;
-        v.attempt = r.attempt;
-        v.minPeers = r.minPeers;
-        v.commitCount = r.commitCount;
-        v.ackEligible = r.ackEligible;
-        v.mergePeer = r.mergePeer;
-        v.keySteward = r.keySteward;
-        v.participants = r.participants;
-        if (r.closed) v.order = _order(r);
-        if (r.aggregateHash != bytes32(0)) v.contributors = _contributors(round, r);
-        v.totalSamples = r.totalSamples;
-        v.joinDeadline = r.joinDeadline;
-        v.keyDeadline = r.keyDeadline;
-        v.commitDeadline = r.commitDeadline;
-        v.mergeDeadline = r.mergeDeadline;
-        v.ackDeadline = r.ackDeadline;
+    function getRound(uint256 round) external view returns (RoundView memory) {
+        return _roundView(round);
+    }
+
+    /// @notice Everything a peer needs to decide its next step, in one call and so at one block:
+    /// the block, the ledger's head, the parameters, `round` (0: the current round) and, for each
+    /// of its participants, its commitment in the current attempt and its acknowledgement.
+    function peerView(uint256 round) external view returns (PeerView memory v) {
+        if (round == 0) round = currentRound;
+        v.blockNumber = block.number;
+        v.blockTime = block.timestamp;
+        v.currentRound = currentRound;
+        v.lastFinalizedRound = lastFinalizedRound;
+        v.latestModel = latestModel();
+        v.params = _params;
+        v.round = _roundView(round);
+        address[] memory participants = v.round.participants;
+        uint32 attempt = v.round.attempt;
+        uint256 n = participants.length;
+        v.commitHashes = new bytes32[](n);
+        v.commitSamples = new uint64[](n);
+        v.acks = new bytes32[](n);
+        for (uint256 i = 0; i < n; i++) {
+            Commitment storage c = _commitments[round][attempt][participants[i]];
+            v.commitHashes[i] = c.updateHash;
+            v.commitSamples[i] = c.sampleCount;
+            v.acks[i] = _acks[round][participants[i]];
+        }
     }
 
     /// @notice Whether `account` joined `round`.
@@ -500,6 +520,33 @@ contract SwarmLedger is Parameters {
         }
         if (t <= r.ackDeadline) return (RoundState.Acknowledging, LapseReason.None);
         return (RoundState.Lapsed, LapseReason.NoAgreement);
+    }
+
+    /// @dev `getRound` and `peerView` share it.
+    function _roundView(uint256 round) private view returns (RoundView memory v) {
+        Round storage r = _rounds[round];
+        v.id = round;
+        (v.state, v.lapseReason) = _status(round);
+        v.baseModel = r.baseModel;
+        v.seed = r.seed;
+        v.keyHash = r.keyHash;
+        v.aggregateHash = r.aggregateHash;
+        v.finalModel = r.finalModel;
+        v.attempt = r.attempt;
+        v.minPeers = r.minPeers;
+        v.commitCount = r.commitCount;
+        v.ackEligible = r.ackEligible;
+        v.mergePeer = r.mergePeer;
+        v.keySteward = r.keySteward;
+        v.participants = r.participants;
+        if (r.closed) v.order = _order(r);
+        if (r.aggregateHash != bytes32(0)) v.contributors = _contributors(round, r);
+        v.totalSamples = r.totalSamples;
+        v.joinDeadline = r.joinDeadline;
+        v.keyDeadline = r.keyDeadline;
+        v.commitDeadline = r.commitDeadline;
+        v.mergeDeadline = r.mergeDeadline;
+        v.ackDeadline = r.ackDeadline;
     }
 
     function _current(uint256 round) private view returns (Round storage) {

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from eth_abi import encode as abi_encode
-from eth_utils import keccak
-
 from swarm.audit.history import ConsortiumHistory, RoundHistory
 from swarm.ledger.events import LedgerEvent
 from swarm.ledger.types import LapseReason, RoundInfo, RoundState
+from swarm.protocol import ack_eligible, finalizes, role_order, round_seed
 
 
 class Severity(StrEnum):
@@ -119,31 +117,6 @@ class CheckpointRecord:
     model_hash: bytes | None  # None when the file could not be read
     header_round: int | None = None  # the round the file's own header names
     problem: str | None = None  # why it could not be read
-
-
-def role_order(seed: bytes, participants: Sequence[str]) -> list[str]:
-    """The contract's ``_order``: a Fisher-Yates shuffle of the participants driven by the seed.
-
-    ``j = uint256(keccak256(abi.encode(seed, i))) % (i + 1)`` for i from n-1 down to 1.
-    """
-    order = list(participants)
-    for i in range(len(order) - 1, 0, -1):
-        digest = keccak(bytes(seed) + i.to_bytes(32, "big"))
-        j = int.from_bytes(digest, "big") % (i + 1)
-        order[i], order[j] = order[j], order[i]
-    return order
-
-
-def round_seed(
-    parent_hash: bytes, contract: str, round_id: int, participants: Sequence[str]
-) -> bytes:
-    """The contract's seed: ``keccak256(abi.encode(blockhash(n-1), this, round, participants))``."""
-    return keccak(
-        abi_encode(
-            ["bytes32", "address", "uint256", "address[]"],
-            [bytes(parent_hash), contract, round_id, list(participants)],
-        )
-    )
 
 
 def verify(
@@ -644,7 +617,7 @@ class _RoundCheck:
                 e,
             )
         # The merge peer holds no secret key, so it cannot decrypt and does not vote.
-        self.eligible = set(contributors) - {by}
+        self.eligible = ack_eligible(contributors, by)
         self.ack_deadline = a["ackDeadline"]
 
     def acknowledged(self, e: LedgerEvent, a: dict[str, Any]) -> None:
@@ -665,7 +638,7 @@ class _RoundCheck:
 
     def finalized_(self, e: LedgerEvent, a: dict[str, Any]) -> None:
         votes = self.ack_counts[bytes(a["modelHash"])]
-        if not self.aggregated or self.finalized or votes * 2 <= len(self.eligible):
+        if not self.aggregated or self.finalized or not finalizes(votes, len(self.eligible)):
             self.add(
                 FindingKind.FINALIZED_WITHOUT_MAJORITY,
                 f"model {_hex(a['modelHash'])} finalized with {votes} of "

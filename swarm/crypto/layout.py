@@ -118,19 +118,25 @@ def flatten(state: Mapping[str, torch.Tensor], layout: Layout) -> npt.NDArray[np
     return out
 
 
-def unflatten(vector: npt.NDArray[np.floating], layout: Layout) -> dict[str, torch.Tensor]:
-    """Cut a flat vector back into the layout's named float32 tensors.
+def unflatten(
+    vector: npt.NDArray[np.floating],
+    layout: Layout,
+    *,
+    dtype: type[np.floating] = np.float32,
+) -> dict[str, torch.Tensor]:
+    """Cut a flat vector back into the layout's named tensors (float32 unless ``dtype`` says;
+    a decrypted sum stays float64 until swarm.merge divides it, so it is rounded only once).
 
     Raises :class:`LayoutMismatchError` when the vector's length is not the layout's
     parameter count.
     """
     if vector.ndim != 1 or vector.shape[0] != layout.param_count:
         raise LayoutMismatchError("param_count", layout.param_count, int(vector.size))
-    as32 = np.asarray(vector, dtype=np.float32)
+    values = np.asarray(vector, dtype=dtype)
     out: dict[str, torch.Tensor] = {}
     offset = 0
     for spec in layout.tensors:
-        piece = as32[offset : offset + spec.numel].reshape(spec.shape)
+        piece = values[offset : offset + spec.numel].reshape(spec.shape)
         out[spec.name] = torch.from_numpy(piece.copy())
         offset += spec.numel
     return out

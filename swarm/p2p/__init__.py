@@ -3,13 +3,12 @@
 One secp256k1 key per hospital gives both its ledger address and its PeerID; connections are
 TCP + Noise + yamux only, and a connection whose key is not an active member's is refused.
 Payloads move over stream protocols (length-prefixed, chunked, sha256-checked, with deadlines
-and retries); gossipsub carries only small signed announcements. See docs/p2p.md.
+and retries). No pubsub runs: every exchange is a request on a stream. See docs/p2p.md.
 
 This package never imports swarm.crypto, swarm.training or swarm.merge: it moves opaque bytes.
 """
 
-from swarm.p2p.announce import Announcement, AnnouncementKind, ReceivedAnnouncement
-from swarm.p2p.config import MAX_ANNOUNCEMENT_BYTES, P2PConfig, TransferPolicy
+from swarm.p2p.config import P2PConfig, TransferPolicy
 from swarm.p2p.membership import (
     JsonFileMembershipSource,
     LedgerMembershipSource,
@@ -24,11 +23,15 @@ from swarm.p2p.membership import (
 from swarm.p2p.protocols import (
     AGGREGATE_PROTOCOL,
     MODEL_PROTOCOL,
+    RETRYABLE_REFUSALS,
+    ROUND_KEY_FETCH_PROTOCOL,
     ROUND_KEY_PROTOCOL,
     STATUS_PROTOCOL,
     UPDATE_PROTOCOL,
     PushRequest,
     PushValidator,
+    RoundKeyBundle,
+    RoundKeyProvider,
     Verdict,
 )
 from swarm.p2p.service import P2PService, open_p2p
@@ -36,13 +39,12 @@ from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore
 
 __all__ = [
     "AGGREGATE_PROTOCOL",
-    "MAX_ANNOUNCEMENT_BYTES",
     "MODEL_PROTOCOL",
+    "RETRYABLE_REFUSALS",
+    "ROUND_KEY_FETCH_PROTOCOL",
     "ROUND_KEY_PROTOCOL",
     "STATUS_PROTOCOL",
     "UPDATE_PROTOCOL",
-    "Announcement",
-    "AnnouncementKind",
     "BlobKind",
     "BlobRef",
     "BlobStore",
@@ -57,7 +59,8 @@ __all__ = [
     "P2PService",
     "PushRequest",
     "PushValidator",
-    "ReceivedAnnouncement",
+    "RoundKeyBundle",
+    "RoundKeyProvider",
     "StaticMembershipSource",
     "TransferPolicy",
     "Verdict",

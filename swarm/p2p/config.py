@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from swarm.errors import ConfigError
-
-#: gossipsub silently drops messages of ~1 MiB and more (STACK.md); announcements stay far below
-MAX_ANNOUNCEMENT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -16,8 +13,10 @@ class TransferPolicy:
     """Deadlines and retries of one transfer.
 
     Every attempt runs under ``deadline_s(size)``; a timed-out, interrupted or unreachable
-    attempt is retried up to ``attempts`` times in all, waiting ``backoff_s`` (doubling, capped)
-    in between. A refusal is an answer and is not retried.
+    attempt, or a ``busy`` refusal, is retried up to ``attempts`` times in all, waiting
+    ``backoff_s`` (doubling, capped) in between. Any other refusal is an answer and is not
+    retried. ``attempts=1`` (see :meth:`single_attempt`) makes exactly one try and raises its
+    failure at once: for a caller that re-checks the ledger before trying again.
     """
 
     attempts: int = 3
@@ -37,6 +36,10 @@ class TransferPolicy:
         if self.backoff_s < 0 or self.max_backoff_s < 0 or self.connect_timeout_s <= 0:
             raise ConfigError("backoff and connect timeout must be non-negative / positive")
 
+    def single_attempt(self) -> TransferPolicy:
+        """The same deadlines, one try: the caller decides whether and when to try again."""
+        return replace(self, attempts=1)
+
     def deadline_s(self, size: int) -> float:
         return self.base_timeout_s + size / self.min_rate_bytes_per_s
 
@@ -55,14 +58,17 @@ class P2PConfig:
     listen_addrs: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
     #: how often the member list is re-read from the ledger
     membership_poll_s: float = 5.0
-    #: keep a connection to every active member (announcements need it)
+    #: keep a connection to every active member, so a transfer rarely waits for a dial
     connect_to_members: bool = True
-    #: gossipsub topic of this consortium's announcements
-    topic: str = "swarm/announce/1"
-    heartbeat_s: int = 1
-    max_announcement_bytes: int = MAX_ANNOUNCEMENT_BYTES
     #: inbound payload transfers read at once (each holds its payload in memory)
     max_concurrent_inbound: int = 8
+    #: inbound pushes one member may have reading or waiting for a slot at once; more are
+    #: refused at once (``sender_busy``), so one member cannot take every slot
+    max_inbound_per_sender: int = 2
+    #: how long an accepted push waits for one of the ``max_concurrent_inbound`` slots before it
+    #: is refused ``busy``; keep it below the senders' ``transfer.base_timeout_s``, so they hear
+    #: the refusal instead of timing out
+    inbound_slot_wait_s: float = 5.0
     transfer: TransferPolicy = field(default_factory=TransferPolicy)
     #: bounded wait for closing connections and services at shutdown
     shutdown_timeout_s: float = 5.0
@@ -74,10 +80,10 @@ class P2PConfig:
             check_tcp_multiaddr(addr)
         if self.membership_poll_s <= 0:
             raise ConfigError("membership poll interval must be positive")
-        if not 0 < self.max_announcement_bytes <= MAX_ANNOUNCEMENT_BYTES:
-            raise ConfigError(f"announcements are limited to {MAX_ANNOUNCEMENT_BYTES} bytes")
-        if self.heartbeat_s < 1 or self.max_concurrent_inbound < 1:
-            raise ConfigError("heartbeat and inbound concurrency must be at least 1")
+        if self.max_concurrent_inbound < 1 or self.max_inbound_per_sender < 1:
+            raise ConfigError("inbound concurrency limits must be at least 1")
+        if self.inbound_slot_wait_s <= 0:
+            raise ConfigError("the wait for an inbound slot must be positive")
 
 
 def check_tcp_multiaddr(addr: str) -> None:

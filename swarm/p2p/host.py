@@ -46,6 +46,12 @@ _PRIVATE_API_VERIFIED_ON = ("0.8.",)
 #: libp2p 0.8.x Swarm: peers whose every address failed are refused for 60 s without a dial
 _NEGATIVE_CACHE_ATTR = "_negative_peer_cache"
 
+#: longer than any open_stream timeout a caller sets: ours is the one that decides
+_LIBP2P_NEGOTIATION_TIMEOUT_S = 3600.0
+#: a polite close of a connection (yamux GO_AWAY, Noise, TCP) gets this long; a connection that
+#: does not close in time is taken out of libp2p's records regardless
+CLOSE_TIMEOUT_S = 2.0
+
 StreamHandler = Callable[[INetStream, Member], Awaitable[None]]
 
 
@@ -98,6 +104,10 @@ def build_libp2p_host(identity: Identity, gate: MembershipGate) -> IHost:
             low_watermark=0,
             high_watermark=1000,
             max_connections=1000,
+            # P2PHost.open_stream bounds the whole open itself and drops the connection when it
+            # expires; libp2p's own 10 s negotiation timeout would end it first with an untyped
+            # error and leave the (possibly dead) connection in place
+            outbound_stream_protocol_negotiation_timeout=_LIBP2P_NEGOTIATION_TIMEOUT_S,
         ),
         enable_mDNS=False,
         enable_upnp=False,
@@ -214,7 +224,10 @@ class P2PHost:
         return found
 
     def is_connected(self, member: Member) -> bool:
-        return member.peer_id in self.connected_peers()
+        """Whether an open connection to ``member`` exists (a closing one does not count)."""
+        network: Any = self.libp2p.get_network()
+        conns = network.get_connections(ID.from_base58(member.peer_id))
+        return any(not conn.is_closed for conn in conns)
 
     async def connect(self, member: Member, *, timeout_s: float = 10.0) -> None:
         """Make sure a connection to ``member`` exists; PeerUnreachableError if none can be made."""
@@ -228,6 +241,9 @@ class P2PHost:
             # a dial that failed earlier (the peer was restarting) would otherwise be refused
             # from the cache for 60 s although the peer may be back by now
             forget_failed_dial(self.libp2p, peer_id)
+            # dial what the ledger lists, only: identify fills the peerstore with whatever the
+            # peer announces (0.0.0.0, a private address), and libp2p would dial those too
+            self.libp2p.get_peerstore().clear_addrs(peer_id)
             info = PeerInfo(peer_id, [multiaddr.Multiaddr(a) for a in member.multiaddrs])
             try:
                 with trio.fail_after(timeout_s):
@@ -246,8 +262,10 @@ class P2PHost:
     ) -> INetStream:
         """A new stream to ``member`` speaking ``protocol_id``, connecting first if needed.
 
-        A failure is not retried here: the connection may carry other transfers, so it is not
-        dropped on suspicion (the callers' retry loop drops it after a timeout).
+        An open that times out means the connection carries nothing any more (py-libp2p has no
+        keepalive that would notice): the connection is dropped, so the caller's next try dials
+        a fresh one instead of waiting on the dead one again. Other failures (e.g. a protocol
+        the peer does not speak) leave the connection alone: it may carry other transfers.
         """
         await self.connect(member, timeout_s=timeout_s)
         try:
@@ -256,6 +274,12 @@ class P2PHost:
                     ID.from_base58(member.peer_id), [TProtocol(protocol_id)]
                 )
         except trio.TooSlowError as exc:
+            logger.info(
+                "opening a %s stream to %s timed out; dropping its connection",
+                protocol_id,
+                member.address,
+            )
+            await self.drop_connections(member)
             raise PeerUnreachableError(
                 f"opening a {protocol_id} stream to {member.address} took over {timeout_s} s"
             ) from exc
@@ -266,6 +290,30 @@ class P2PHost:
 
     async def disconnect(self, member: Member) -> None:
         await self.disconnect_peer(member.peer_id)
+
+    async def drop_connections(self, member: Member) -> None:
+        """Close every connection to ``member`` now, even one on which nothing flows any more,
+        and forget a failed dial, so the next transfer to it dials afresh.
+
+        Bounded and shielded (safe in a ``finally`` or after a deadline): a polite close that
+        does not finish within :data:`CLOSE_TIMEOUT_S` (its GO_AWAY stuck behind a dead socket)
+        is cut short and the connections are taken out of libp2p's records, so that neither
+        ``connect`` nor ``new_stream`` picks them again.
+        """
+        peer_id = ID.from_base58(member.peer_id)
+        network: Any = self.libp2p.get_network()
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                await self.disconnect_peer(member.peer_id)
+            for conn in list(network.get_connections(peer_id)):
+                logger.info("connection to %s did not close in time; discarding it", member.address)
+                with trio.move_on_after(CLOSE_TIMEOUT_S / 4):
+                    try:
+                        await conn.muxed_conn.secured_conn.close()  # the socket itself
+                    except Exception as exc:
+                        logger.debug("closing a stuck connection's socket: %s", exc)
+                network.remove_conn(conn)
+        forget_failed_dial(self.libp2p, peer_id)
 
     async def disconnect_peer(self, peer_id: str) -> None:
         try:

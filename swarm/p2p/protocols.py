@@ -1,20 +1,27 @@
 """The swarm's stream protocols: serving side and calling side.
 
-=========================  ====================================================================
-``/swarm/update/1.0.0``    push an encrypted update to the round's merge peer
-``/swarm/roundkey/1.0.0``  push a round key sealed to the receiver, or the round's public context
-``/swarm/aggregate/1.0.0`` fetch a round's aggregate (resumable)
-``/swarm/model/1.0.0``     fetch a finalized model by its hash (catch-up; resumable)
-``/swarm/status/1.0.0``    a small status request
-=========================  ====================================================================
+================================  =============================================================
+``/swarm/update/1.0.0``           push an encrypted update to the round's merge peer
+``/swarm/roundkey/1.0.0``         push a round key sealed to the receiver, or the round's public
+                                  context (the key steward delivering)
+``/swarm/roundkey-fetch/1.0.0``   fetch the round's public context and one's own sealed key from
+                                  the key steward (a restarted peer, a failed delivery)
+``/swarm/aggregate/1.0.0``        fetch a round's aggregate (resumable)
+``/swarm/model/1.0.0``            fetch a finalized model by its hash (catch-up; resumable)
+``/swarm/status/1.0.0``           a small status request
+================================  =============================================================
 
 A push: header ``{kind, round, digest, size}`` -> answer (refusal, or ok; ``stored`` when the
 receiver already holds exactly this blob) -> payload (framing.py) -> final answer after the
 receiver read *all* of it, checked its sha256 and stored it. A fetch: header
 ``{kind, round, digest, offset}`` -> answer ``{size, digest, offset}`` -> payload from ``offset``.
+A round-key fetch: header ``{round}`` -> answer ``{round, context_size, context_digest, key_size,
+key_digest}`` (the key fields null when the requester gets no key) -> the context's payload,
+then the key's.
 
 Every call runs under a deadline (``TransferPolicy.deadline_s``) and is retried on timeouts,
-interruptions and unreachable peers; refusals are answers and are raised at once.
+interruptions, unreachable peers and ``busy``/``sender_busy`` refusals; other refusals are
+answers and are raised at once.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 UPDATE_PROTOCOL = "/swarm/update/1.0.0"
 ROUND_KEY_PROTOCOL = "/swarm/roundkey/1.0.0"
+ROUND_KEY_FETCH_PROTOCOL = "/swarm/roundkey-fetch/1.0.0"
 AGGREGATE_PROTOCOL = "/swarm/aggregate/1.0.0"
 MODEL_PROTOCOL = "/swarm/model/1.0.0"
 STATUS_PROTOCOL = "/swarm/status/1.0.0"
@@ -82,6 +90,9 @@ WIRE_VERSION = 1
 #: a peer gets this long to send a request header once its stream is open
 HEADER_TIMEOUT_S = 10.0
 
+#: refusals that say "not now" rather than "no": the caller's retry loop tries again (backoff)
+RETRYABLE_REFUSALS = frozenset({"busy", "sender_busy"})
+
 
 @dataclass(frozen=True)
 class PushRequest:
@@ -99,6 +110,25 @@ Verdict = str | None
 PushValidator = Callable[[PushRequest], Verdict | Awaitable[Verdict]]
 SizeLimit = int | Callable[[int], int]  # bytes, or round -> bytes
 StatusProvider = Callable[[], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class RoundKeyBundle:
+    """What the key steward hands one requester for one round: opaque bytes to this package.
+
+    ``context`` is the round's public CKKS context (the requester checks it against the hash on
+    the ledger); ``sealed_key`` is the round's secret key sealed to the requester's public key,
+    or None for a requester that must not hold it (the round's merge peer).
+    """
+
+    context: bytes
+    sealed_key: bytes | None
+
+
+#: ``provider(requester, round_id)``: ``requester`` is the checksummed address derived from the
+#: connection's authenticated key; None refuses. May be sync (keep it quick: it runs on the
+#: event loop) or async.
+RoundKeyProvider = Callable[[str, int], RoundKeyBundle | Awaitable[RoundKeyBundle | None] | None]
 
 
 @dataclass(frozen=True)
@@ -158,8 +188,8 @@ def _field(header: Mapping[str, Any], name: str, kind: type) -> Any:
     return value
 
 
-def _digest_field(header: Mapping[str, Any]) -> bytes:
-    text = _field(header, "digest", str)
+def _digest_field(header: Mapping[str, Any], name: str = "digest") -> bytes:
+    text = _field(header, name, str)
     try:
         digest = bytes.fromhex(text)
     except ValueError as exc:
@@ -183,11 +213,26 @@ async def _validate(validator: PushValidator, request: PushRequest) -> Verdict:
     return verdict
 
 
+async def _provide(provider: RoundKeyProvider, requester: str, round_id: int) -> object:
+    bundle = provider(requester, round_id)
+    if inspect.isawaitable(bundle):
+        bundle = await bundle
+    return bundle
+
+
 class ProtocolServer:
-    """Serves the five protocols on a P2PHost from a BlobStore.
+    """Serves the swarm's protocols on a P2PHost from a BlobStore.
 
     Pushes of a kind are refused (``not_accepting``) until :meth:`accept_pushes` registers a
-    validator and a size limit for it: the peer state machine decides who may send what.
+    validator and a size limit for it, and round keys are served only once
+    :meth:`serve_round_keys` registers a provider: the peer state machine decides who may send
+    or get what.
+
+    Inbound pushes share ``max_concurrent_inbound`` slots (each holds its payload in memory
+    while it is read). So that one member cannot hold them all, a member may have at most
+    ``max_inbound_per_sender`` pushes reading or waiting for a slot; one more is refused at once
+    (``sender_busy``). A push that finds no free slot within ``slot_wait_s`` is refused
+    (``busy``). Both refusals are retryable (:data:`RETRYABLE_REFUSALS`).
     """
 
     def __init__(
@@ -197,15 +242,20 @@ class ProtocolServer:
         *,
         policy: TransferPolicy,
         max_concurrent_inbound: int = 8,
+        max_inbound_per_sender: int = 2,
+        slot_wait_s: float = 5.0,
         status_provider: StatusProvider | None = None,
     ) -> None:
         self.host = host
         self.store = store
         self.policy = policy
         self.status_provider = status_provider
+        self.max_inbound_per_sender = max_inbound_per_sender
+        self.slot_wait_s = slot_wait_s
         self._push_policies: dict[BlobKind, PushPolicy] = {}
-        # each inbound payload is held whole in memory while it is read and checked
+        self._round_key_provider: RoundKeyProvider | None = None
         self._inbound = trio.CapacityLimiter(max_concurrent_inbound)
+        self._inbound_by_sender: dict[str, int] = {}
 
     def accept_pushes(self, kind: BlobKind, validator: PushValidator, max_size: SizeLimit) -> None:
         """Accept pushes of ``kind`` that ``validator`` approves, up to ``max_size`` bytes."""
@@ -214,11 +264,22 @@ class ProtocolServer:
     def refuse_pushes(self, kind: BlobKind) -> None:
         self._push_policies.pop(kind, None)
 
+    def serve_round_keys(self, provider: RoundKeyProvider | None) -> None:
+        """Answer round-key fetches with what ``provider`` returns (None: stop serving them)."""
+        self._round_key_provider = provider
+
+    def inbound_in_flight(self, sender: str | None = None) -> int:
+        """Inbound pushes reading or waiting for a slot (of one sender, or of all)."""
+        if sender is not None:
+            return self._inbound_by_sender.get(sender, 0)
+        return sum(self._inbound_by_sender.values())
+
     def install(self) -> None:
         for protocol in PUSH_KINDS:
             self.host.set_handler(protocol, self._push_handler(protocol))
         for protocol in FETCH_KINDS:
             self.host.set_handler(protocol, self._fetch_handler(protocol))
+        self.host.set_handler(ROUND_KEY_FETCH_PROTOCOL, self._serve_round_key)
         self.host.set_handler(STATUS_PROTOCOL, self._serve_status)
 
     def _push_handler(self, protocol: str) -> Callable[[INetStream, Member], Awaitable[None]]:
@@ -303,27 +364,33 @@ class ProtocolServer:
             # a retry after a lost final answer: acknowledge without a second transfer
             await write_message(io, accepted(stored=True))
             return True
-        reason = await _validate(push_policy.validator, request)
-        if reason is not None:
-            logger.info("refused %s from %s: %s", request.kind, request.sender, reason)
-            await write_message(io, refusal("refused", reason))
+        sender = request.sender
+        in_flight = self._inbound_by_sender.get(sender, 0)
+        if in_flight >= self.max_inbound_per_sender:
+            # counted while waiting too: a member that queues many pushes must not collect
+            # every slot as they free up
+            logger.info("refused %s from %s: %d pushes in flight", request.kind, sender, in_flight)
+            await write_message(
+                io,
+                refusal(
+                    "sender_busy",
+                    f"{in_flight} of your pushes are in flight here (at most "
+                    f"{self.max_inbound_per_sender}); retry when one has finished",
+                ),
+            )
             return True
-        async with self._inbound:
-            await widen_receive_window(io.stream, request.size)
-            await write_message(io, accepted())
-            partial = PartialPayload(request.size, request.digest, limit)
-            with trio.move_on_after(self.policy.deadline_s(request.size)) as scope:
-                try:
-                    # read everything before any processing: a receiver that stops reading for
-                    # 5 s makes the sender's yamux fail (STACK.md), so storing comes after
-                    data = await partial.receive(io)
-                except PayloadHashMismatchError as exc:
-                    logger.warning("refused %s from %s: %s", request.kind, request.sender, exc)
-                    await write_message(io, refusal("hash_mismatch", str(exc)))
-                    return True
-            if scope.cancelled_caught:
-                logger.info("%s from %s passed its deadline", request.kind, request.sender)
-                return False
+        self._inbound_by_sender[sender] = in_flight + 1
+        try:
+            received = await self._validate_and_read(io, request, push_policy, limit)
+        finally:
+            left = self._inbound_by_sender[sender] - 1
+            if left:
+                self._inbound_by_sender[sender] = left
+            else:
+                del self._inbound_by_sender[sender]
+        if not isinstance(received, bytes):
+            return received
+        data = received
         ref = BlobRef(request.kind, request.round_id, request.sender, request.digest, request.size)
         await trio.to_thread.run_sync(self.store.put, ref, data)
         logger.info(
@@ -335,6 +402,49 @@ class ProtocolServer:
         )
         await write_message(io, accepted())
         return True
+
+    async def _validate_and_read(
+        self, io: StreamIO, request: PushRequest, push_policy: PushPolicy, limit: int
+    ) -> bytes | bool:
+        """The payload once approved, read whole and checked; else what _receive_push returns."""
+        reason = await _validate(push_policy.validator, request)
+        if reason is not None:
+            logger.info("refused %s from %s: %s", request.kind, request.sender, reason)
+            await write_message(io, refusal("refused", reason))
+            return True
+        got_slot = False
+        with trio.move_on_after(self.slot_wait_s):
+            await self._inbound.acquire()
+            got_slot = True
+        if not got_slot:
+            logger.info("refused %s from %s: no free slot", request.kind, request.sender)
+            await write_message(
+                io,
+                refusal(
+                    "busy",
+                    f"all {self._inbound.total_tokens:g} inbound slots stayed taken for "
+                    f"{self.slot_wait_s:g} s; retry later",
+                ),
+            )
+            return True
+        try:
+            await widen_receive_window(io.stream, request.size)
+            await write_message(io, accepted())
+            partial = PartialPayload(request.size, request.digest, limit)
+            with trio.move_on_after(self.policy.deadline_s(request.size)) as scope:
+                try:
+                    # read everything before any processing: a receiver that stops reading for
+                    # 5 s makes the sender's yamux fail (STACK.md), so storing comes after
+                    return await partial.receive(io)
+                except PayloadHashMismatchError as exc:
+                    logger.warning("refused %s from %s: %s", request.kind, request.sender, exc)
+                    await write_message(io, refusal("hash_mismatch", str(exc)))
+                    return True
+            if scope.cancelled_caught:
+                logger.info("%s from %s passed its deadline", request.kind, request.sender)
+            return False
+        finally:
+            self._inbound.release()
 
     async def _serve_fetch(self, stream: INetStream, member: Member, protocol: str) -> None:
         io = StreamIO(stream)
@@ -386,6 +496,83 @@ class ProtocolServer:
             else:
                 await reset_quietly(stream)
 
+    async def _serve_round_key(self, stream: INetStream, member: Member) -> None:
+        io = StreamIO(stream)
+        ok = False
+        try:
+            header = await self._read_header(io)
+            if header is None:
+                return
+            try:
+                round_id = _field(header, "round", int)
+                if round_id < 0:
+                    raise ProtocolViolationError("round must be non-negative")
+            except ProtocolViolationError as exc:
+                await write_message(io, refusal("bad_request", str(exc)))
+                ok = True
+                return
+            provider = self._round_key_provider
+            bundle = (
+                None if provider is None else await _provide(provider, member.address, round_id)
+            )
+            if provider is None or bundle is None:
+                reason = (
+                    "this peer serves no round keys"
+                    if provider is None
+                    else f"no round key for you for round {round_id}"
+                )
+                logger.info(
+                    "refused round key of round %d to %s: %s", round_id, member.address, reason
+                )
+                await write_message(
+                    io, refusal("not_found" if provider is None else "refused", reason)
+                )
+                ok = True
+                return
+            if not isinstance(bundle, RoundKeyBundle) or not isinstance(
+                bundle.sealed_key, bytes | None
+            ):
+                raise TypeError(f"a round key provider returned {type(bundle).__name__}")
+            context, key = bytes(bundle.context), bundle.sealed_key
+            context_digest = await trio.to_thread.run_sync(sha256, context)
+            key_digest = None if key is None else sha256(key)
+            await write_message(
+                io,
+                accepted(
+                    round=round_id,
+                    context_size=len(context),
+                    context_digest=context_digest.hex(),
+                    key_size=None if key is None else len(key),
+                    key_digest=None if key_digest is None else key_digest.hex(),
+                ),
+            )
+            total = len(context) + (0 if key is None else len(key))
+            with trio.move_on_after(self.policy.deadline_s(total)) as scope:
+                await send_payload(
+                    io, context, whole_digest=context_digest, chunk_bytes=self.policy.chunk_bytes
+                )
+                if key is not None:
+                    await send_payload(
+                        io, key, whole_digest=key_digest, chunk_bytes=self.policy.chunk_bytes
+                    )
+                ok = True
+            if scope.cancelled_caught:
+                logger.info("serving round key to %s passed its deadline", member.address)
+            else:
+                logger.info(
+                    "served round %d's context%s to %s",
+                    round_id,
+                    "" if key is None else " and sealed key",
+                    member.address,
+                )
+        except (TransferInterruptedError, ProtocolViolationError) as exc:
+            logger.info("round key to %s failed: %s", member.address, exc)
+        finally:
+            if ok:
+                await close_quietly(stream)
+            else:
+                await reset_quietly(stream)
+
     async def _serve_status(self, stream: INetStream, member: Member) -> None:
         io = StreamIO(stream)
         ok = False
@@ -395,7 +582,12 @@ class ProtocolServer:
             status: dict[str, Any] = {
                 "address": self.host.address,
                 "peer_id": self.host.peer_id,
-                "protocols": [*PUSH_KINDS, *FETCH_KINDS, STATUS_PROTOCOL],
+                "protocols": [
+                    *PUSH_KINDS,
+                    *FETCH_KINDS,
+                    ROUND_KEY_FETCH_PROTOCOL,
+                    STATUS_PROTOCOL,
+                ],
                 "members": len(self.host.gate.members),
                 "connected_members": len(self.host.connected_members()),
                 "time": time.time(),
@@ -426,12 +618,27 @@ async def _with_retries(
     what: str,
     attempt_fn: Callable[[], Awaitable[T]],
 ) -> T:
-    """Run ``attempt_fn`` up to ``policy.attempts`` times; each attempt sets its own deadline."""
+    """Run ``attempt_fn`` up to ``policy.attempts`` times; each attempt sets its own deadline.
+
+    With ``attempts=1`` the one failure is raised as it is, at once (no backoff is slept).
+    """
     last: P2PError | None = None
     for attempt in range(1, policy.attempts + 1):
         await trio.sleep(policy.backoff_before(attempt))
         try:
             return await attempt_fn()
+        except TransferRefusedError as exc:
+            if exc.code not in RETRYABLE_REFUSALS:
+                raise
+            last = exc
+            logger.info(
+                "%s to %s: attempt %d/%d refused, %s",
+                what,
+                member.address,
+                attempt,
+                policy.attempts,
+                exc,
+            )
         except _RETRYABLE as exc:
             last = exc
             logger.info(
@@ -444,7 +651,7 @@ async def _with_retries(
             )
             if isinstance(exc, TransferTimeoutError):
                 # a yamux connection can stall silently; a fresh one is the cure
-                await host.disconnect(member)
+                await host.drop_connections(member)
     assert last is not None
     raise last
 
@@ -608,3 +815,66 @@ async def request_status(host: P2PHost, address: str, *, policy: TransferPolicy)
                 await (close_quietly(stream) if ok else reset_quietly(stream))
 
     return await _with_retries(host, member, policy, "status", attempt)
+
+
+async def fetch_round_key(
+    host: P2PHost,
+    address: str,
+    round_id: int,
+    *,
+    max_context: int,
+    max_key: int,
+    policy: TransferPolicy,
+) -> RoundKeyBundle:
+    """The round's public context and our sealed key (None if the steward gives us none) from
+    the key steward at ``address``.
+
+    Sizes over ``max_context`` / ``max_key`` are refused before a byte of them is read
+    (PayloadTooLargeError); each part is checked against the sha256 the steward announced
+    (transport integrity only: the caller checks the context against the ledger's hash and
+    opens the sealed key itself).
+    """
+    member = host.member(address)
+
+    async def attempt() -> RoundKeyBundle:
+        what = f"fetching round {round_id}'s key from {address}"
+        with _Deadline(policy.base_timeout_s, what) as deadline:
+            stream = await host.open_stream(
+                member, ROUND_KEY_FETCH_PROTOCOL, timeout_s=policy.connect_timeout_s
+            )
+            io = StreamIO(stream)
+            ok = False
+            try:
+                await write_message(io, {"v": WIRE_VERSION, "round": round_id})
+                answer = await read_message(io)
+                raise_if_refused(answer)
+                if _field(answer, "round", int) != round_id:
+                    raise ProtocolViolationError("the answer is for another round")
+                context_size = _field(answer, "context_size", int)
+                context_digest = _digest_field(answer, "context_digest")
+                has_key = answer.get("key_size") is not None
+                key_size = _field(answer, "key_size", int) if has_key else 0
+                key_digest = _digest_field(answer, "key_digest") if has_key else None
+                if context_size > max_context:
+                    raise PayloadTooLargeError(context_size, max_context, "round context")
+                if key_size > max_key:
+                    raise PayloadTooLargeError(key_size, max_key, "sealed round key")
+                if context_size < 0 or key_size < 0:
+                    raise ProtocolViolationError("negative size in the answer")
+                deadline.extend_to(policy.deadline_s(context_size + key_size))
+                await widen_receive_window(stream, context_size + key_size)
+                context = await PartialPayload(context_size, context_digest, max_context).receive(
+                    io
+                )
+                key = None
+                if key_digest is not None:
+                    key = await PartialPayload(key_size, key_digest, max_key).receive(io)
+                ok = True
+                return RoundKeyBundle(context=context, sealed_key=key)
+            except TransferRefusedError:
+                ok = True
+                raise
+            finally:
+                await (close_quietly(stream) if ok else reset_quietly(stream))
+
+    return await _with_retries(host, member, policy, "round key fetch", attempt)

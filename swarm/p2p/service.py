@@ -1,4 +1,4 @@
-"""The peer network as one object: host, membership watcher, protocols and announcements.
+"""The peer network as one object: host, membership watcher and stream protocols.
 
 This is what the peer state machine holds::
 
@@ -8,8 +8,8 @@ This is what the peer state machine holds::
         aggregate = await net.fetch_aggregate(merge_peer, round_id, digest, max_size=limit)
 
 Start-up order: the member list is read before the host listens (so the gate is never open to
-everyone); shutdown order: connections are closed before pubsub stops (py-libp2p can crash with
-"Nursery is closed to new arrivals" otherwise), then the host stops.
+everyone); shutdown order: connections are closed (bounded), then the host stops. No pubsub runs:
+py-libp2p's pubsub stream handler lets one malformed protobuf stop the whole host (STACK.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import trio
 from swarm.identity import Identity
 from swarm.ledger.types import Member
 from swarm.p2p import protocols
-from swarm.p2p.announce import Announcement, Announcer, ReceivedAnnouncement
 from swarm.p2p.config import P2PConfig, TransferPolicy
 from swarm.p2p.framing import sha256
 from swarm.p2p.host import P2PHost
@@ -34,7 +33,14 @@ from swarm.p2p.membership import (
     MembershipSource,
     MembershipWatcher,
 )
-from swarm.p2p.protocols import ProtocolServer, PushValidator, SizeLimit, StatusProvider
+from swarm.p2p.protocols import (
+    ProtocolServer,
+    PushValidator,
+    RoundKeyBundle,
+    RoundKeyProvider,
+    SizeLimit,
+    StatusProvider,
+)
 from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore
 
 if TYPE_CHECKING:
@@ -67,13 +73,9 @@ class P2PService:
             self.store,
             policy=config.transfer,
             max_concurrent_inbound=config.max_concurrent_inbound,
+            max_inbound_per_sender=config.max_inbound_per_sender,
+            slot_wait_s=config.inbound_slot_wait_s,
             status_provider=status_provider,
-        )
-        self.announcer = Announcer(
-            self.host,
-            topic=config.topic,
-            heartbeat_s=config.heartbeat_s,
-            max_bytes=config.max_announcement_bytes,
         )
         self.watcher.add_listener(self._on_membership_change)
         self._connect_now = trio.Event()
@@ -84,7 +86,7 @@ class P2PService:
         """Serve until cancelled; ``started()`` once listening with the member list loaded."""
         self.server.install()
         await self.watcher.poll_once()
-        async with self.host.running(), self.announcer.running():
+        async with self.host.running():
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.watcher.run)
@@ -99,7 +101,6 @@ class P2PService:
                     task_status.started()
                     await trio.sleep_forever()
             finally:
-                # before pubsub stops: see the module docstring
                 with (
                     trio.CancelScope(shield=True),
                     trio.move_on_after(self.config.shutdown_timeout_s),
@@ -113,7 +114,7 @@ class P2PService:
             self._connect_now.set()
 
     async def _keep_connected(self) -> None:
-        """Hold a connection to every active member, so announcements reach everyone.
+        """Hold a connection to every active member, so a transfer rarely waits for a dial.
 
         Of each pair, the member with the lower address dials (halves duplicate connections);
         transfers dial on demand either way.
@@ -173,6 +174,13 @@ class P2PService:
 
     def refuse_pushes(self, kind: BlobKind) -> None:
         self.server.refuse_pushes(kind)
+
+    def serve_round_keys(self, provider: RoundKeyProvider | None) -> None:
+        """(Key steward) answer round-key fetches: ``provider(requester, round_id)`` returns the
+        requester's RoundKeyBundle, or None to refuse (``refused``). ``requester`` is the
+        checksummed address of the connection's authenticated key. None stops serving
+        (``not_found``)."""
+        self.server.serve_round_keys(provider)
 
     async def offer(self, kind: BlobKind, round_id: int, data: bytes) -> BlobRef:
         """Put a blob of our own (an aggregate, a finalized model) where peers can fetch it."""
@@ -273,16 +281,33 @@ class P2PService:
             policy=self._policy(policy),
         )
 
+    async def fetch_round_key(
+        self,
+        steward: str,
+        round_id: int,
+        *,
+        max_context: int,
+        max_key: int,
+        policy: TransferPolicy | None = None,
+    ) -> RoundKeyBundle:
+        """The round's public context and our sealed secret key, fetched from its key steward.
+
+        ``sealed_key`` is None when the steward gives us none (we are the merge peer). A refusal
+        raises TransferRefusedError at once; a size over ``max_context`` / ``max_key`` raises
+        PayloadTooLargeError before it is read. The bytes are not interpreted here: check the
+        context against the ledger's hash, and open the sealed key, yourself.
+        """
+        return await protocols.fetch_round_key(
+            self.host,
+            steward,
+            round_id,
+            max_context=max_context,
+            max_key=max_key,
+            policy=self._policy(policy),
+        )
+
     async def status(self, of: str, *, policy: TransferPolicy | None = None) -> dict[str, Any]:
         return await protocols.request_status(self.host, of, policy=self._policy(policy))
-
-    async def announce(self, announcement: Announcement) -> None:
-        """Publish a small signed announcement (<= 64 KiB) to every member."""
-        await self.announcer.publish(announcement)
-
-    def announcements(self, buffer: int = 256) -> trio.MemoryReceiveChannel[ReceivedAnnouncement]:
-        """Members' announcements from now on, each with the address of the member who signed it."""
-        return self.announcer.subscribe(buffer)
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-"""The peer network across OS processes on loopback: each peer is a ``swarm.p2p.node`` process.
+"""The peer network across OS processes on loopback: each peer is a ``tests.support.node`` process.
 
 Membership comes from a JSON members file that every node polls (standing in for the ledger,
 whose client every node would poll the same way); a test rewrites it to remove a member.
@@ -17,8 +17,8 @@ import pytest
 from swarm.identity import Identity
 from swarm.p2p.framing import sha256
 from swarm.p2p.membership import member_of_identity, write_members_file
-from swarm.p2p.node import NodeProcess, make_payload
 from tests.p2p.helpers import free_port, loopback_addr
+from tests.support.node import NodeProcess, make_payload
 
 pytestmark = pytest.mark.slow
 

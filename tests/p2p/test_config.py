@@ -1,4 +1,4 @@
-"""P2PConfig and TransferPolicy: TCP only, sane deadlines."""
+"""P2PConfig and TransferPolicy: TCP only, sane deadlines, inbound fairness limits."""
 
 from __future__ import annotations
 
@@ -25,13 +25,22 @@ def test_only_tcp_listen_addresses(addr: str) -> None:
 
 def test_tcp_addresses_are_accepted() -> None:
     config = P2PConfig(listen_addrs=("/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/0"))
-    assert config.heartbeat_s == 1
-    assert config.max_announcement_bytes == 64 * 1024
+    assert config.listen_addrs == ("/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/0")
 
 
-def test_announcements_cannot_be_configured_above_64_kib() -> None:
-    with pytest.raises(ConfigError):
-        P2PConfig(max_announcement_bytes=1 << 20)
+def test_inbound_fairness_defaults_and_limits() -> None:
+    """Fault: without a per-sender cap one member can take every inbound slot; without a bound
+    on the wait for a slot, a sender times out instead of hearing "busy"."""
+    config = P2PConfig()
+    assert config.max_inbound_per_sender == 2
+    assert 0 < config.inbound_slot_wait_s < config.transfer.base_timeout_s
+    for bad in (
+        {"max_inbound_per_sender": 0},
+        {"inbound_slot_wait_s": 0},
+        {"max_concurrent_inbound": 0},
+    ):
+        with pytest.raises(ConfigError):
+            P2PConfig(**bad)  # type: ignore[arg-type]
 
 
 def test_deadline_grows_with_size_and_backoff_doubles_up_to_its_cap() -> None:
@@ -43,3 +52,13 @@ def test_deadline_grows_with_size_and_backoff_doubles_up_to_its_cap() -> None:
     assert [policy.backoff_before(n) for n in (1, 2, 3, 4, 5)] == [0, 1, 2, 3, 3]
     with pytest.raises(ConfigError):
         TransferPolicy(attempts=0)
+
+
+def test_single_attempt_keeps_the_deadlines() -> None:
+    """Fault: the peer re-checks the ledger between tries, so it needs a one-try policy that
+    is otherwise the configured one."""
+    policy = TransferPolicy(attempts=5, base_timeout_s=7, connect_timeout_s=2)
+    once = policy.single_attempt()
+    assert once.attempts == 1
+    assert (once.base_timeout_s, once.connect_timeout_s) == (7, 2)
+    assert policy.attempts == 5  # frozen: the original is untouched

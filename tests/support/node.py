@@ -1,12 +1,15 @@
 """A scriptable peer process, for multi-process tests, benchmarks and manual debugging.
 
-``python -m swarm.p2p.node --key-hex HEX --listen /ip4/127.0.0.1/tcp/4001 --members-file m.json``
-runs a P2PService and takes JSON-lines commands on stdin, answering each on stdout with the same
-``id``; logs go to stderr. Payloads are generated from a seed (``random.Random(seed)``), so a test
-knows their hash without moving them through the pipe. ``flip_byte`` pushes a payload with one
-byte changed under the hash of the original: a member whose bytes do not match its commitment.
+From the repository root, ``python -m tests.support.node --key-hex HEX --listen
+/ip4/127.0.0.1/tcp/4001 --members-file m.json`` runs a P2PService and takes JSON-lines commands
+on stdin (push, offer, fetch, stored, status, status_latency, connected, stats, quit), answering
+each on stdout with the same ``id``; logs go to stderr. Payloads are generated from a seed
+(``random.Random(seed)``), so a test knows their hash without moving them through the pipe.
+``flip_byte`` pushes a payload with one byte changed under the hash of the original: a member
+whose bytes do not match its commitment.
 
-:class:`NodeProcess` starts such a process and talks to it from ordinary (non-trio) code.
+:class:`NodeProcess` starts such a process and talks to it from ordinary (non-trio) code. This is
+a test harness, not part of the library: ``swarm.p2p`` does not ship it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import trio
 
 from swarm.errors import P2PError, TransferRefusedError
 from swarm.identity import Identity
-from swarm.p2p.announce import Announcement, ReceivedAnnouncement
 from swarm.p2p.config import P2PConfig, TransferPolicy
 from swarm.p2p.framing import sha256
 from swarm.p2p.membership import JsonFileMembershipSource
@@ -41,6 +43,9 @@ from swarm.p2p.service import P2PService, open_p2p
 from swarm.p2p.store import BlobKind
 
 logger = logging.getLogger(__name__)
+
+#: the repository root: the node process imports ``tests.support.node`` from there
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_payload(seed: int, size: int) -> bytes:
@@ -75,7 +80,6 @@ class _NodeApp:
     def __init__(self, service: P2PService, out: IO[str]) -> None:
         self.service = service
         self.out = out
-        self.received: list[ReceivedAnnouncement] = []
 
     def emit(self, message: Mapping[str, Any]) -> None:
         self.out.write(json.dumps(message) + "\n")
@@ -93,11 +97,6 @@ class _NodeApp:
             }
         )
         return None
-
-    async def collect_announcements(self) -> None:
-        async with self.service.announcements() as channel:
-            async for received in channel:
-                self.received.append(received)
 
     async def handle(self, command: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"id": command.get("id")}
@@ -191,22 +190,6 @@ class _NodeApp:
                 "p90_ms": 1000 * samples[int(len(samples) * 0.9)],
                 "count": len(samples),
             }
-        if op == "announce":
-            body = command.get("body", {})
-            await net.announce(Announcement(command["kind"], int(command["round"]), body))
-            return {}
-        if op == "announcements":
-            return {
-                "received": [
-                    {
-                        "sender": r.sender,
-                        "kind": r.announcement.kind,
-                        "round": r.announcement.round_id,
-                        "body": dict(r.announcement.body),
-                    }
-                    for r in self.received
-                ]
-            }
         if op == "connected":
             return {"members": sorted(net.connected_members()), "peers": net.host.connected_peers()}
         if op == "stats":
@@ -244,7 +227,6 @@ async def _serve(args: argparse.Namespace) -> None:
         stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
         buffer = b""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(app.collect_announcements)
             while True:
                 data = await stdin.receive_some(65536)
                 if not data:
@@ -311,7 +293,7 @@ class NodeProcess:
         self.args = [
             sys.executable,
             "-m",
-            "swarm.p2p.node",
+            "tests.support.node",
             "--key-hex",
             identity.private_key.hex(),
             "--listen",
@@ -339,8 +321,14 @@ class NodeProcess:
 
     def start(self) -> NodeProcess:
         self._log = open(self.log_path, "a") if self.log_path else None  # noqa: SIM115
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
         self.process = subprocess.Popen(
             self.args,
+            cwd=REPO_ROOT,
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log if self._log is not None else subprocess.DEVNULL,

@@ -1,0 +1,100 @@
+"""Getting and keeping the ledger's latest model: adopt our own, fetch someone else's, evaluate.
+
+A fetched model is checked twice before it is used: its bytes against the hash the ledger
+finalized (the transfer does it), and its tensors against the task's model (names, shapes,
+dtypes), so a member serving a wrong model is skipped for the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from swarm.errors import AlreadyDoneError, CheckpointError, LedgerError, P2PError
+from swarm.p2p import BlobKind
+from swarm.peer.actions import Adopt, CatchUp, ReportMetrics
+from swarm.peer.work import ActionSupersededError, StateDict, prune_steward_keys
+from swarm.training.checkpoint import model_bytes, state_dict_from_bytes
+
+if TYPE_CHECKING:
+    from swarm.peer.runner import Peer
+
+log = logging.getLogger(__name__)
+
+
+async def adopt(peer: Peer, action: Adopt) -> None:
+    work = peer.work
+    if work is None or work.round_id != action.round_id or work.new_state is None:
+        raise ActionSupersededError("the model of that round is not computed here")
+    await _adopt(peer, action.round_id, work.new_state, action.model_hash)
+
+
+async def _adopt(peer: Peer, round_id: int, state: StateDict, digest: bytes) -> None:
+    await peer.call(peer.model.adopt, round_id, state, digest)
+    await peer.offer_model()
+
+    def prune() -> None:
+        # Earlier rounds' keys, updates, aggregates and models are no longer needed by anyone.
+        peer.store.discard_before(round_id, tuple(BlobKind))
+        prune_steward_keys(peer.keys_dir, round_id)
+
+    await peer.call(prune)
+    peer.emit("finalized", round=round_id, model=digest.hex())
+
+
+async def catch_up(peer: Peer, action: CatchUp) -> None:
+    """Fetch the latest finalized model from a member that holds it: those that acknowledged
+    it first, then everyone else."""
+    assert peer.net is not None
+    if action.round_id == 0:
+        raise CheckpointError(
+            "the ledger's initial model is not this task's initial model (a different task)"
+        )
+    finished = await peer.call(peer.ledger.view, action.round_id)
+    acked = [a for a, h in finished.acks.items() if h == action.model_hash]
+    others = [m for m in peer.net.members() if m not in acked]
+    limit = len(model_bytes(peer.model.state)) + 4096
+    for source in [*acked, *others]:
+        if source == peer.me:
+            continue
+        try:
+            data = await peer.net.fetch_model(source, action.model_hash, max_size=limit)
+            state = await peer.call(state_dict_from_bytes, data)
+            peer.model.spec.conform(state, f"the model {source} served")
+        except (P2PError, CheckpointError) as exc:
+            log.info("model not fetched from %s: %s", source, exc)
+            continue
+        await _adopt(peer, action.round_id, state, action.model_hash)
+        peer.emit("caught up", round=action.round_id, source=source)
+        return
+    raise P2PError(f"no member could serve model 0x{action.model_hash.hex()} yet")
+
+
+async def report_metrics(peer: Peer, action: ReportMetrics) -> None:
+    """Evaluate the model on our test split; report it on the ledger if the consortium asks."""
+    round_id = action.round_id
+    model = peer.task.build_model(peer.config.seed)
+    model.load_state_dict(peer.model.state)
+    metrics = await peer.call(peer.task.evaluate, model, peer.data)
+    peer.metrics_round = max(peer.metrics_round, round_id)
+    peer.emit(
+        "metrics", round=round_id, accuracy=metrics.accuracy, auc=metrics.auc, loss=metrics.loss
+    )
+    if not (peer.params.metrics_enabled and peer.config.report_metrics):
+        return
+    try:
+        await peer.call(
+            peer.ledger.report_metrics,
+            round_id,
+            metrics.samples,
+            metrics.accuracy,
+            metrics.auc,
+            metrics.loss,
+        )
+    except AlreadyDoneError:
+        pass
+    except LedgerError as exc:  # metrics are a courtesy: never hold the swarm up for them
+        log.info("metrics of round %d not reported: %s", round_id, exc)
+
+
+__all__ = ["adopt", "catch_up", "report_metrics"]

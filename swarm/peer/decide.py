@@ -1,0 +1,192 @@
+"""The peer's decision function: from what the ledger and the peer know, what to do next.
+
+``decide(ledger, local, now)`` is pure: no I/O, no clock of its own, no hidden state. It knows
+the whole round protocol from one hospital's side (docs/protocol.md, rules in swarm.protocol)
+and is tested transition by transition in tests/peer/test_decide.py. The peer calls it after
+every look at the ledger and every finished action, and carries out what it returns through the
+role modules; an action whose key is still in flight is not returned again.
+
+Stages, from the ledger's derived round state and our place in the round::
+
+    our model is not the ledger's latest   adopt the one we computed, or catch up
+    no round / finalized / lapsed          open the next round
+    joining                                join (if we hold the base); train; close the window
+                                           after its deadline
+    keying                                 steward: make the key, post its hash; others: replace
+                                           a steward past its deadline
+    committing / merging                   pull the key if it did not arrive; commit; push to
+                                           the merge peer; merge peer: merge when all are in or
+                                           the commit window closed; others: replace a merge
+                                           peer past its deadline
+    acknowledging                          key holders: decrypt, then acknowledge until recorded
+"""
+
+from __future__ import annotations
+
+from swarm.ledger.types import LedgerView, RoundInfo, RoundState
+from swarm.peer.actions import (
+    Acknowledge,
+    Action,
+    Adopt,
+    CatchUp,
+    CloseJoin,
+    Commit,
+    Decrypt,
+    DeliverRoundKeys,
+    FetchRoundKey,
+    Join,
+    MakeRoundKey,
+    Merge,
+    OpenRound,
+    PostRoundKey,
+    PushUpdate,
+    ReplaceKeySteward,
+    ReplaceMergePeer,
+    ReportMetrics,
+    Stop,
+    Train,
+)
+from swarm.peer.local import LocalView, RoundProgress
+from swarm.protocol import ack_eligible, deadline_passed
+
+ZERO = b"\0" * 32
+
+
+def decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
+    """What to start now. ``now`` is the wall clock (unix seconds), compared with the ledger's
+    deadlines; actions already in flight are left out."""
+    return [a for a in _decide(ledger, local, now) if a.key not in local.in_flight]
+
+
+def _decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
+    if local.model_hash != ledger.latest_model:
+        return [_get_latest(ledger, local)]
+    actions: list[Action] = []
+    if local.metrics_round < local.model_round:
+        actions.append(ReportMetrics(local.model_round))
+    if local.rounds_target and ledger.finalized_count >= local.rounds_target:
+        # Stop once the metrics of the model we stop with are out.
+        return actions or [Stop(ledger.finalized_count)]
+    r = ledger.round
+    if r is None or r.state in (RoundState.FINALIZED, RoundState.LAPSED, RoundState.NONE):
+        return [*actions, OpenRound(ledger.latest_model)]
+    if r.base_model != local.model_hash:
+        return actions  # cannot happen while our model is the latest; wait for the ledger
+    progress = local.progress_in(r.round_id).for_attempt(r.attempt)
+    actions += _in_round(ledger, r, local.me, progress, now)
+    return actions
+
+
+def _get_latest(ledger: LedgerView, local: LocalView) -> Action:
+    """Our model is behind (or beside) the ledger's: use the one we computed if the ledger
+    finalized exactly it, else fetch it from a member that holds it."""
+    rid, target = ledger.last_finalized, ledger.latest_model
+    progress = local.progress
+    if progress is not None and progress.round_id == rid and progress.new_model == target:
+        return Adopt(rid, target)
+    return CatchUp(rid, target)
+
+
+def _in_round(
+    ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress, now: float
+) -> list[Action]:
+    rid = r.round_id
+    joined = me in r.participants
+    if r.state == RoundState.JOINING:
+        out: list[Action] = []
+        if not joined:
+            out.append(Join(rid))
+        elif not p.trained:
+            out.append(Train(rid))  # train while others join: it is on everyone's critical path
+        if deadline_passed(r.join_deadline, now) and len(r.participants) >= r.min_peers:
+            out.append(CloseJoin(rid))
+        return out
+    if not joined:
+        return []  # not in this round: wait for the next one
+    out = [] if p.trained else [Train(rid)]
+    if r.state == RoundState.KEYING:
+        return out + _keying(r, me, p, now)
+    if r.state in (RoundState.COMMITTING, RoundState.MERGING):
+        return out + _committing(ledger, r, me, p, now)
+    if r.state == RoundState.ACKNOWLEDGING:
+        return out + _acknowledging(ledger, r, me, p)
+    return out
+
+
+def _keying(r: RoundInfo, me: str, p: RoundProgress, now: float) -> list[Action]:
+    if me == r.key_steward:
+        if not p.steward_key:
+            return [MakeRoundKey(r.round_id, r.attempt)]
+        return [PostRoundKey(r.round_id, r.attempt)]
+    if deadline_passed(r.key_deadline, now):
+        return [ReplaceKeySteward(r.round_id, r.attempt)]
+    return []
+
+
+def _need_keys(r: RoundInfo, me: str, p: RoundProgress) -> bool:
+    """Whether we still lack this attempt's context, or the secret key we are owed."""
+    return not p.has_context or (me != r.merge_peer and not p.has_secret)
+
+
+def _committing(
+    ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress, now: float
+) -> list[Action]:
+    rid, attempt = r.round_id, r.attempt
+    out: list[Action] = []
+    steward = r.key_steward
+    if me == steward and p.steward_key and not p.keys_delivered:
+        out.append(DeliverRoundKeys(rid, attempt))
+    committed = ledger.commitments.get(me)
+    if committed is None:
+        open_ = r.state == RoundState.COMMITTING and now <= r.commit_deadline
+        if open_ and _need_keys(r, me, p) and steward is not None:
+            out.append(FetchRoundKey(rid, attempt, steward))
+        elif open_ and p.trained and not _need_keys(r, me, p):
+            out.append(Commit(rid, attempt))
+    elif _should_push(r, me, p, now):
+        assert r.merge_peer is not None
+        out.append(PushUpdate(rid, attempt, r.merge_peer))
+    if me == r.merge_peer:
+        out += _merging(ledger, r, p, now)
+    elif r.state == RoundState.MERGING and deadline_passed(r.merge_deadline, now):
+        out.append(ReplaceMergePeer(rid, attempt))
+    return out
+
+
+def _should_push(r: RoundInfo, me: str, p: RoundProgress, now: float) -> bool:
+    """Committed, not yet confirmed at the merge peer, and the merge peer may still merge."""
+    return (
+        r.merge_peer is not None
+        and r.merge_peer != me
+        and not p.pushed
+        and (now <= r.merge_deadline)
+    )
+
+
+def _merging(ledger: LedgerView, r: RoundInfo, p: RoundProgress, now: float) -> list[Action]:
+    """The merge peer merges once every participant's committed update is here, or once the
+    commit window closed with at least ``min_peers`` of them (the rest are left out)."""
+    if not p.has_context:
+        steward = r.key_steward
+        return [FetchRoundKey(r.round_id, r.attempt, steward)] if steward else []
+    held = dict(p.held_updates)
+    ready = [a for a, (digest, _) in ledger.commitments.items() if held.get(a) == digest]
+    everyone = len(ready) == len(r.participants)
+    window_closed = deadline_passed(r.commit_deadline, now)
+    if (everyone or window_closed) and len(ready) >= r.min_peers and now <= r.merge_deadline:
+        return [Merge(r.round_id, r.attempt)]
+    return []
+
+
+def _acknowledging(ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress) -> list[Action]:
+    if me not in ack_eligible(r.contributors, r.merge_peer) or me in ledger.acks:
+        return []
+    if p.new_model:
+        return [Acknowledge(r.round_id, p.new_model)]
+    if _need_keys(r, me, p):
+        steward = r.key_steward
+        return [FetchRoundKey(r.round_id, r.attempt, steward)] if steward else []
+    return [Decrypt(r.round_id, r.attempt)]
+
+
+__all__ = ["decide"]

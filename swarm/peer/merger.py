@@ -1,0 +1,96 @@
+"""The merge peer: accepts committed updates and adds what it cannot read.
+
+It accepts a pushed ciphertext only when the ledger holds the sender's commitment to exactly
+that hash in the current attempt, so a late, replayed or altered update is refused before a
+byte of it is read. It never holds the attempt's secret key (the steward seals none to it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from swarm import crypto
+from swarm.errors import CryptoError
+from swarm.p2p import BlobKind, PushRequest
+from swarm.peer.actions import Merge
+from swarm.peer.work import ActionSupersededError
+
+if TYPE_CHECKING:
+    from swarm.peer.runner import Peer
+
+log = logging.getLogger(__name__)
+
+
+async def validate_update(peer: Peer, req: PushRequest) -> str | None:
+    # A push can arrive before our own next look at the ledger: read it afresh.
+    view = await peer.fresh_view()
+    info = view.round
+    if info is None or req.round_id != info.round_id:
+        return f"wrong round {req.round_id} (current round is {view.current_round})"
+    if peer.me != info.merge_peer:
+        return "this peer is not the round's merge peer"
+    if req.sender not in info.participants:
+        return "sender is not a participant of this round"
+    committed = view.commitments.get(req.sender)
+    if committed is None or committed[0] != req.digest:
+        return "no matching commitment on the ledger (a late, replayed or altered update)"
+    return None
+
+
+async def merge(peer: Peer, action: Merge) -> None:
+    """Add every committed update we hold; submit the aggregate's hash and its contributors.
+
+    Idempotent: an aggregate already built for this attempt is submitted again as it is.
+    """
+    info = peer.round_of(action.round_id, action.attempt)
+    work = peer.work_for(action.round_id)
+    view = peer.view
+    assert view is not None and peer.net is not None
+    if work.public is None:
+        raise ActionSupersededError("no public context for this attempt yet")
+    if work.aggregate is None:
+        peer.hook("before-merge", info)
+        commitments = {a: digest for a, (digest, _) in view.commitments.items()}
+        public = work.public
+        t0 = time.perf_counter()
+
+        def add_all() -> tuple[bytes | None, list[str]]:
+            agg = crypto.Aggregator(
+                public,
+                round_id=info.round_id,
+                layout=peer.layout,
+                merge_peer=bytes.fromhex(peer.me[2:]),
+            )
+            added = []
+            for address, digest in sorted(commitments.items()):
+                blob = peer.store.get(digest)
+                if blob is None:
+                    continue
+                try:
+                    agg.add(blob, expected_sender=bytes.fromhex(address[2:]), expected_id=digest)
+                    added.append(address)
+                except CryptoError as exc:
+                    log.warning("refused the update of %s: %s", address, exc)
+            if len(added) < info.min_peers:
+                return None, added
+            return agg.finish(), added
+
+        aggregate, contributors = await peer.call(add_all)
+        work.timed("merge", time.perf_counter() - t0)
+        if aggregate is None:
+            raise ActionSupersededError(
+                f"only {len(contributors)} valid updates of {info.min_peers} needed"
+            )
+        ref = await peer.net.offer(BlobKind.AGGREGATE, info.round_id, aggregate)
+        work.aggregate = (ref.digest, tuple(contributors))
+        peer.emit(
+            "merged", round=info.round_id, contributors=len(contributors), bytes=len(aggregate)
+        )
+    digest, contributors_ = work.aggregate
+    await peer.tx(peer.ledger.submit_aggregate, info.round_id, digest, list(contributors_))
+    peer.emit("aggregate submitted", round=info.round_id, attempt=info.attempt)
+
+
+__all__ = ["merge", "validate_update"]

@@ -1,0 +1,254 @@
+"""What every participant does: open and join rounds, train, get the round key, commit, push.
+
+Each function carries out one action of :mod:`swarm.peer.actions` and returns once its effect
+is done or raised a typed error; the next decision checks the ledger for the effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from swarm import crypto
+from swarm.errors import CryptoError, P2PError
+from swarm.p2p import BlobKind, BlobRef, PushRequest
+from swarm.peer import steward
+from swarm.peer.actions import (
+    CloseJoin,
+    Commit,
+    FetchRoundKey,
+    Join,
+    OpenRound,
+    PushUpdate,
+    ReplaceKeySteward,
+    ReplaceMergePeer,
+    Train,
+)
+from swarm.peer.work import ActionSupersededError, RoundWork, StateDict
+from swarm.training import model_delta
+
+if TYPE_CHECKING:
+    from swarm.ledger import RoundInfo
+    from swarm.peer.runner import Peer
+
+log = logging.getLogger(__name__)
+
+
+# --- opening and joining ----------------------------------------------------------------------
+
+
+async def open_round(peer: Peer, action: OpenRound) -> None:
+    await peer.tx(peer.ledger.open_round, action.base_model)
+    peer.emit("opened", round=(peer.view.current_round + 1) if peer.view else "?")
+
+
+async def join(peer: Peer, action: Join) -> None:
+    await peer.tx(peer.ledger.join, action.round_id)
+    peer.emit("joined", round=action.round_id)
+
+
+async def close_join(peer: Peer, action: CloseJoin) -> None:
+    await peer.tx(peer.ledger.close_join, action.round_id)
+
+
+async def replace_key_steward(peer: Peer, action: ReplaceKeySteward) -> None:
+    await peer.tx(peer.ledger.replace_key_steward, action.round_id)
+    peer.emit("replaced", round=action.round_id, role="key steward")
+
+
+async def replace_merge_peer(peer: Peer, action: ReplaceMergePeer) -> None:
+    await peer.tx(peer.ledger.replace_merge_peer, action.round_id)
+    peer.emit("replaced", round=action.round_id, role="merge peer")
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+async def train(peer: Peer, action: Train) -> None:
+    work = peer.work_for(action.round_id)
+    base = peer.model.state
+    if work.base_hash != peer.model.hash:
+        raise ActionSupersededError("the round's base model is not the model we hold")
+    t0 = time.perf_counter()
+
+    def run() -> tuple[StateDict, int]:
+        model = peer.task.build_model(peer.config.seed)
+        model.load_state_dict(base)
+        cfg = peer.train_config.for_round(action.round_id, peer.config.site)
+        samples = peer.task.train(model, peer.data, cfg, base)
+        return model_delta(model.state_dict(), base), samples
+
+    delta, samples = await peer.call(run)
+    work.delta, work.samples = delta, samples
+    work.timed("training", time.perf_counter() - t0)
+    peer.emit("trained", round=action.round_id, samples=samples)
+
+
+# --- the round key ----------------------------------------------------------------------------
+
+
+def load_round_keys(peer: Peer, info: RoundInfo, work: RoundWork) -> None:
+    """Open this attempt's context and our sealed key from the blob store, where the steward's
+    push (or our pull) put them. Blocking: call from a worker thread."""
+    if work.public is None:
+        for ref in peer.store.find(kind=BlobKind.ROUND_CONTEXT, round_id=info.round_id):
+            if ref.digest != info.key_hash:
+                continue
+            data = peer.store.get(ref.digest)
+            if data is not None:
+                work.public = crypto.PublicRoundContext.from_bytes(
+                    data, params_id=peer.params.ckks_params_id, expected_hash=info.key_hash
+                )
+                break
+    if work.public is None or work.secret is not None or peer.me == info.merge_peer:
+        return
+    for ref in reversed(peer.store.find(kind=BlobKind.ROUND_KEY, round_id=info.round_id)):
+        sealed = peer.store.get(ref.digest)
+        if sealed is None:
+            continue
+        try:
+            work.secret = crypto.open_sealed_key(
+                sealed, work.public, round_id=info.round_id, private_key=peer.identity.private_key
+            )
+        except CryptoError:
+            continue  # an earlier attempt's key
+        peer.secret_keys_held.add((info.round_id, info.attempt))
+        return
+
+
+async def fetch_round_key(peer: Peer, action: FetchRoundKey) -> None:
+    """The key from what was pushed to us, or else pulled from the steward (a steward that
+    restarted reads back the keys it made)."""
+    info = peer.round_of(action.round_id, action.attempt)
+    work = peer.work_for(action.round_id)
+    if action.steward == peer.me:
+        if await peer.call(steward.restore, peer, action.round_id, action.attempt) is None:
+            raise ActionSupersededError("this steward's round key was lost (data directory)")
+        return
+    await peer.call(load_round_keys, peer, info, work)
+    if work.public is not None and (work.secret is not None or peer.me == info.merge_peer):
+        return
+    assert peer.net is not None
+    ckks = peer.params.ckks_params_id
+    bundle = await peer.net.fetch_round_key(
+        action.steward,
+        action.round_id,
+        max_context=crypto.max_public_context_size(ckks),
+        max_key=crypto.max_sealed_key_size(ckks),
+    )
+    if crypto.blob_id(bundle.context) != info.key_hash:
+        raise CryptoError("the steward served a context that is not the one on the ledger")
+    await peer.net.offer(BlobKind.ROUND_CONTEXT, action.round_id, bundle.context)
+    if bundle.sealed_key is not None:
+        await peer.call(
+            peer.store.put,
+            BlobRef(
+                BlobKind.ROUND_KEY,
+                action.round_id,
+                action.steward,
+                crypto.blob_id(bundle.sealed_key),
+                len(bundle.sealed_key),
+            ),
+            bundle.sealed_key,
+        )
+    await peer.call(load_round_keys, peer, info, work)
+    peer.emit("round key pulled", round=action.round_id, attempt=action.attempt)
+
+
+async def validate_key_delivery(peer: Peer, req: PushRequest) -> str | None:
+    """Only this attempt's steward delivers keys, the context must be the one on the ledger (the
+    steward posts its hash before it delivers), and the merge peer takes no secret key."""
+    view = await peer.fresh_view()
+    info = view.round
+    if info is None or info.round_id != req.round_id:
+        return f"round {req.round_id} is not the current round"
+    if req.sender != info.key_steward:
+        return "only the round's key steward delivers round keys"
+    if req.kind == BlobKind.ROUND_KEY and peer.me == info.merge_peer:
+        return "the merge peer must not hold the round's secret key"
+    if req.kind == BlobKind.ROUND_CONTEXT and req.digest != info.key_hash:
+        return "this context's hash is not the round key's hash on the ledger"
+    return None
+
+
+# --- contributing -----------------------------------------------------------------------------
+
+
+async def commit(peer: Peer, action: Commit) -> None:
+    """Encrypt our update (weight: our sample count), keep it, commit its hash."""
+    info = peer.round_of(action.round_id, action.attempt)
+    work = peer.work_for(action.round_id)
+    ctx: crypto.PublicRoundContext | crypto.SecretRoundContext | None = work.secret or work.public
+    if work.delta is None or ctx is None:
+        raise ActionSupersededError("no update or no round key yet")
+    delta = work.delta
+    t0 = time.perf_counter()
+    blob = await peer.call(
+        lambda: crypto.encrypt_update(
+            delta,
+            ctx,
+            layout=peer.layout,
+            weight=work.samples,
+            round_id=action.round_id,
+            sender=bytes.fromhex(peer.me[2:]),
+        )
+    )
+    work.timed("encryption", time.perf_counter() - t0)
+    peer.hook("before-commit", info)
+    # Kept (under our own address, like a received update) before the commitment is sent, so
+    # a commitment on the ledger always has its blob here, even across a crash.
+    digest = crypto.blob_id(blob)
+    ref = BlobRef(BlobKind.UPDATE, action.round_id, peer.me, digest, len(blob))
+    await peer.call(peer.store.put, ref, blob)
+    await peer.tx(peer.ledger.commit_update, action.round_id, digest, work.samples)
+    peer.emit("committed", round=action.round_id, attempt=action.attempt, bytes=len(blob))
+
+
+async def push_update(peer: Peer, action: PushUpdate) -> None:
+    """One try at delivering our committed update; the next decision retries if needed, after
+    looking whether the merge peer was replaced meanwhile."""
+    assert peer.net is not None
+    work = peer.work_for(action.round_id)
+    view = peer.view
+    committed = view.commitments.get(peer.me) if view is not None else None
+    if committed is None:
+        raise ActionSupersededError("no commitment of ours in this attempt")
+    blob = await peer.call(peer.store.get, committed[0])
+    if blob is None:
+        # Lost with a crash between commit and store cannot happen (we store first); a wiped
+        # data directory can. Nothing to send: we are left out of this attempt.
+        log.warning("round %d: our committed update is not on disk", action.round_id)
+        work.pushed = True
+        return
+    policy = peer.net.config.transfer
+    t0 = time.perf_counter()
+    try:
+        await peer.net.push_update(
+            action.merge_peer,
+            action.round_id,
+            blob,
+            digest=committed[0],
+            policy=policy.single_attempt(),
+        )
+    except P2PError:
+        work.timed("transfer", time.perf_counter() - t0)
+        raise
+    work.timed("transfer", time.perf_counter() - t0)
+    work.pushed = True
+    peer.emit("sent", round=action.round_id, to=action.merge_peer)
+
+
+__all__ = [
+    "close_join",
+    "commit",
+    "fetch_round_key",
+    "join",
+    "load_round_keys",
+    "open_round",
+    "push_update",
+    "replace_key_steward",
+    "replace_merge_peer",
+    "train",
+    "validate_key_delivery",
+]

@@ -1,0 +1,435 @@
+"""One hospital's peer: looks at the ledger, decides, and carries the decisions out.
+
+The loop is: one consistent read of the ledger (``LedgerClient.view``), one call of the pure
+:func:`swarm.peer.decide.decide`, and each returned action started as its own task, carried out
+by a role module (participant, steward, merger, keyholder, catchup). A finished action, a
+received push or ``poll_s`` wakes the loop for the next decision. An action that failed is
+cooled down for a moment (so a dead peer is not hammered) and then decided afresh: nothing is
+ever "remembered as done" unless the ledger or the local disk shows it.
+
+Blocking work (torch, TenSEAL, web3, disk) runs in worker threads; every network transfer runs
+under its own deadline (swarm.p2p); every wait for another peer is bounded by a ledger deadline,
+after which ``decide`` replaces the role holder or the round lapses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import trio
+
+from swarm import crypto
+from swarm.config import PeerConfig
+from swarm.errors import (
+    AlreadyDoneError,
+    DeadlineNotPassedError,
+    DeadlinePassedError,
+    SwarmError,
+    WrongRoundError,
+    WrongRoundStateError,
+)
+from swarm.identity import Identity
+from swarm.ledger import LedgerClient, LedgerView, RoundInfo, RoundState
+from swarm.p2p import BlobKind, BlobRef, LedgerMembershipSource, P2PConfig, P2PService, open_p2p
+from swarm.p2p.disk_store import DirectoryBlobStore
+from swarm.peer import catchup, keyholder, merger, participant, steward
+from swarm.peer.actions import (
+    Acknowledge,
+    Action,
+    Adopt,
+    CatchUp,
+    CloseJoin,
+    Commit,
+    Decrypt,
+    DeliverRoundKeys,
+    FetchRoundKey,
+    Join,
+    MakeRoundKey,
+    Merge,
+    OpenRound,
+    PostRoundKey,
+    PushUpdate,
+    ReplaceKeySteward,
+    ReplaceMergePeer,
+    ReportMetrics,
+    Stop,
+    Train,
+)
+from swarm.peer.decide import decide
+from swarm.peer.local import LocalView
+from swarm.peer.model import ModelKeeper
+from swarm.peer.work import ActionSupersededError, RoundWork
+from swarm.training import Task, get_task, model_delta
+from swarm.training.checkpoint import model_bytes
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: how long a finished peer keeps serving its model to peers still catching up
+LINGER_S = 5.0
+#: first and longest pause before an action that failed is decided again
+COOL_DOWN_S = (0.25, 5.0)
+#: ledger reverts that only mean another peer (or our earlier try) got there first, and
+#: actions the ledger has moved past while they ran
+MOOT = (
+    AlreadyDoneError,
+    WrongRoundStateError,
+    WrongRoundError,
+    DeadlineNotPassedError,
+    ActionSupersededError,
+)
+
+
+class PeerHooks(Protocol):
+    """Named points in a round where a test can step in (e.g. to kill the process there)."""
+
+    def at(self, point: str, info: RoundInfo, me: str) -> None: ...
+
+
+class Peer:
+    """One hospital's peer. ``await peer.run()`` until its target round count is reached."""
+
+    def __init__(
+        self,
+        config: PeerConfig,
+        identity: Identity,
+        ledger: LedgerClient,
+        *,
+        task: Task | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        p2p_config: P2PConfig | None = None,
+        hooks: PeerHooks | None = None,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.me = identity.address
+        self.ledger = ledger
+        self.task = task or get_task(config.task)
+        self.on_event = on_event
+        self.hooks = hooks
+        self.p2p_config = p2p_config or P2PConfig(listen_addrs=config.listen, membership_poll_s=2.0)
+        self.data = self.task.load_site(config.site, seed=config.seed)
+        self.train_config = dataclasses.replace(
+            self.task.default_config, seed=config.seed, **config.training.given()
+        )
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = DirectoryBlobStore(config.data_dir / "blobs")
+        self.keys_dir = config.data_dir / "roundkeys"
+        self.params = ledger.params()
+        self.model = ModelKeeper(
+            config.data_dir / "checkpoints",
+            self.task.build_model(config.seed).state_dict(),
+            self.params.initial_model_hash,
+            {"task": config.task, "site": config.site, "seed": config.seed},
+        )
+        self.layout = crypto.layout_of(model_delta(self.model.state, self.model.state))
+        self.net: P2PService | None = None
+        self.view: LedgerView | None = None
+        self.work: RoundWork | None = None
+        self.metrics_round = self.model.round  # a resumed model was evaluated before
+        self.secret_keys_held: set[tuple[int, int]] = set()  # (round, attempt), this round only
+        self._in_flight: set[str] = set()
+        self._cooling: dict[str, tuple[float, int]] = {}  # key -> (until, failures)
+        self._wake = trio.Event()
+        self._stopped = False
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with open_p2p(
+            self.identity,
+            self.p2p_config,
+            LedgerMembershipSource(self.ledger),
+            _WakingStore(self.store, self.wake),
+            status_provider=self._status,
+        ) as net:
+            self.net = net
+            ckks = self.params.ckks_params_id
+            net.accept_pushes(
+                BlobKind.UPDATE,
+                self._validate_update,
+                crypto.max_blob_size(self.layout.param_count, ckks),
+            )
+            for kind, limit in (
+                (BlobKind.ROUND_CONTEXT, crypto.max_public_context_size(ckks)),
+                (BlobKind.ROUND_KEY, crypto.max_sealed_key_size(ckks)),
+            ):
+                net.accept_pushes(kind, self._validate_key_delivery, limit)
+            net.serve_round_keys(self._provide_round_key)
+            await self.offer_model()
+            self.emit("started", addrs=net.addrs(), model=self.model.hash.hex())
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                while not self._stopped:
+                    await self._step(nursery)
+                    with trio.move_on_after(self.config.poll_s):
+                        await self._wake.wait()
+                    self._wake = trio.Event()
+                nursery.cancel_scope.cancel()
+            await trio.sleep(LINGER_S)
+
+    def wake(self) -> None:
+        """Decide again now (a push arrived, an action finished)."""
+        self._wake.set()
+
+    async def _step(self, nursery: trio.Nursery) -> None:
+        try:
+            view = await self.call(self.ledger.view)
+        except SwarmError as exc:
+            self._warn("reading the ledger", exc)
+            return
+        self.view = view
+        self._observe(view)
+        now = time.time()
+        for action in decide(view, self._local(view, now), now):
+            if isinstance(action, Stop):
+                self._stopped = True
+                self.emit("done", rounds=action.finalized, model=self.model.hash.hex())
+                return
+            self._start(nursery, action)
+
+    def _local(self, view: LedgerView, now: float) -> LocalView:
+        cooling = {k for k, (until, _) in self._cooling.items() if until > now}
+        progress = None
+        work = self.work
+        if work is not None and view.round is not None and work.round_id == view.round.round_id:
+            held = frozenset(
+                (ref.sender, ref.digest)
+                for ref in self.store.find(kind=BlobKind.UPDATE, round_id=work.round_id)
+            )
+            own = view.commitments.get(self.me, (b"", 0))[0]
+            progress = work.progress(held, own)
+        return LocalView(
+            me=self.me,
+            model_hash=self.model.hash,
+            model_round=self.model.round,
+            metrics_round=self.metrics_round,
+            rounds_target=self.config.rounds,
+            progress=progress,
+            in_flight=frozenset(self._in_flight | cooling),
+        )
+
+    def _observe(self, view: LedgerView) -> None:
+        """Keep the working state on the ledger's round and attempt; say when a round ends."""
+        info = view.round
+        if info is None:
+            return
+        work = self.work
+        if work is None or work.round_id != info.round_id:
+            if work is not None and not work.outcome:
+                self._conclude(work, "superseded")
+            work = self.work = RoundWork(info.round_id, info.base_model, attempt=info.attempt)
+            self._cooling.clear()
+            self.secret_keys_held = {k for k in self.secret_keys_held if k[0] == info.round_id}
+        work.at_attempt(info.attempt)
+        if not work.roles_seen and RoundState.KEYING <= info.state <= RoundState.ACKNOWLEDGING:
+            work.roles_seen = True
+            self.hook("round-closed", info)
+        if not work.outcome and info.state == RoundState.LAPSED:
+            self._conclude(work, f"lapsed ({info.lapse_reason.name.lower()})", info)
+        elif (
+            not work.outcome
+            and info.state == RoundState.FINALIZED
+            and self.model.hash == info.final_model
+        ):
+            self._conclude(work, "finalized", info)
+
+    def _conclude(self, work: RoundWork, outcome: str, info: RoundInfo | None = None) -> None:
+        work.outcome = outcome
+        if outcome.startswith("lapsed"):
+            self.emit("lapsed", round=work.round_id, reason=outcome)
+        if info is not None and self.me in info.participants:
+            self._write_round_log(info, work)
+
+    def _start(self, nursery: trio.Nursery, action: Action) -> None:
+        self._in_flight.add(action.key)
+        nursery.start_soon(self._carry_out, action)
+
+    async def _carry_out(self, action: Action) -> None:
+        key = action.key
+        try:
+            await HANDLERS[type(action)](self, action)
+            self._cooling.pop(key, None)
+        except MOOT as exc:
+            log.debug("%s: moot: %s", key, exc)
+        except DeadlinePassedError as exc:
+            log.info("%s: too late: %s", key, exc)
+            self._cool(key)
+        except SwarmError as exc:
+            self._warn(_describe(action), exc)
+            self._cool(key)
+        finally:
+            self._in_flight.discard(key)
+            self.wake()
+
+    def _cool(self, key: str) -> None:
+        _, failures = self._cooling.get(key, (0.0, 0))
+        first, longest = COOL_DOWN_S
+        pause = min(longest, first * 2**failures)
+        self._cooling[key] = (time.time() + pause, failures + 1)
+
+    # --- helpers for the role modules --------------------------------------------------------
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args)
+
+    async def tx(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A ledger transaction, timed into the round's breakdown."""
+        t0 = time.perf_counter()
+        try:
+            return await self.call(fn, *args)
+        finally:
+            if self.work is not None:
+                self.work.timed("ledger", time.perf_counter() - t0)
+
+    def work_for(self, round_id: int) -> RoundWork:
+        """The working state of ``round_id``; ActionSuperseded once the ledger moved past it."""
+        work = self.work
+        if work is None or work.round_id != round_id:
+            raise ActionSupersededError(f"round {round_id} is no longer the current round")
+        return work
+
+    def round_of(self, round_id: int, attempt: int | None = None) -> RoundInfo:
+        """The round as the latest view has it, if it still is the current round (and attempt)."""
+        info = self.view.round if self.view is not None else None
+        if info is None or info.round_id != round_id:
+            raise ActionSupersededError(f"round {round_id} is no longer the current round")
+        if attempt is not None and info.attempt != attempt:
+            raise ActionSupersededError(f"round {round_id} moved on to attempt {info.attempt}")
+        return info
+
+    async def fresh_view(self) -> LedgerView:
+        view = await self.call(self.ledger.view)
+        self.view = view
+        return view
+
+    async def offer_model(self) -> None:
+        if self.net is not None:
+            await self.net.offer(BlobKind.MODEL, self.model.round, model_bytes(self.model.state))
+
+    def hook(self, point: str, info: RoundInfo) -> None:
+        if self.hooks is not None:
+            self.hooks.at(point, info, self.me)
+
+    def emit(self, kind: str, **data: Any) -> None:
+        log.info("%s %s", kind, " ".join(f"{k}={v}" for k, v in data.items()))
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, data)
+            except Exception:  # a display problem must not stop the peer
+                log.exception("event handler failed")
+
+    def _warn(self, what: str, exc: BaseException) -> None:
+        log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
+        if self.on_event is not None:
+            try:
+                self.on_event("warning", {"message": f"{what}: {type(exc).__name__}: {exc}"})
+            except Exception:
+                log.exception("event handler failed")
+
+    # --- serving other peers -----------------------------------------------------------------
+
+    async def _validate_update(self, req: Any) -> str | None:
+        return await merger.validate_update(self, req)
+
+    async def _validate_key_delivery(self, req: Any) -> str | None:
+        return await participant.validate_key_delivery(self, req)
+
+    async def _provide_round_key(self, requester: str, round_id: int) -> Any:
+        return await steward.provide_round_key(self, requester, round_id)
+
+    def _status(self) -> Mapping[str, Any]:
+        return {
+            "address": self.me,
+            "site": self.config.site,
+            "model_hash": self.model.hash.hex(),
+            "model_round": self.model.round,
+            "round": self.work.round_id if self.work else 0,
+            "secret_keys_held": sorted(self.secret_keys_held),
+        }
+
+    def _write_round_log(self, info: RoundInfo, work: RoundWork) -> None:
+        role = (
+            "merge peer"
+            if info.merge_peer == self.me
+            else "key steward"
+            if info.key_steward == self.me
+            else "participant"
+        )
+        entry = {
+            "round": info.round_id,
+            "outcome": work.outcome,
+            "site": self.config.site,
+            "role": role,
+            "participants": len(info.participants),
+            "samples": work.samples,
+            "attempt": info.attempt,
+            "merged": info.merge_peer == self.me,
+            # which attempts of this round this process held the secret key of
+            "secret_key_attempts": sorted(
+                a for r, a in self.secret_keys_held if r == info.round_id
+            ),
+            "timings_s": {k: round(v, 4) for k, v in work.timings.items()},
+        }
+        with (self.config.data_dir / "rounds.jsonl").open("a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+
+
+def _describe(action: Action) -> str:
+    return action.key.replace("(", " (", 1)
+
+
+class _WakingStore:
+    """The blob store, waking the peer whenever another peer's push is stored."""
+
+    def __init__(self, store: DirectoryBlobStore, wake: Callable[[], None]) -> None:
+        self._store = store
+        self._wake = wake
+
+    def put(self, ref: BlobRef, data: bytes) -> None:
+        self._store.put(ref, data)
+        try:
+            trio.from_thread.run_sync(self._wake)
+        except RuntimeError:  # called from the trio thread itself
+            self._wake()
+
+    def get(self, digest: bytes) -> bytes | None:
+        return self._store.get(digest)
+
+    def find(self, **filters: Any) -> list[BlobRef]:
+        return self._store.find(**filters)
+
+
+Handler = Callable[[Peer, Any], Awaitable[None]]
+
+HANDLERS: dict[type[Action], Handler] = {
+    Adopt: catchup.adopt,
+    CatchUp: catchup.catch_up,
+    ReportMetrics: catchup.report_metrics,
+    OpenRound: participant.open_round,
+    Join: participant.join,
+    CloseJoin: participant.close_join,
+    Train: participant.train,
+    FetchRoundKey: participant.fetch_round_key,
+    Commit: participant.commit,
+    PushUpdate: participant.push_update,
+    ReplaceKeySteward: participant.replace_key_steward,
+    ReplaceMergePeer: participant.replace_merge_peer,
+    MakeRoundKey: steward.make_round_key,
+    PostRoundKey: steward.post_round_key,
+    DeliverRoundKeys: steward.deliver_round_keys,
+    Merge: merger.merge,
+    Decrypt: keyholder.decrypt,
+    Acknowledge: keyholder.acknowledge,
+}
+
+__all__ = ["Peer", "PeerHooks"]

@@ -1,0 +1,444 @@
+"""``decide`` transition by transition, without I/O: every state, role, deadline and fault.
+
+Each test builds a ledger view and a local view by hand and checks the actions. The docstring of
+each says which situation or fault it covers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import pytest
+
+from swarm.ledger import LapseReason, LedgerView, Params, RoundInfo, RoundState
+from swarm.peer import LocalView, RoundProgress, decide
+from swarm.peer.actions import (
+    Acknowledge,
+    Action,
+    Adopt,
+    CatchUp,
+    CloseJoin,
+    Commit,
+    Decrypt,
+    DeliverRoundKeys,
+    FetchRoundKey,
+    Join,
+    MakeRoundKey,
+    Merge,
+    OpenRound,
+    PostRoundKey,
+    PushUpdate,
+    ReplaceKeySteward,
+    ReplaceMergePeer,
+    ReportMetrics,
+    Stop,
+    Train,
+)
+from swarm.protocol import GRACE_S
+
+A, B, C, D = (f"0x{i:040X}" for i in (0xA, 0xB, 0xC, 0xD))
+M0, M1 = b"\x01" * 32, b"\x02" * 32  # the base model, the next one
+KEY, UA, UB, UC, UD, AGG = (bytes([i]) * 32 for i in range(10, 16))
+T = 1_000_000.0  # "now" in every test unless it moves
+ZERO = b"\0" * 32
+
+PARAMS = Params(
+    min_peers=3,
+    join_window=30,
+    key_window=30,
+    commit_window=30,
+    merge_window=30,
+    ack_window=30,
+    ckks_params_id=1,
+    task_id=b"\x07" * 32,
+    initial_model_hash=M0,
+    metrics_enabled=True,
+)
+
+
+def rnd(state: RoundState, **changes: object) -> RoundInfo:
+    """Round 5 from M0, joined by A-D; order C (merge), B (steward), A, D; deadlines ahead."""
+    base: dict[str, object] = dict(
+        round_id=5,
+        state=state,
+        lapse_reason=LapseReason.NONE,
+        base_model=M0,
+        attempt=0,
+        participants=(A, B, C, D),
+        order=(C, B, A, D),
+        merge_peer=C,
+        key_steward=B,
+        key_hash=ZERO,
+        aggregate_hash=ZERO,
+        final_model=ZERO,
+        contributors=(),
+        total_samples=0,
+        join_deadline=int(T) + 10,
+        key_deadline=int(T) + 10,
+        commit_deadline=int(T) + 10,
+        merge_deadline=int(T) + 20,
+        ack_deadline=int(T) + 30,
+        min_peers=3,
+        seed=b"\x09" * 32,
+        commit_count=0,
+        ack_eligible=0,
+    )
+    if state == RoundState.JOINING:
+        base.update(order=(), merge_peer=None, key_steward=None, seed=ZERO)
+    if state >= RoundState.COMMITTING:
+        base.update(key_hash=KEY)
+    if state == RoundState.ACKNOWLEDGING:
+        base.update(aggregate_hash=AGG, contributors=(A, B, C, D), total_samples=400)
+    base.update(changes)
+    return RoundInfo(**base)  # type: ignore[arg-type]
+
+
+def ledger(
+    info: RoundInfo | None,
+    *,
+    latest: bytes = M0,
+    last_finalized: int = 4,
+    finalized_count: int = 4,
+    commitments: Mapping[str, tuple[bytes, int]] | None = None,
+    acks: Mapping[str, bytes] | None = None,
+) -> LedgerView:
+    return LedgerView(
+        block_number=100,
+        block_time=int(T),
+        current_round=info.round_id if info else 0,
+        last_finalized=last_finalized,
+        finalized_count=finalized_count,
+        latest_model=latest,
+        params=PARAMS,
+        round=info,
+        commitments=dict(commitments or {}),
+        acks=dict(acks or {}),
+    )
+
+
+def local(me: str = A, progress: RoundProgress | None = None, **changes: object) -> LocalView:
+    base: dict[str, object] = dict(
+        me=me, model_hash=M0, model_round=4, metrics_round=4, progress=progress
+    )
+    base.update(changes)
+    return LocalView(**base)  # type: ignore[arg-type]
+
+
+def keyed(**changes: object) -> RoundProgress:
+    """Round 5, attempt 0: trained and holding the context and our secret key."""
+    base: dict[str, object] = dict(round_id=5, trained=True, has_context=True, has_secret=True)
+    base.update(changes)
+    return RoundProgress(**base)  # type: ignore[arg-type]
+
+
+def kinds(actions: list[Action]) -> list[type[Action]]:
+    return [type(a) for a in actions]
+
+
+ALL_COMMITTED = {A: (UA, 100), B: (UB, 100), C: (UC, 100), D: (UD, 100)}
+
+# --- our model against the ledger's ---------------------------------------------------------
+
+
+def test_a_peer_behind_the_ledger_catches_up_first() -> None:
+    """Restarted peer / late joiner: the ledger finalized a model we do not hold."""
+    view = ledger(rnd(RoundState.JOINING, round_id=6, base_model=M1), latest=M1, last_finalized=5)
+    assert decide(view, local(), T) == [CatchUp(5, M1)]
+
+
+def test_a_peer_that_computed_the_finalized_model_adopts_it_instead_of_fetching() -> None:
+    """The round finalized the model we computed: adopt it, no transfer."""
+    view = ledger(rnd(RoundState.FINALIZED, final_model=M1), latest=M1, last_finalized=5)
+    progress = keyed(new_model=M1)
+    assert decide(view, local(progress=progress), T) == [Adopt(5, M1)]
+
+
+def test_a_computed_model_the_ledger_did_not_finalize_is_not_adopted() -> None:
+    """We computed a different model (we dissented, or our decryption was off): fetch the
+    majority's model instead of adopting ours."""
+    view = ledger(rnd(RoundState.FINALIZED, final_model=M1), latest=M1, last_finalized=5)
+    progress = keyed(new_model=b"\x03" * 32)
+    assert decide(view, local(progress=progress), T) == [CatchUp(5, M1)]
+
+
+# --- between rounds ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        None,
+        rnd(RoundState.FINALIZED, round_id=4, final_model=M0),
+        rnd(RoundState.LAPSED, lapse_reason=LapseReason.NO_AGREEMENT),
+    ],
+    ids=["first round", "after a finalized round", "after a lapsed round"],
+)
+def test_no_running_round_opens_the_next_from_the_latest_model(info: RoundInfo | None) -> None:
+    """No round yet, or the last one is over (finalized or lapsed): open the next one."""
+    assert decide(ledger(info), local(), T) == [OpenRound(M0)]
+
+
+def test_a_new_model_is_evaluated_once() -> None:
+    """After adopting round 4's model we report its metrics, while the next round goes on."""
+    view = ledger(None)
+    assert decide(view, local(metrics_round=3), T) == [ReportMetrics(4), OpenRound(M0)]
+
+
+def test_the_target_counts_finalized_rounds_not_round_ids() -> None:
+    """--rounds N: lapsed rounds do not count. Round id 9 exists but only 4 finalized."""
+    view = ledger(rnd(RoundState.LAPSED, round_id=9), finalized_count=4)
+    assert decide(view, local(rounds_target=5), T) == [OpenRound(M0)]
+    done = ledger(rnd(RoundState.LAPSED, round_id=9), finalized_count=5)
+    assert decide(done, local(rounds_target=5), T) == [Stop(5)]
+
+
+def test_stop_waits_for_the_last_metrics() -> None:
+    """The model we stop with is evaluated before we stop."""
+    view = ledger(None, finalized_count=4)
+    assert decide(view, local(rounds_target=4, metrics_round=3), T) == [ReportMetrics(4)]
+
+
+# --- joining ----------------------------------------------------------------------------------
+
+
+def test_joining_joins_then_trains() -> None:
+    """Join when we hold the base model; once joined, train while the others join."""
+    info = rnd(RoundState.JOINING, participants=(B, C))
+    assert decide(ledger(info), local(), T) == [Join(5)]
+    joined = rnd(RoundState.JOINING, participants=(A, B))
+    assert decide(ledger(joined), local(), T) == [Train(5)]
+    assert decide(ledger(joined), local(progress=keyed()), T) == []
+
+
+@pytest.mark.parametrize(
+    ("participants", "now", "closes"),
+    [
+        ((A, B, C), T + 10 + GRACE_S + 1, True),
+        ((A, B, C), T + 10 + GRACE_S - 1, False),  # inside the grace period: the chain may lag
+        ((A, B), T + 10 + GRACE_S + 1, False),  # below minPeers: the round will lapse
+    ],
+)
+def test_the_join_window_closes_after_its_deadline_with_enough_peers(
+    participants: tuple[str, ...], now: float, closes: bool
+) -> None:
+    """An absent member: the window closes at its deadline without it (if minPeers joined)."""
+    info = rnd(RoundState.JOINING, participants=participants)
+    actions = decide(ledger(info), local(progress=keyed()), now)
+    assert (CloseJoin(5) in actions) is closes
+
+
+def test_a_peer_left_out_of_a_closed_round_waits() -> None:
+    """We joined too late (or not at all): nothing to do until the next round."""
+    info = rnd(RoundState.COMMITTING, participants=(B, C, D), order=(C, B, D))
+    assert decide(ledger(info), local(), T) == []
+
+
+# --- the round key ----------------------------------------------------------------------------
+
+
+def test_the_steward_makes_then_posts_the_key() -> None:
+    """Key steward: make the key pair, then post its hash (before any delivery)."""
+    info = rnd(RoundState.KEYING)
+    assert decide(ledger(info), local(B, keyed(has_context=False, has_secret=False)), T) == [
+        MakeRoundKey(5, 0)
+    ]
+    assert decide(ledger(info), local(B, keyed(steward_key=True)), T) == [PostRoundKey(5, 0)]
+
+
+def test_a_silent_steward_is_replaced_after_its_deadline() -> None:
+    """Dead or silent key steward: replaced once its deadline (plus grace) passed."""
+    info = rnd(RoundState.KEYING)
+    assert decide(ledger(info), local(progress=keyed()), T) == []
+    late = T + 10 + GRACE_S + 1
+    assert decide(ledger(info), local(progress=keyed()), late) == [ReplaceKeySteward(5, 0)]
+
+
+def test_the_steward_delivers_once_the_key_is_posted() -> None:
+    """The key's hash is on the ledger: now the steward pushes keys, concurrently."""
+    info = rnd(RoundState.COMMITTING)
+    actions = decide(ledger(info), local(B, keyed(steward_key=True)), T)
+    assert DeliverRoundKeys(5, 0) in actions and Commit(5, 0) in actions
+    delivered = keyed(steward_key=True, keys_delivered=True)
+    assert DeliverRoundKeys(5, 0) not in decide(ledger(info), local(B, delivered), T)
+
+
+def test_a_restarted_steward_reads_back_its_key() -> None:
+    """Steward restarted after posting: it recovers its key from disk (fetch from itself)."""
+    info = rnd(RoundState.COMMITTING)
+    assert decide(ledger(info), local(B, keyed(has_context=False, has_secret=False)), T) == [
+        FetchRoundKey(5, 0, B)
+    ]
+
+
+@pytest.mark.parametrize(
+    "progress",
+    [None, keyed(has_context=False, has_secret=False), keyed(has_secret=False)],
+    ids=["restarted", "push not arrived", "context only"],
+)
+def test_a_participant_without_its_key_pulls_it_from_the_steward(
+    progress: RoundProgress | None,
+) -> None:
+    """Restarted peer or missed delivery: pull the context and sealed key from the steward."""
+    info = rnd(RoundState.COMMITTING)
+    assert FetchRoundKey(5, 0, B) in decide(ledger(info), local(progress=progress), T)
+
+
+def test_the_merge_peer_needs_only_the_public_context() -> None:
+    """The merge peer never gets the secret key; the context is enough to encrypt."""
+    info = rnd(RoundState.COMMITTING)
+    progress = keyed(has_secret=False)
+    actions = decide(ledger(info), local(C, progress), T)
+    assert Commit(5, 0) in actions and not any(isinstance(a, FetchRoundKey) for a in actions)
+
+
+# --- committing, pushing, merging -------------------------------------------------------------
+
+
+def test_commit_needs_the_trained_update() -> None:
+    """Keys arrived before training finished: train, commit after."""
+    info = rnd(RoundState.COMMITTING)
+    assert decide(ledger(info), local(progress=keyed(trained=False)), T) == [Train(5)]
+    assert decide(ledger(info), local(progress=keyed()), T) == [Commit(5, 0)]
+
+
+def test_no_commit_after_the_commit_deadline() -> None:
+    """Late participant: past its commit deadline it does not commit (it would revert)."""
+    info = rnd(RoundState.COMMITTING)
+    assert decide(ledger(info), local(progress=keyed()), T + 11) == []
+
+
+def test_a_committed_update_is_pushed_until_the_merge_peer_has_it() -> None:
+    """Failed push (dead connection, restart): pushed again while the merge peer is the same;
+    a confirmed push is not repeated."""
+    info = rnd(RoundState.COMMITTING)
+    view = ledger(info, commitments={A: (UA, 100)})
+    assert decide(view, local(progress=keyed()), T) == [PushUpdate(5, 0, C)]
+    assert decide(view, local(progress=keyed(pushed=True)), T) == []
+
+
+def test_a_push_stops_when_the_merge_deadline_passed() -> None:
+    """Silent merge peer: no more pushes past its deadline; it gets replaced instead."""
+    info = rnd(RoundState.MERGING)
+    view = ledger(info, commitments={A: (UA, 100)})
+    late = T + 20 + GRACE_S + 1
+    assert decide(view, local(progress=keyed()), late) == [ReplaceMergePeer(5, 0)]
+
+
+def test_a_merge_peer_replacement_starts_the_attempt_over() -> None:
+    """Merge peer replaced (attempt 1): our key and push of attempt 0 no longer count; the new
+    steward's key is needed and the update is committed again."""
+    info = rnd(RoundState.COMMITTING, attempt=1, merge_peer=A, key_steward=B, key_hash=b"\x11" * 32)
+    stale = keyed(pushed=True, steward_key=True)  # attempt 0's
+    assert decide(ledger(info), local(D, stale), T) == [FetchRoundKey(5, 1, B)]
+
+
+def test_the_merge_peer_merges_once_every_update_is_here() -> None:
+    """All four committed and delivered: merge at once, before the commit window closes."""
+    info = rnd(RoundState.MERGING)
+    held = frozenset((a, d) for a, (d, _) in ALL_COMMITTED.items())
+    view = ledger(info, commitments=ALL_COMMITTED)
+    assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), T) == [Merge(5, 0)]
+
+
+def test_the_merge_peer_waits_for_committed_updates_still_in_flight() -> None:
+    """Everyone committed but one push is still under way: wait for it (window open)."""
+    info = rnd(RoundState.MERGING)
+    held = frozenset((a, d) for a, (d, _) in ALL_COMMITTED.items() if a != D)
+    view = ledger(info, commitments=ALL_COMMITTED)
+    assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), T) == []
+
+
+def test_the_merge_peer_leaves_out_a_silent_participant_when_the_window_closes() -> None:
+    """One participant's connection is dead: at the commit deadline the others are merged."""
+    info = rnd(RoundState.MERGING)
+    committed = {a: v for a, v in ALL_COMMITTED.items() if a != D}
+    held = frozenset((a, d) for a, (d, _) in committed.items())
+    view = ledger(info, commitments=committed)
+    after = T + 10 + GRACE_S + 1
+    assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), after) == [
+        Merge(5, 0)
+    ]
+
+
+def test_an_update_that_does_not_match_its_commitment_is_not_counted() -> None:
+    """Altered or replayed update: held under a digest that is not the commitment."""
+    info = rnd(RoundState.MERGING)
+    held = frozenset({(A, UA), (B, UB), (C, b"\x99" * 32)})
+    view = ledger(info, commitments={a: v for a, v in ALL_COMMITTED.items() if a != D})
+    after = T + 10 + GRACE_S + 1
+    assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), after) == []
+
+
+def test_the_merge_peer_without_the_context_pulls_it() -> None:
+    """Restarted merge peer: it gets the public context (never a secret key) from the steward."""
+    info = rnd(RoundState.MERGING)
+    view = ledger(info, commitments=ALL_COMMITTED)
+    assert decide(view, local(C, keyed(has_context=False, has_secret=False)), T) == [
+        FetchRoundKey(5, 0, B)
+    ]
+
+
+# --- agreeing ---------------------------------------------------------------------------------
+
+
+def test_a_key_holder_decrypts_then_acknowledges_until_recorded() -> None:
+    """Decrypt, then acknowledge; an acknowledgement that reverted (out of gas when another
+    landed first) is sent again because the ledger does not show it."""
+    info = rnd(RoundState.ACKNOWLEDGING)
+    assert decide(ledger(info), local(progress=keyed()), T) == [Decrypt(5, 0)]
+    computed = keyed(new_model=M1)
+    assert decide(ledger(info), local(progress=computed), T) == [Acknowledge(5, M1)]
+    recorded = ledger(info, acks={A: M1})
+    assert decide(recorded, local(progress=computed), T) == []
+
+
+@pytest.mark.parametrize(
+    ("me", "contributors"), [(C, (A, B, C, D)), (D, (A, B, C))], ids=["merge peer", "left out"]
+)
+def test_only_key_holding_contributors_acknowledge(me: str, contributors: tuple[str, ...]) -> None:
+    """The merge peer holds no key; a participant left out of the aggregate has no vote."""
+    info = rnd(RoundState.ACKNOWLEDGING, contributors=contributors)
+    assert decide(ledger(info), local(me, keyed(has_secret=False)), T) == []
+
+
+def test_a_key_holder_restarted_before_decrypting_pulls_its_key() -> None:
+    """Restart between commit and aggregate: the key is pulled again to decrypt."""
+    info = rnd(RoundState.ACKNOWLEDGING)
+    assert decide(ledger(info), local(), T) == [FetchRoundKey(5, 0, B)]
+
+
+def test_a_finalized_round_with_our_model_goes_on_to_the_next() -> None:
+    """The round finalized our model and we adopted it: open the next round."""
+    info = rnd(RoundState.FINALIZED, final_model=M1)
+    view = ledger(info, latest=M1, last_finalized=5, finalized_count=5)
+    assert decide(view, local(model_hash=M1, model_round=5, metrics_round=5), T) == [OpenRound(M1)]
+
+
+# --- in flight --------------------------------------------------------------------------------
+
+
+def test_actions_in_flight_or_cooling_down_are_not_started_again() -> None:
+    """A slow push is not started twice; a failed one waits out its cool-down."""
+    info = rnd(RoundState.COMMITTING)
+    view = ledger(info, commitments={A: (UA, 100)})
+    busy = local(progress=keyed(), in_flight=frozenset({PushUpdate(5, 0, C).key}))
+    assert decide(view, busy, T) == []
+
+
+def test_every_action_kind_is_reachable() -> None:
+    """The tests above reach every action decide can return (guards against a dead branch)."""
+    import swarm.peer.actions as module
+
+    defined = {
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, Action) and obj is not Action
+    }
+    reached = {
+        Acknowledge, Adopt, CatchUp, CloseJoin, Commit, Decrypt, DeliverRoundKeys, FetchRoundKey,
+        Join, MakeRoundKey, Merge, OpenRound, PostRoundKey, PushUpdate, ReplaceKeySteward,
+        ReplaceMergePeer, ReportMetrics, Stop, Train,
+    }  # fmt: skip
+    assert defined == reached
+    assert all(dataclasses.is_dataclass(k) for k in defined)
