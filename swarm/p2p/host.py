@@ -212,7 +212,13 @@ class P2PHost:
         return member
 
     def connected_peers(self) -> list[str]:
-        return [str(p) for p in self.libp2p.get_connected_peers()]
+        """PeerIDs we hold an open connection to (libp2p also lists ones still closing)."""
+        network: Any = self.libp2p.get_network()
+        return [
+            str(peer)
+            for peer, conns in network.get_connections_map().items()
+            if any(not conn.is_closed for conn in conns)
+        ]
 
     def connected_members(self) -> set[str]:
         """Addresses of the members we hold a connection to."""

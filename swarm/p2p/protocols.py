@@ -431,7 +431,7 @@ class ProtocolServer:
             await widen_receive_window(io.stream, request.size)
             await write_message(io, accepted())
             partial = PartialPayload(request.size, request.digest, limit)
-            with trio.move_on_after(self.policy.deadline_s(request.size)) as scope:
+            with trio.move_on_after(self.policy.deadline_s(request.size)):
                 try:
                     # read everything before any processing: a receiver that stops reading for
                     # 5 s makes the sender's yamux fail (STACK.md), so storing comes after
@@ -440,8 +440,7 @@ class ProtocolServer:
                     logger.warning("refused %s from %s: %s", request.kind, request.sender, exc)
                     await write_message(io, refusal("hash_mismatch", str(exc)))
                     return True
-            if scope.cancelled_caught:
-                logger.info("%s from %s passed its deadline", request.kind, request.sender)
+            logger.info("%s from %s passed its deadline", request.kind, request.sender)
             return False
         finally:
             self._inbound.release()
@@ -503,68 +502,7 @@ class ProtocolServer:
             header = await self._read_header(io)
             if header is None:
                 return
-            try:
-                round_id = _field(header, "round", int)
-                if round_id < 0:
-                    raise ProtocolViolationError("round must be non-negative")
-            except ProtocolViolationError as exc:
-                await write_message(io, refusal("bad_request", str(exc)))
-                ok = True
-                return
-            provider = self._round_key_provider
-            bundle = (
-                None if provider is None else await _provide(provider, member.address, round_id)
-            )
-            if provider is None or bundle is None:
-                reason = (
-                    "this peer serves no round keys"
-                    if provider is None
-                    else f"no round key for you for round {round_id}"
-                )
-                logger.info(
-                    "refused round key of round %d to %s: %s", round_id, member.address, reason
-                )
-                await write_message(
-                    io, refusal("not_found" if provider is None else "refused", reason)
-                )
-                ok = True
-                return
-            if not isinstance(bundle, RoundKeyBundle) or not isinstance(
-                bundle.sealed_key, bytes | None
-            ):
-                raise TypeError(f"a round key provider returned {type(bundle).__name__}")
-            context, key = bytes(bundle.context), bundle.sealed_key
-            context_digest = await trio.to_thread.run_sync(sha256, context)
-            key_digest = None if key is None else sha256(key)
-            await write_message(
-                io,
-                accepted(
-                    round=round_id,
-                    context_size=len(context),
-                    context_digest=context_digest.hex(),
-                    key_size=None if key is None else len(key),
-                    key_digest=None if key_digest is None else key_digest.hex(),
-                ),
-            )
-            total = len(context) + (0 if key is None else len(key))
-            with trio.move_on_after(self.policy.deadline_s(total)) as scope:
-                await send_payload(
-                    io, context, whole_digest=context_digest, chunk_bytes=self.policy.chunk_bytes
-                )
-                if key is not None:
-                    await send_payload(
-                        io, key, whole_digest=key_digest, chunk_bytes=self.policy.chunk_bytes
-                    )
-                ok = True
-            if scope.cancelled_caught:
-                logger.info("serving round key to %s passed its deadline", member.address)
-            else:
-                logger.info(
-                    "served round %d's context%s to %s",
-                    round_id,
-                    "" if key is None else " and sealed key",
-                    member.address,
-                )
+            ok = await self._answer_round_key(io, member, header)
         except (TransferInterruptedError, ProtocolViolationError) as exc:
             logger.info("round key to %s failed: %s", member.address, exc)
         finally:
@@ -572,6 +510,70 @@ class ProtocolServer:
                 await close_quietly(stream)
             else:
                 await reset_quietly(stream)
+
+    async def _answer_round_key(
+        self, io: StreamIO, member: Member, header: Mapping[str, Any]
+    ) -> bool:
+        """Ask the provider, then send the context and the key; False if the stream must be
+        reset (sending passed its deadline)."""
+        try:
+            round_id = _field(header, "round", int)
+            if round_id < 0:
+                raise ProtocolViolationError("round must be non-negative")
+        except ProtocolViolationError as exc:
+            await write_message(io, refusal("bad_request", str(exc)))
+            return True
+        provider = self._round_key_provider
+        if provider is None:
+            await write_message(io, refusal("not_found", "this peer serves no round keys"))
+            return True
+        bundle: object = None
+        decided = False
+        # the caller waits base_timeout_s for this answer: say "busy" (retryable) while it still
+        # listens, rather than let it time out and drop a healthy connection
+        with trio.move_on_after(self.policy.base_timeout_s / 2):
+            bundle = await _provide(provider, member.address, round_id)
+            decided = True
+        if not decided:
+            logger.info("round key of round %d for %s: no answer in time", round_id, member.address)
+            await write_message(io, refusal("busy", "the steward could not decide in time; retry"))
+            return True
+        if bundle is None:
+            logger.info("refused round %d's key to %s", round_id, member.address)
+            reason = f"no round key for you for round {round_id}"
+            await write_message(io, refusal("refused", reason))
+            return True
+        if not isinstance(bundle, RoundKeyBundle) or not isinstance(
+            bundle.sealed_key, bytes | None
+        ):
+            raise TypeError(f"a round key provider returned {bundle!r:.80}")
+        context, key = bytes(bundle.context), bundle.sealed_key
+        context_digest = await trio.to_thread.run_sync(sha256, context)
+        key_digest = None if key is None else sha256(key)
+        await write_message(
+            io,
+            accepted(
+                round=round_id,
+                context_size=len(context),
+                context_digest=context_digest.hex(),
+                key_size=None if key is None else len(key),
+                key_digest=None if key_digest is None else key_digest.hex(),
+            ),
+        )
+        chunk = self.policy.chunk_bytes
+        with trio.move_on_after(self.policy.deadline_s(len(context) + len(key or b""))):
+            await send_payload(io, context, whole_digest=context_digest, chunk_bytes=chunk)
+            if key is not None:
+                await send_payload(io, key, whole_digest=key_digest, chunk_bytes=chunk)
+            logger.info(
+                "served round %d's context%s to %s",
+                round_id,
+                "" if key is None else " and sealed key",
+                member.address,
+            )
+            return True
+        logger.info("serving round %d's key to %s passed its deadline", round_id, member.address)
+        return False
 
     async def _serve_status(self, stream: INetStream, member: Member) -> None:
         io = StreamIO(stream)

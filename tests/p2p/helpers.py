@@ -88,9 +88,11 @@ async def serving_host(
     members: Sequence[Member],
     store: BlobStore | None = None,
     policy: TransferPolicy = FAST_POLICY,
+    **server_options: Any,
 ) -> AsyncIterator[tuple[P2PHost, ProtocolServer]]:
-    """A running host that serves the swarm protocols from ``store``."""
+    """A running host that serves the swarm protocols from ``store`` (``server_options`` go to
+    ProtocolServer: inbound limits, a status provider)."""
     async with running_host(identity, port, members) as host:
-        server = ProtocolServer(host, store or MemoryBlobStore(), policy=policy)
+        server = ProtocolServer(host, store or MemoryBlobStore(), policy=policy, **server_options)
         server.install()
         yield host, server

@@ -476,3 +476,29 @@ def test_widening_the_window_is_a_no_op_without_yamux() -> None:
 def test_partial_payload_limits_are_the_callers() -> None:
     with pytest.raises(PayloadTooLargeError):
         PartialPayload(11, b"\0" * 32, limit=10)
+
+
+def test_a_single_attempt_makes_exactly_one_try() -> None:
+    """Fault: the peer re-checks the ledger between tries of a push, so it needs a policy that
+    tries once and raises that try's failure as it is; the default retries the same failure."""
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        calls = 0
+
+        def fails_every_other_call(request: PushRequest) -> None:
+            nonlocal calls
+            calls += 1
+            if calls % 2 == 1:
+                raise RuntimeError("receiver hiccup")
+
+        protocols.accept_pushes(BlobKind.UPDATE, fails_every_other_call, 1 << 20)
+        await push(client, server.address, BlobKind.UPDATE, 1, b"x", policy=FAST_POLICY)
+        assert calls == 2 and len(store.find()) == 1  # the retry got through
+        once = FAST_POLICY.single_attempt()
+        with pytest.raises(TransferInterruptedError):
+            await push(client, server.address, BlobKind.UPDATE, 2, b"y", policy=once)
+        assert calls == 3 and len(store.find()) == 1
+
+    with_pair(body)
