@@ -1,11 +1,18 @@
-"""Gas and latency of the round protocol on a real anvil node.
+"""Gas and latency of the round protocol on a real anvil node; and anvil's memory.
 
 Runs full rounds with 4, 10 and 30 participants (every member joins, so the last join also
-closes the window and pays for the shuffle) and prints gas per operation, gas per participant
-per round, and the median transaction round trip (build with gas estimation, sign, send, wait
-for the receipt). Writes the table into docs/benchmarks.md.
+closes the window and pays for the shuffle) and prints gas per operation (and the gas limit the
+client's GasPolicy sent it with), gas per participant per round, and the median transaction
+round trip (build with gas estimation, sign, send, wait for the receipt). Writes the table into
+docs/benchmarks.md unless --no-write.
 
-    .venv/bin/python benchmarks/ledger_bench.py [--sizes 4 10 30] [--rounds 3]
+    .venv/bin/python benchmarks/ledger_bench.py [--sizes 4 10 30] [--rounds 3] [--no-write]
+
+With --memory it runs rounds of 4 members (18 transactions each, metrics included) on anvil as
+localnet starts it (1 s interval blocks on top of automine), once per number of kept states,
+and prints anvil's RSS at each quarter of --txs transactions:
+
+    .venv/bin/python benchmarks/ledger_bench.py --memory --txs 4000 --kept-states 256 64 --no-write
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.report import write_section
-from localnet.anvil import start_anvil
+from localnet.anvil import KEPT_STATES, start_anvil
 from swarm.ledger import RpcChain
 from tests.conftest import make_consortium, make_params
 
@@ -32,21 +39,23 @@ def h(label: str) -> bytes:
 
 
 def run(sizes: list[int], rounds: int) -> str:
-    rows = []
+    rows: list[tuple[int, str, float, int | None, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             node = start_anvil(Path(tmp) / f"anvil-{n}")
             try:
                 gas: dict[str, list[int]] = defaultdict(list)
+                limits: dict[str, list[int]] = defaultdict(list)
                 latency: list[float] = []
                 per_round: list[int] = []
                 c = make_consortium(RpcChain(node.url), n, make_params(min_peers=2))
 
-                def send(op: str, fn, *args, gas=gas, latency=latency):  # type: ignore[no-untyped-def]
+                def send(op: str, fn, *args, gas=gas, latency=latency, limits=limits, c=c):  # type: ignore[no-untyped-def]
                     t0 = time.perf_counter()
                     result = fn(*args)
                     latency.append(time.perf_counter() - t0)
                     gas[op].append(result.gas_used)
+                    limits[op].append(int(c.chain.w3.eth.get_transaction(result.tx_hash)["gas"]))
                     return result
 
                 for _ in range(rounds):
@@ -66,6 +75,7 @@ def run(sizes: list[int], rounds: int) -> str:
                         op = "join (last: + close, shuffle)" if i == n - 1 else "join"
                         send(op, c.client(a).join, rid)
                     info = c.admin.round(rid)
+                    assert info.key_steward is not None and info.merge_peer is not None
                     send(
                         "postRoundKey", c.client(info.key_steward).post_round_key, rid, h(f"k{rid}")
                     )
@@ -79,30 +89,100 @@ def run(sizes: list[int], rounds: int) -> str:
                         info.participants,
                     )
                     model = h(f"m{rid}")
-                    for a in info.participants:
-                        if a != info.merge_peer:
-                            send("acknowledge", c.client(a).acknowledge, rid, model)
+                    ackers = [a for a in info.participants if a != info.merge_peer]
+                    for i, a in enumerate(ackers):
+                        op = "acknowledge (finalizing)" if i == len(ackers) // 2 else "acknowledge"
+                        send(op, c.client(a).acknowledge, rid, model)
                     per_round.append(sum(sum(v) for v in gas.values()) - before)
                 for op, values in gas.items():
-                    rows.append((n, op, int(statistics.median(values)), len(values)))
+                    limit = int(statistics.median(limits[op])) if limits[op] else None
+                    rows.append((n, op, int(statistics.median(values)), limit, len(values)))
                 rows.append(
-                    (n, "whole round / participant", int(statistics.median(per_round)) // n, rounds)
+                    (
+                        n,
+                        "whole round / participant",
+                        int(statistics.median(per_round)) // n,
+                        None,
+                        rounds,
+                    )
                 )
                 rows.append(
                     (
                         n,
                         "median tx round trip (ms)",
                         round(statistics.median(latency) * 1000, 1),
+                        None,
                         len(latency),
                     )
                 )
             finally:
                 node.stop()
     lines = [
-        "| participants | operation | median gas (or ms) | samples |",
-        "|---:|---|---:|---:|",
-        *(f"| {n} | {op} | {value:,} | {count} |" for n, op, value, count in rows),
+        "| participants | operation | median gas (or ms) | gas limit sent | samples |",
+        "|---:|---|---:|---:|---:|",
+        *(
+            f"| {n} | {op} | {value:,} | {'' if limit is None else f'{limit:,}'} | {count} |"
+            for n, op, value, limit, count in rows
+        ),
     ]
+    return "\n".join(lines)
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory(txs: int, kept: list[int]) -> str:
+    """anvil's RSS while a 4-member consortium runs rounds, for each number of kept states."""
+    rows: list[tuple[int, float, list[tuple[int, float]], int, int, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in kept:
+            node = start_anvil(Path(tmp) / f"anvil-{k}", block_time=1, kept_states=k)
+            try:
+                c = make_consortium(RpcChain(node.url), 4, make_params(min_peers=2))
+                start_rss = _rss_mib(node.pid)
+                marks = [txs // 4, txs // 2, 3 * txs // 4, txs]
+                samples: list[tuple[int, float]] = []
+                sent = 0
+                t0 = time.monotonic()
+                while marks:
+                    rid = c.client(c.addresses[0]).open_round(c.admin.latest_model())
+                    for a in c.addresses:
+                        c.client(a).join(rid)
+                    info = c.admin.round(rid)
+                    assert info.key_steward is not None and info.merge_peer is not None
+                    c.client(info.key_steward).post_round_key(rid, h(f"k{rid}"))
+                    for a in info.participants:
+                        c.client(a).commit_update(rid, h(f"u{rid}{a}"), 100)
+                    c.client(info.merge_peer).submit_aggregate(rid, h(f"a{rid}"), info.participants)
+                    for a in info.participants:
+                        if a != info.merge_peer:
+                            c.client(a).acknowledge(rid, h(f"m{rid}"))
+                    for a in info.participants:
+                        c.client(a).report_metrics(rid, 100, 0.8, 0.9, 0.3)
+                    sent += 18
+                    while marks and sent >= marks[0]:
+                        samples.append((sent, _rss_mib(node.pid)))
+                        marks.pop(0)
+                elapsed = time.monotonic() - t0
+                blocks = int(c.chain.w3.eth.block_number)
+                events = len(c.admin.events())
+                rows.append((k, start_rss, samples, blocks, events, elapsed))
+            finally:
+                node.stop()
+    head = " | ".join(f"RSS after {n:,} tx (MiB)" for n, _ in rows[0][2])
+    lines = [
+        f"| kept states (--prune-history) | RSS at start (MiB) | {head} | blocks | events | s |",
+        "|---:|---:|" + "---:|" * len(rows[0][2]) + "---:|---:|---:|",
+    ]
+    for k, start_rss, samples, blocks, events, elapsed in rows:
+        cells = " | ".join(f"{rss:,.0f}" for _, rss in samples)
+        lines.append(
+            f"| {k} | {start_rss:,.0f} | {cells} | {blocks:,} | {events:,} | {elapsed:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -113,7 +193,29 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 10, 30])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--memory", action="store_true", help="measure anvil's RSS instead")
+    parser.add_argument("--txs", type=int, default=4000, help="--memory: transactions per run")
+    parser.add_argument(
+        "--kept-states",
+        type=int,
+        nargs="+",
+        default=[256, KEPT_STATES],
+        help="--memory: values of anvil's --prune-history to compare",
+    )
     args = parser.parse_args()
+    if args.memory:
+        table = memory(args.txs, args.kept_states)
+        print(table)
+        if not args.no_write:
+            notes = (
+                "anvil 1.7.1's resident memory while a 4-member consortium runs full rounds "
+                "(18 transactions each, metrics included), started as localnet starts it "
+                "(--state, --state-interval 1, 1 s interval blocks with --mixed-mining), for "
+                "each number of recent states kept in memory (--prune-history N).\n\n"
+            )
+            command = "python benchmarks/ledger_bench.py " + " ".join(sys.argv[1:])
+            write_section("ledger-memory", notes + table, command.strip())
+        return
     table = run(args.sizes, args.rounds)
     print(table)
     if not args.no_write:

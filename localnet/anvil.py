@@ -1,7 +1,10 @@
 """Start and stop a local anvil node the way the project needs it.
 
-- ``--prune-history``: without it anvil keeps every old state on disk under $HOME and slows down
-  as the chain grows (see docs/development.md).
+- ``--prune-history N``: without it anvil keeps every old state on disk under $HOME and slows
+  down as the chain grows (see docs/development.md). ``N`` (``KEPT_STATES``) is how many recent
+  states it keeps in memory, each a full copy of the chain's state: that, not the blocks, is what
+  grows its memory (measured: 256 kept states reached ~170 MiB after 1,000 transactions and
+  kept growing with the contract's storage; see ``benchmarks/ledger_bench.py --memory``).
 - ``HOME`` points at the node's own directory, so nothing lands in the user's home.
 - ``--state FILE`` with ``--state-interval``: the chain (code, storage, nonces, logs) survives a
   restart of the node, so a consortium's ledger is not lost with the process.
@@ -28,6 +31,13 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _BUNDLED = REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+
+#: recent states anvil keeps in memory (``--prune-history N``). Reads at "latest" need a few
+#: (with none, a call that resolves "latest" just before the next block fails with
+#: BlockOutOfRangeError); the client's replay of a failed transaction reads the parent of its
+#: block, a few blocks back at most. Blocks, receipts and logs are all kept regardless (the
+#: audit reads every event from block 0), so ``--transaction-block-keeper`` is not used.
+KEPT_STATES = 64
 
 
 def anvil_binary() -> Path:
@@ -97,10 +107,13 @@ def start_anvil(
     port: int | None = None,
     block_time: float | None = None,
     state_interval: int = 1,
+    kept_states: int = KEPT_STATES,
     detach: bool = False,
     timeout: float = 20.0,
 ) -> AnvilNode:
     """Start anvil with its state persisted in ``workdir`` (loaded again if it exists)."""
+    if kept_states < 1:
+        raise ConfigError("kept_states must be at least 1 (reads at 'latest' need one)")
     workdir = Path(workdir).resolve()
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -112,10 +125,11 @@ def start_anvil(
         "127.0.0.1",
         "--port",
         str(port),
-        # Keep the last 256 states in memory: with none kept, a call that resolves "latest"
-        # just before another peer's transaction is mined fails with BlockOutOfRangeError.
+        # Keep the last few states in memory (see KEPT_STATES): with none kept, a call that
+        # resolves "latest" just before another peer's transaction is mined fails with
+        # BlockOutOfRangeError; each one kept is a full copy of the state.
         "--prune-history",
-        "256",
+        str(kept_states),
         "--state",
         str(node.state_file),
         "--state-interval",

@@ -72,6 +72,20 @@ class ContractNotFoundError(LedgerError):
 class TransactionError(LedgerError):
     """A transaction failed for a reason that is not a decoded contract error."""
 
+    #: the transaction's hash, where it was sent (and mined, or not)
+    tx_hash: str | None = None
+
+
+class OutOfGasError(TransactionError):
+    """A mined transaction ran out of gas: it used all of its ``gas_limit`` and replaying it
+    succeeds. The ledger did not change; the caller decides again from it."""
+
+    def __init__(self, message: str, *, tx_hash: str, gas_limit: int, gas_used: int) -> None:
+        self.tx_hash = tx_hash
+        self.gas_limit = gas_limit
+        self.gas_used = gas_used
+        super().__init__(message)
+
 
 class ContractRevertError(LedgerError):
     """The contract refused a call with one of its custom errors.
@@ -80,6 +94,9 @@ class ContractRevertError(LedgerError):
     """
 
     error_name: str = ""
+    #: the transaction's hash when a mined transaction reverted (None when a call or a gas
+    #: estimate was refused before anything was sent)
+    tx_hash: str | None = None
 
     def __init__(self, name: str, values: dict[str, Any] | None = None) -> None:
         self.name = name

@@ -109,6 +109,7 @@ contract SwarmLedger is Parameters {
         uint256 blockTime; // block.timestamp: what the deadlines are compared with
         uint256 currentRound;
         uint256 lastFinalizedRound;
+        uint256 finalizedRounds;
         bytes32 latestModel;
         Params params;
         RoundView round;
@@ -216,7 +217,10 @@ contract SwarmLedger is Parameters {
     /// @notice The newest round opened (0 before the first).
     uint256 public currentRound;
     /// @notice The newest finalized round (0 before the first).
-    uint256 public lastFinalizedRound;
+    uint128 public lastFinalizedRound;
+    /// @notice How many rounds were finalized (lapsed ones do not count). Shares a storage slot
+    /// with `lastFinalizedRound`: finalizing writes both for the price of one.
+    uint128 public finalizedRounds;
 
     mapping(uint256 => Round) private _rounds;
     mapping(uint256 => mapping(address => bool)) private _joined;
@@ -398,7 +402,8 @@ contract SwarmLedger is Parameters {
         emit Acknowledged(round, msg.sender, modelHash);
         if (r.finalModel == bytes32(0) && count * 2 > r.ackEligible) {
             r.finalModel = modelHash;
-            lastFinalizedRound = round;
+            lastFinalizedRound = uint128(round);
+            finalizedRounds += 1;
             emit RoundFinalized(round, modelHash, count, r.ackEligible);
         }
     }
@@ -442,14 +447,16 @@ contract SwarmLedger is Parameters {
     }
 
     /// @notice Everything a peer needs to decide its next step, in one call and so at one block:
-    /// the block, the ledger's head, the parameters, `round` (0: the current round) and, for each
-    /// of its participants, its commitment in the current attempt and its acknowledgement.
+    /// the block, the ledger's head (current and last finalized round, how many rounds were
+    /// finalized, the latest model), the parameters, `round` (0: the current round) and, for
+    /// each of its participants, its commitment in the current attempt and its acknowledgement.
     function peerView(uint256 round) external view returns (PeerView memory v) {
         if (round == 0) round = currentRound;
         v.blockNumber = block.number;
         v.blockTime = block.timestamp;
         v.currentRound = currentRound;
         v.lastFinalizedRound = lastFinalizedRound;
+        v.finalizedRounds = finalizedRounds;
         v.latestModel = latestModel();
         v.params = _params;
         v.round = _roundView(round);

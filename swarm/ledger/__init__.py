@@ -6,17 +6,27 @@ chain).
 """
 
 from swarm.ledger.chain import EMBEDDED, Chain, EmbeddedChain, RpcChain, connect
-from swarm.ledger.client import LedgerClient, TxResult, check_member_card, member_card
+from swarm.ledger.client import (
+    EXACT_ESTIMATE,
+    GasPolicy,
+    LedgerClient,
+    TxResult,
+    check_member_card,
+    member_card,
+)
 from swarm.ledger.events import LedgerEvent
-from swarm.ledger.types import LapseReason, Member, Params, RoundInfo, RoundState
+from swarm.ledger.types import LapseReason, LedgerView, Member, Params, RoundInfo, RoundState
 
 __all__ = [
     "EMBEDDED",
+    "EXACT_ESTIMATE",
     "Chain",
     "EmbeddedChain",
+    "GasPolicy",
     "LapseReason",
     "LedgerClient",
     "LedgerEvent",
+    "LedgerView",
     "Member",
     "Params",
     "RoundInfo",

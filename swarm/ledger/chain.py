@@ -8,11 +8,14 @@ how fast to poll for receipts) lives here.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import requests
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
-from web3.types import Wei
+from web3.middleware import Web3Middleware
+from web3.types import RPCEndpoint, RPCResponse, Wei
 
 from swarm.errors import ChainUnavailableError, LedgerError
 
@@ -29,10 +32,23 @@ class Chain:
     def __init__(self, w3: Web3, url: str) -> None:
         self.w3 = w3
         self.url = url
+        self._chain_id_response: RPCResponse | None = None
+        self._block_gas_limit: int | None = None
+        self._cache_lock = threading.Lock()
+        # web3 asks the node for eth_chainId before every eth_call and eth_estimateGas (its
+        # validation middleware) and again while building a transaction: that doubled our
+        # requests. A chain's id does not change, so the first answer is kept.
+        w3.middleware_onion.add(_chain_id_cache(self), name="swarm_chain_id_cache")
 
     @property
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
+
+    def block_gas_limit(self) -> int:
+        """The gas limit of a block (read once: it caps every transaction's gas)."""
+        if self._block_gas_limit is None:
+            self._block_gas_limit = int(self.w3.eth.get_block("latest")["gasLimit"])
+        return self._block_gas_limit
 
     #: how often to poll for a receipt; local chains mine instantly
     poll_latency: float = 0.1
@@ -47,6 +63,30 @@ class Chain:
 
     def timestamp(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+
+def _chain_id_cache(chain: Chain) -> type[Web3Middleware]:
+    """A web3 middleware that answers eth_chainId from ``chain``'s memory after the first time."""
+
+    class ChainIdCache(Web3Middleware):
+        def wrap_make_request(
+            self, make_request: Callable[[RPCEndpoint, Any], RPCResponse]
+        ) -> Callable[[RPCEndpoint, Any], RPCResponse]:
+            def middleware(method: RPCEndpoint, params: Any) -> RPCResponse:
+                if method != "eth_chainId":
+                    return make_request(method, params)
+                cached = chain._chain_id_response
+                if cached is not None:
+                    return cached
+                response = make_request(method, params)
+                if "result" in response and "error" not in response:
+                    with chain._cache_lock:
+                        chain._chain_id_response = response
+                return response
+
+            return middleware
+
+    return ChainIdCache
 
 
 class EmbeddedChain(Chain):

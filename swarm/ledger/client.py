@@ -7,22 +7,42 @@ unreachable node as :class:`~swarm.errors.ChainUnavailableError`.
 
 The client is blocking (web3 is); the trio peer calls it from worker threads. A lock serializes
 one identity's transactions so nonces never collide inside a process.
+
+Sending a transaction (``_send``):
+
+- its gas limit is web3's estimate with a margin (:class:`GasPolicy`), because an estimate is
+  exact only for the state it was made in: a join that another peer's join turns into the
+  closing one, or an acknowledgement that another's turns into the finalizing one, needs more;
+- a transient refusal (a stale nonce, the same transaction already in the pool, a node that
+  briefly refuses the connection) is retried a bounded number of times; the same signed
+  transaction is resent where it may already have arrived, so one call never acts twice;
+- a transaction mined with status 0 is replayed with ``eth_call`` (at the parent block, then at
+  its own block) and its revert decoded into the same typed error a refused estimate gives;
+  one that used all its gas and whose replay succeeds raises
+  :class:`~swarm.errors.OutOfGasError`. Nothing is hidden: the caller decides again from the
+  ledger.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import requests
 from eth_account import Account
 from eth_utils import to_checksum_address
+from hexbytes import HexBytes
 from web3.contract import Contract
-from web3.exceptions import TimeExhausted, Web3Exception
+from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
+from web3.logs import DISCARD
 from web3.types import BlockIdentifier
 
 from swarm.errors import (
@@ -30,20 +50,74 @@ from swarm.errors import (
     ConfigError,
     ContractNotFoundError,
     LedgerError,
+    OutOfGasError,
     TransactionError,
 )
 from swarm.identity import Identity, address_of_public_key, peer_id_of_public_key
 from swarm.ledger.artifacts import load_artifact
 from swarm.ledger.chain import Chain
 from swarm.ledger.events import LedgerEvent, decode_logs
-from swarm.ledger.revert import decoded_reverts
-from swarm.ledger.types import LapseReason, Member, Params, RoundInfo, RoundState
+from swarm.ledger.revert import decode_exception, decoded_reverts
+from swarm.ledger.types import LapseReason, LedgerView, Member, Params, RoundInfo, RoundState
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ZERO_HASH = b"\0" * 32
+
+
+#: extra gas for the longer path a transaction may take when others land first (see GasPolicy)
+DEFAULT_EXTRA_GAS: Mapping[str, int] = MappingProxyType(
+    {
+        # the finalizing acknowledgement: +44.8k gas measured (the first finalization of a
+        # consortium, 72.4k -> 117.2k), whatever the number of participants
+        "acknowledge": 60_000,
+        # the join that closes the window: +77.6k + 3.70k per participant measured (4..30)
+        "join": 100_000,
+    }
+)
+DEFAULT_EXTRA_GAS_PER_MEMBER: Mapping[str, int] = MappingProxyType({"join": 4_000})
+
+#: how many times one call sends (or resends) its transaction before giving up
+SEND_ATTEMPTS = 4
+_BACKOFF_S = (0.05, 0.2, 0.5)
+
+
+@dataclass(frozen=True)
+class GasPolicy:
+    """A transaction's gas limit: web3's estimate with a margin, capped at the block gas limit.
+
+    An estimate is exact for the state it is made in. When other peers' transactions land first
+    (in the same block, or between the estimate and ours), ours may take a longer path: the
+    join that closes the window (it draws the roles: a shuffle over every participant) or the
+    acknowledgement that reaches the majority (it finalizes the round). Without a margin those
+    run out of gas. ``factor`` covers small drifts; ``extra[fn]`` plus ``extra_per_member[fn]``
+    times the consortium's active member count (read before such a transaction: a round closes
+    when every active member joined) covers the phase-ending path of ``fn``. Unused gas is not
+    charged.
+    """
+
+    factor: float = 1.25
+    extra: Mapping[str, int] = field(default_factory=lambda: DEFAULT_EXTRA_GAS)
+    extra_per_member: Mapping[str, int] = field(
+        default_factory=lambda: DEFAULT_EXTRA_GAS_PER_MEMBER
+    )
+
+    def needs_member_count(self, fn_name: str) -> bool:
+        return bool(self.extra_per_member.get(fn_name))
+
+    def gas_limit(self, fn_name: str, estimate: int, members: int, block_gas_limit: int) -> int:
+        gas = (
+            math.ceil(estimate * self.factor)
+            + self.extra.get(fn_name, 0)
+            + self.extra_per_member.get(fn_name, 0) * members
+        )
+        return min(gas, block_gas_limit)
+
+
+#: web3's estimate as it is (what the client did before GasPolicy): for tests and comparisons
+EXACT_ESTIMATE = GasPolicy(factor=1.0, extra={}, extra_per_member={})
 
 
 @dataclass(frozen=True)
@@ -72,11 +146,19 @@ def _ledger_call(what: str) -> Iterator[None]:
 class LedgerClient:
     """One contract on one chain, optionally acting as one identity."""
 
-    def __init__(self, chain: Chain, address: str, identity: Identity | None = None) -> None:
+    def __init__(
+        self,
+        chain: Chain,
+        address: str,
+        identity: Identity | None = None,
+        *,
+        gas_policy: GasPolicy | None = None,
+    ) -> None:
         self.chain = chain
         self.w3 = chain.w3
         self.address = to_checksum_address(address)
         self.identity = identity
+        self.gas_policy = gas_policy or GasPolicy()
         self._lock = threading.Lock()
         artifact = load_artifact()
         with _ledger_call("reading the contract's code"):
@@ -91,7 +173,14 @@ class LedgerClient:
     # --- deployment ----------------------------------------------------------------------
 
     @classmethod
-    def deploy(cls, chain: Chain, identity: Identity, params: Params) -> LedgerClient:
+    def deploy(
+        cls,
+        chain: Chain,
+        identity: Identity,
+        params: Params,
+        *,
+        gas_policy: GasPolicy | None = None,
+    ) -> LedgerClient:
         """Deploy a new consortium contract; ``identity`` becomes its first admin."""
         artifact = load_artifact()
         factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
@@ -99,14 +188,19 @@ class LedgerClient:
             tx = factory.constructor(params_to_tuple(params)).build_transaction(
                 {"from": identity.address, "nonce": _pending_nonce(chain, identity.address)}
             )
-            receipt = _sign_send_wait(chain, identity, tx)
+            tx["gas"] = min(math.ceil(int(tx["gas"]) * 1.1), chain.block_gas_limit())
+            signed = Account.sign_transaction(tx, identity.private_key)
+            tx_hash = chain.w3.eth.send_raw_transaction(signed.raw_transaction)
+            receipt = _wait_for_receipt(chain, HexBytes(tx_hash))
+        if receipt["status"] != 1:
+            raise TransactionError(f"deploying the contract failed ({tx_hash.to_0x_hex()})")
         address = receipt["contractAddress"]
         log.info("deployed SwarmLedger at %s (gas %d)", address, receipt["gasUsed"])
-        return cls(chain, address, identity)
+        return cls(chain, address, identity, gas_policy=gas_policy)
 
     def as_identity(self, identity: Identity) -> LedgerClient:
-        """The same contract, acting as another identity."""
-        return LedgerClient(self.chain, self.address, identity)
+        """The same contract, acting as another identity (with the same gas policy)."""
+        return LedgerClient(self.chain, self.address, identity, gas_policy=self.gas_policy)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -161,6 +255,12 @@ class LedgerClient:
             self._read(lambda: self.contract.functions.lastFinalizedRound().call(), "finalized")
         )
 
+    def finalized_count(self) -> int:
+        """How many rounds were finalized (lapsed ones do not count)."""
+        return int(
+            self._read(lambda: self.contract.functions.finalizedRounds().call(), "finalizedRounds")
+        )
+
     def latest_model(self) -> bytes:
         return bytes(self._read(lambda: self.contract.functions.latestModel().call(), "model"))
 
@@ -179,6 +279,25 @@ class LedgerClient:
     def ack(self, round_id: int, address: str) -> bytes:
         return bytes(
             self._read(lambda: self.contract.functions.getAck(round_id, address).call(), "getAck")
+        )
+
+    def view(self, round_id: int = 0, *, block: BlockIdentifier = "latest") -> LedgerView:
+        """Everything a peer decides from, in one ``eth_call`` and so at one block.
+
+        ``round_id`` 0 is the current round. ``block`` pins the read to a block (e.g. to read
+        events up to ``view.block_number`` afterwards); the default is the latest.
+        """
+        raw = self._read(
+            lambda: self.contract.functions.peerView(round_id).call(block_identifier=block),
+            "peerView",
+        )
+        return _view_from_tuple(raw)
+
+    def active_member_count(self) -> int:
+        return int(
+            self._read(
+                lambda: self.contract.functions.activeMemberCount().call(), "activeMemberCount"
+            )
         )
 
     def has_joined(self, round_id: int, address: str) -> bool:
@@ -240,8 +359,12 @@ class LedgerClient:
 
     def open_round(self, base_model: bytes) -> int:
         """Open the next round from ``base_model`` (must be ``latest_model()``); its id."""
-        self._send(self.contract.functions.openRound(_hash32(base_model, "base_model")))
-        return self.current_round()
+        receipt = self._send_for_receipt(
+            self.contract.functions.openRound(_hash32(base_model, "base_model"))
+        )
+        for event in self.contract.events.RoundOpened().process_receipt(receipt, errors=DISCARD):
+            return int(event["args"]["round"])
+        return self.current_round()  # unreachable: a successful openRound emits RoundOpened
 
     def join(self, round_id: int) -> TxResult:
         return self._send(self.contract.functions.join(round_id))
@@ -300,40 +423,170 @@ class LedgerClient:
     # --- sending ---------------------------------------------------------------------------
 
     def _send(self, fn: Any) -> TxResult:
-        if self.identity is None:
-            raise ConfigError("this ledger client is read-only: it was given no key")
-        identity = self.identity
-        what = getattr(fn, "fn_name", "transaction")
-        with self._lock, _ledger_call(what):
-            tx = fn.build_transaction(
-                {"from": identity.address, "nonce": _pending_nonce(self.chain, identity.address)}
-            )
-            receipt = _sign_send_wait(self.chain, identity, tx)
-        result = TxResult(
+        receipt = self._send_for_receipt(fn)
+        return TxResult(
             tx_hash=receipt["transactionHash"].to_0x_hex(),
             block_number=int(receipt["blockNumber"]),
             gas_used=int(receipt["gasUsed"]),
         )
-        log.debug("%s by %s: gas %d", what, identity.address, result.gas_used)
-        return result
+
+    def _send_for_receipt(self, fn: Any) -> Any:
+        what = getattr(fn, "fn_name", "transaction")
+        with self._lock, _ledger_call(what):
+            return self._transact(fn)
+
+    def _signer(self) -> Identity:
+        if self.identity is None:
+            raise ConfigError("this ledger client is read-only: it was given no key")
+        return self.identity
+
+    def _build(self, fn: Any) -> dict[str, Any]:
+        """The unsigned transaction: a fresh nonce, and gas from the estimate (``GasPolicy``).
+
+        A revert during the estimate raises the contract's typed error: nothing is sent.
+        """
+        sender = self._signer().address
+        name = getattr(fn, "fn_name", "")
+        estimate = int(fn.estimate_gas({"from": sender}))
+        members = (
+            int(self.contract.functions.activeMemberCount().call())
+            if self.gas_policy.needs_member_count(name)
+            else 0
+        )
+        gas = self.gas_policy.gas_limit(name, estimate, members, self.chain.block_gas_limit())
+        tx = fn.build_transaction(
+            {"from": sender, "nonce": _pending_nonce(self.chain, sender), "gas": gas}
+        )
+        return dict(tx)
+
+    def _transact(self, fn: Any, tx: dict[str, Any] | None = None) -> Any:
+        """Build (unless ``tx`` is given), sign, send and wait; the receipt of a success.
+
+        Retries a bounded number of times: a stale nonce or a pool that holds another
+        transaction with our nonce gets a freshly built transaction; a send that may have
+        reached the node (connection refused, timed out) resends the same signed transaction,
+        whose hash is the same, so that it is never executed twice.
+        """
+        identity = self._signer()
+        what = getattr(fn, "fn_name", "transaction")
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            if tx is None:
+                tx = self._build(fn)
+            signed = Account.sign_transaction(tx, identity.private_key)
+            tx_hash = HexBytes(signed.hash)
+            try:
+                self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as exc:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+                log.info("%s: sending failed (%s); sending it again", what, exc)
+            except Exception as exc:
+                refusal = _send_refusal(exc)
+                if refusal is None:
+                    raise
+                if refusal == "known" or (
+                    refusal == "stale" and self._receipt_or_none(tx_hash) is not None
+                ):
+                    # this very transaction is in the pool, or was mined after all: wait for it
+                    return self._check(fn, tx, _wait_for_receipt(self.chain, tx_hash))
+                if attempt == SEND_ATTEMPTS:
+                    raise TransactionError(
+                        f"{what}: the node refused the transaction {SEND_ATTEMPTS} times ({exc})"
+                    ) from exc
+                log.info("%s: %s; building it again with a fresh nonce", what, exc)
+                tx = None
+            else:
+                return self._check(fn, tx, _wait_for_receipt(self.chain, tx_hash))
+            time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S)) - 1])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _receipt_or_none(self, tx_hash: HexBytes) -> Any:
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
+    def _check(self, fn: Any, tx: dict[str, Any], receipt: Any) -> Any:
+        if receipt["status"] == 1:
+            what = getattr(fn, "fn_name", "transaction")
+            log.debug("%s by %s: gas %d of %d", what, tx["from"], receipt["gasUsed"], tx["gas"])
+            return receipt
+        raise self._failure(tx, receipt)
+
+    def _failure(self, tx: dict[str, Any], receipt: Any) -> LedgerError:
+        """Why a mined transaction failed: its replay's typed revert, or out of gas.
+
+        The replay runs at the parent block (the state the block started from) and, if it
+        passes there, at the block itself (where a transaction ahead of ours in the same block
+        may have changed the state that made ours revert). A transaction that used all its gas
+        and whose replay at the parent block passes ran out of gas.
+        """
+        tx_hash = receipt["transactionHash"].to_0x_hex()
+        block = int(receipt["blockNumber"])
+        gas_used, gas_limit = int(receipt["gasUsed"]), int(tx["gas"])
+        call = {"from": tx["from"], "to": tx["to"], "data": tx["data"], "value": tx.get("value", 0)}
+        for at in (block - 1, block):
+            try:
+                self.w3.eth.call(call, at)  # type: ignore[arg-type]
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise ChainUnavailableError(
+                    f"transaction {tx_hash} failed, and the chain cannot be reached to say why"
+                ) from exc
+            except Exception as exc:
+                # a typed revert; or not (e.g. the node no longer holds that block's state)
+                typed = decode_exception(exc)
+                if typed is not None:
+                    typed.tx_hash = tx_hash
+                    typed.add_note(f"transaction {tx_hash} was mined in block {block} and reverted")
+                    return typed
+            else:
+                if gas_used >= gas_limit:
+                    return OutOfGasError(
+                        f"transaction {tx_hash} ran out of gas ({gas_used} of {gas_limit}) in "
+                        f"block {block}: the state changed between its estimate and its execution",
+                        tx_hash=tx_hash,
+                        gas_limit=gas_limit,
+                        gas_used=gas_used,
+                    )
+        error = TransactionError(
+            f"transaction {tx_hash} reverted in block {block} (gas {gas_used} of {gas_limit}); "
+            "its replay did not say why"
+        )
+        error.tx_hash = tx_hash
+        return error
+
+
+# Messages with which nodes refuse a raw transaction for a reason that another try can fix.
+_ALREADY_KNOWN = re.compile(r"already known|already imported|known transaction", re.I)
+_STALE = re.compile(
+    r"nonce too low|replacement transaction underpriced|invalid transaction nonce", re.I
+)
+
+
+def _send_refusal(exc: BaseException) -> str | None:
+    """``known``: the same transaction is already in the pool; ``stale``: our nonce is taken
+    (used, or held by another pending transaction); None: not a refusal another try fixes."""
+    text = str(exc)
+    if _ALREADY_KNOWN.search(text):
+        return "known"
+    if _STALE.search(text):
+        return "stale"
+    return None
 
 
 def _pending_nonce(chain: Chain, address: str) -> int:
     return int(chain.w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
 
 
-def _sign_send_wait(chain: Chain, identity: Identity, tx: dict[str, Any]) -> Any:
-    signed = Account.sign_transaction(tx, identity.private_key)
-    tx_hash = chain.w3.eth.send_raw_transaction(signed.raw_transaction)
+def _wait_for_receipt(chain: Chain, tx_hash: HexBytes) -> Any:
     try:
-        receipt = chain.w3.eth.wait_for_transaction_receipt(
+        return chain.w3.eth.wait_for_transaction_receipt(
             tx_hash, timeout=120, poll_latency=chain.poll_latency
         )
     except TimeExhausted as exc:
-        raise TransactionError(f"transaction {tx_hash.to_0x_hex()} was not mined in 120 s") from exc
-    if receipt["status"] != 1:
-        raise TransactionError(f"transaction {tx_hash.to_0x_hex()} reverted after it was sent")
-    return receipt
+        error = TransactionError(f"transaction {tx_hash.to_0x_hex()} was not mined in 120 s")
+        error.tx_hash = tx_hash.to_0x_hex()
+        raise error from exc
 
 
 def _hash32(value: bytes, name: str) -> bytes:
@@ -469,8 +722,50 @@ def _round_from_tuple(raw: Sequence[Any]) -> RoundInfo:
     )
 
 
+def _view_from_tuple(raw: Sequence[Any]) -> LedgerView:
+    (
+        block_number,
+        block_time,
+        current_round,
+        last_finalized,
+        finalized_count,
+        latest_model,
+        params,
+        round_raw,
+        commit_hashes,
+        commit_samples,
+        acks,
+    ) = raw
+    info = _round_from_tuple(round_raw)
+    participants = info.participants
+    return LedgerView(
+        block_number=int(block_number),
+        block_time=int(block_time),
+        current_round=int(current_round),
+        last_finalized=int(last_finalized),
+        finalized_count=int(finalized_count),
+        latest_model=bytes(latest_model),
+        params=params_from_tuple(params),
+        round=None if info.state == RoundState.NONE else info,
+        commitments=MappingProxyType(
+            {
+                p: (bytes(update), int(samples))
+                for p, update, samples in zip(
+                    participants, commit_hashes, commit_samples, strict=True
+                )
+                if bytes(update) != ZERO_HASH
+            }
+        ),
+        acks=MappingProxyType(
+            {p: bytes(a) for p, a in zip(participants, acks, strict=True) if bytes(a) != ZERO_HASH}
+        ),
+    )
+
+
 __all__ = [
+    "EXACT_ESTIMATE",
     "ZERO_HASH",
+    "GasPolicy",
     "LedgerClient",
     "LedgerError",
     "TxResult",

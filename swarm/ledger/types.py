@@ -5,6 +5,7 @@ These are what the rest of swarm sees of the chain; nothing here does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -89,3 +90,22 @@ class RoundInfo:
     seed: bytes  # drives the role order (zero until the join window closed)
     commit_count: int  # commitments in the current attempt
     ack_eligible: int  # contributors that hold the key and so may acknowledge
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """Everything a peer reads per poll, from one ``eth_call`` and so from one block
+    (``SwarmLedger.peerView``): the reads cannot straddle a transaction."""
+
+    block_number: int
+    block_time: int  # the block's timestamp (what the contract compares deadlines with)
+    current_round: int
+    last_finalized: int  # the newest finalized round's id (0 before the first)
+    finalized_count: int  # how many rounds were finalized (lapsed ones do not count)
+    latest_model: bytes
+    params: Params
+    round: RoundInfo | None  # None when there is no such round yet (current_round == 0)
+    # participant -> (update hash, samples), only those that committed in the current attempt
+    commitments: Mapping[str, tuple[bytes, int]]
+    # participant -> acknowledged model hash, only those that acknowledged
+    acks: Mapping[str, bytes]

@@ -93,17 +93,21 @@ def _in_round(
     rid = r.round_id
     joined = me in r.participants
     if r.state == RoundState.JOINING:
-        out: list[Action] = []
+        joining: list[Action] = []
         if not joined:
-            out.append(Join(rid))
+            joining.append(Join(rid))
         elif not p.trained:
-            out.append(Train(rid))  # train while others join: it is on everyone's critical path
+            joining.append(Train(rid))  # train while others join: it is on the critical path
         if deadline_passed(r.join_deadline, now) and len(r.participants) >= r.min_peers:
-            out.append(CloseJoin(rid))
-        return out
+            joining.append(CloseJoin(rid))
+        return joining
     if not joined:
         return []  # not in this round: wait for the next one
-    out = [] if p.trained else [Train(rid)]
+    # Training only helps while our update can still be committed.
+    may_commit = r.state in (RoundState.KEYING, RoundState.COMMITTING)
+    out: list[Action] = []
+    if may_commit and not p.trained and me not in ledger.commitments:
+        out.append(Train(rid))
     if r.state == RoundState.KEYING:
         return out + _keying(r, me, p, now)
     if r.state in (RoundState.COMMITTING, RoundState.MERGING):

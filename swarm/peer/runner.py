@@ -226,10 +226,15 @@ class Peer:
         work = self.work
         if work is None or work.round_id != info.round_id:
             if work is not None and not work.outcome:
-                self._conclude(work, "superseded")
+                # The ledger moved on before we saw the end (e.g. the merge peer, which fetches
+                # the model, or a peer that was busy): the next round opens only after this one
+                # finalized or lapsed.
+                ended = "finalized" if view.last_finalized >= work.round_id else "lapsed"
+                self._conclude(work, ended, work.info)
             work = self.work = RoundWork(info.round_id, info.base_model, attempt=info.attempt)
             self._cooling.clear()
             self.secret_keys_held = {k for k in self.secret_keys_held if k[0] == info.round_id}
+        work.info = info
         work.at_attempt(info.attempt)
         if not work.roles_seen and RoundState.KEYING <= info.state <= RoundState.ACKNOWLEDGING:
             work.roles_seen = True

@@ -17,6 +17,7 @@ import torch
 from swarm import crypto
 from swarm._files import write_atomic
 from swarm.errors import SwarmError
+from swarm.ledger import RoundInfo
 from swarm.peer.local import RoundProgress
 
 StateDict = dict[str, torch.Tensor]
@@ -45,6 +46,7 @@ class RoundWork:
     new_hash: bytes = b""
     outcome: str = ""  # "finalized" / "lapsed ..." once the round is over for us
     roles_seen: bool = False  # we looked at the round once its roles were drawn
+    info: RoundInfo | None = None  # the round as last seen on the ledger
     timings: dict[str, float] = field(default_factory=dict)
 
     def at_attempt(self, attempt: int) -> None:
