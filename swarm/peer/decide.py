@@ -50,6 +50,8 @@ from swarm.peer.local import LocalView, RoundProgress
 from swarm.protocol import ack_eligible, deadline_passed
 
 ZERO = b"\0" * 32
+#: how long the others wait for the designated peer to open the next round
+OPEN_FALLBACK_S = 3.0
 
 
 def decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
@@ -69,12 +71,26 @@ def _decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
         return actions or [Stop(ledger.finalized_count)]
     r = ledger.round
     if r is None or r.state in (RoundState.FINALIZED, RoundState.LAPSED, RoundState.NONE):
-        return [*actions, OpenRound(ledger.latest_model)]
+        if _opens_next(r, local, now):
+            actions.append(OpenRound(ledger.latest_model))
+        return actions
     if r.base_model != local.model_hash:
         return actions  # cannot happen while our model is the latest; wait for the ledger
     progress = local.progress_in(r.round_id).for_attempt(r.attempt)
     actions += _in_round(ledger, r, local.me, progress, now)
     return actions
+
+
+def _opens_next(r: RoundInfo | None, local: LocalView, now: float) -> bool:
+    """Who opens the next round: one designated participant of the round that ended at once,
+    everyone else only if it has not happened ``OPEN_FALLBACK_S`` later. Without this, every peer
+    sends ``openRound`` at the same moment and all but one revert on chain (paid for)."""
+    if r is None or not r.participants:
+        return True
+    designated = sorted(r.participants)[r.round_id % len(r.participants)]
+    if local.me == designated:
+        return True
+    return local.idle_since is not None and now >= local.idle_since + OPEN_FALLBACK_S
 
 
 def _get_latest(ledger: LedgerView, local: LocalView) -> Action:

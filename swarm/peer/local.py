@@ -44,6 +44,7 @@ class LocalView:
     rounds_target: int = 0  # stop once the ledger has this many finalized rounds (0: never)
     progress: RoundProgress | None = None  # in the ledger's current round, if any
     in_flight: frozenset[str] = field(default_factory=frozenset)  # keys of running actions
+    idle_since: float | None = None  # when we first saw no round running (wall clock)
 
     def progress_in(self, round_id: int) -> RoundProgress:
         if self.progress is not None and self.progress.round_id == round_id:

@@ -89,6 +89,9 @@ MOOT = (
 )
 
 
+_OVER = (RoundState.NONE, RoundState.FINALIZED, RoundState.LAPSED)
+
+
 class PeerHooks(Protocol):
     """Named points in a round where a test can step in (e.g. to kill the process there)."""
 
@@ -141,6 +144,7 @@ class Peer:
         self._cooling: dict[str, tuple[float, int]] = {}  # key -> (until, failures)
         self._wake = trio.Event()
         self._stopped = False
+        self._idle_since: float | None = None
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -216,11 +220,17 @@ class Peer:
             rounds_target=self.config.rounds,
             progress=progress,
             in_flight=frozenset(self._in_flight | cooling),
+            idle_since=self._idle_since,
         )
 
     def _observe(self, view: LedgerView) -> None:
         """Keep the working state on the ledger's round and attempt; say when a round ends."""
         info = view.round
+        running = info is not None and info.state not in _OVER
+        if running:
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = time.time()
         if info is None:
             return
         work = self.work

@@ -35,6 +35,7 @@ from swarm.peer.actions import (
     Stop,
     Train,
 )
+from swarm.peer.decide import OPEN_FALLBACK_S
 from swarm.protocol import GRACE_S
 
 A, B, C, D = (f"0x{i:040X}" for i in (0xA, 0xB, 0xC, 0xD))
@@ -165,30 +166,43 @@ def test_a_computed_model_the_ledger_did_not_finalize_is_not_adopted() -> None:
 # --- between rounds ---------------------------------------------------------------------------
 
 
+def test_the_first_round_is_opened_by_whoever_sees_it_first() -> None:
+    """A fresh consortium: no round yet, anyone opens the first."""
+    assert decide(ledger(None), local(), T) == [OpenRound(M0)]
+
+
 @pytest.mark.parametrize(
     "info",
     [
-        None,
         rnd(RoundState.FINALIZED, round_id=4, final_model=M0),
         rnd(RoundState.LAPSED, lapse_reason=LapseReason.NO_AGREEMENT),
     ],
-    ids=["first round", "after a finalized round", "after a lapsed round"],
+    ids=["after a finalized round", "after a lapsed round"],
 )
-def test_no_running_round_opens_the_next_from_the_latest_model(info: RoundInfo | None) -> None:
-    """No round yet, or the last one is over (finalized or lapsed): open the next one."""
-    assert decide(ledger(info), local(), T) == [OpenRound(M0)]
+def test_one_designated_peer_opens_the_next_round_the_others_only_if_it_does_not(
+    info: RoundInfo,
+) -> None:
+    """Race between honest peers: all see the round end at once. One designated participant
+    opens at once; the others only after OPEN_FALLBACK_S (a dead designated peer costs seconds),
+    so the chain does not collect one reverted openRound per peer and round."""
+    designated = sorted(info.participants)[info.round_id % len(info.participants)]
+    others = [p for p in info.participants if p != designated]
+    assert decide(ledger(info), local(designated), T) == [OpenRound(M0)]
+    for me in others:
+        assert decide(ledger(info), local(me, idle_since=T), T + 1) == []
+        assert decide(ledger(info), local(me, idle_since=T), T + OPEN_FALLBACK_S) == [OpenRound(M0)]
 
 
 def test_a_new_model_is_evaluated_once() -> None:
     """After adopting round 4's model we report its metrics, while the next round goes on."""
-    view = ledger(None)
+    view = ledger(None)  # (no round: anyone may open)
     assert decide(view, local(metrics_round=3), T) == [ReportMetrics(4), OpenRound(M0)]
 
 
 def test_the_target_counts_finalized_rounds_not_round_ids() -> None:
     """--rounds N: lapsed rounds do not count. Round id 9 exists but only 4 finalized."""
     view = ledger(rnd(RoundState.LAPSED, round_id=9), finalized_count=4)
-    assert decide(view, local(rounds_target=5), T) == [OpenRound(M0)]
+    assert decide(view, local(rounds_target=5, idle_since=T - 60), T) == [OpenRound(M0)]
     done = ledger(rnd(RoundState.LAPSED, round_id=9), finalized_count=5)
     assert decide(done, local(rounds_target=5), T) == [Stop(5)]
 
@@ -412,7 +426,10 @@ def test_a_finalized_round_with_our_model_goes_on_to_the_next() -> None:
     """The round finalized our model and we adopted it: open the next round."""
     info = rnd(RoundState.FINALIZED, final_model=M1)
     view = ledger(info, latest=M1, last_finalized=5, finalized_count=5)
-    assert decide(view, local(model_hash=M1, model_round=5, metrics_round=5), T) == [OpenRound(M1)]
+    me = sorted(info.participants)[5 % 4]  # the designated opener
+    assert decide(view, local(me, model_hash=M1, model_round=5, metrics_round=5), T) == [
+        OpenRound(M1)
+    ]
 
 
 # --- in flight --------------------------------------------------------------------------------
