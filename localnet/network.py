@@ -136,7 +136,7 @@ def up(
         os.chmod(password_file, 0o600)
     password = password_file.read_text().strip()
 
-    node = start_anvil(workdir / "chain", detach=True, block_time=1)
+    node = start_anvil(workdir / "chain", detach=True, block_time=3)
     chain = RpcChain(node.url)
     admin_key = workdir / "admin" / "key.json"
     admin = _key(admin_key, password)

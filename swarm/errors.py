@@ -314,3 +314,18 @@ class AuditFailedError(SwarmError):
     """
 
     exit_code = 3
+
+
+# --- p2p: one peer per key and port ----------------------------------------------------------
+
+
+class PortInUseError(P2PError, OSError):
+    """Another process (a second peer, or another program) already listens on the port this
+    peer was configured to listen on. py-libp2p sets SO_REUSEPORT, so without this check both
+    would listen and share the port's connections."""
+
+
+class DuplicatePeerError(P2PError):
+    """Another peer with this key is already running: it answers with this key at the address
+    the ledger lists for the member. Two peers on one key spoil rounds (they join, commit and
+    acknowledge as one member)."""

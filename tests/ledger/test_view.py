@@ -115,7 +115,7 @@ def test_view_of_a_lapsed_round(consortium: Consortium) -> None:
     c = consortium
     rid = open_round(c)
     c.client(c.addresses[0]).join(rid)
-    c.chain.advance_time(WINDOW + 1)
+    c.chain.advance_time(2 * WINDOW)
     v = check_view(c.admin)
     assert v.round is not None and v.round.state == RoundState.LAPSED
     assert v.round.lapse_reason == LapseReason.TOO_FEW_JOINED
@@ -130,7 +130,7 @@ def test_finalized_count_skips_lapsed_rounds(consortium: Consortium) -> None:
     run_to_merging(c, rid)
     finalize(c, rid, h("model-1"))
     lapsed = open_round(c)
-    c.chain.advance_time(WINDOW + 1)  # nobody joined: lapses
+    c.chain.advance_time(2 * WINDOW)  # nobody joined: lapses
     assert c.admin.round(lapsed).state == RoundState.LAPSED
     rid3 = open_round(c)
     run_to_merging(c, rid3)
