@@ -30,10 +30,11 @@ def read_ledger(ledger: LedgerClient) -> LedgerSnapshot:
     """Read the whole history of ``ledger``'s contract, and what verifying it needs."""
     w3 = ledger.w3
     try:
-        block = int(w3.eth.block_number)
+        # The view and the events at one block: a round cannot move between the two reads.
+        view = ledger.view()
+        block = view.block_number
         history = build_history(ledger.events(to_block=block))
-        current_id = ledger.current_round()
-        current = ledger.round(current_id) if current_id else None
+        current = view.round
         # Each round's seed mixes in the hash of the block before the one that closed its
         # join window: one header per round.
         parents = {
