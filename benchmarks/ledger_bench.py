@@ -51,7 +51,7 @@ def run(sizes: list[int], rounds: int) -> str:
                 limits: dict[str, list[int]] = defaultdict(list)
                 latency: list[float] = []
                 per_round: list[int] = []
-                c = make_consortium(RpcChain(node.url), n, make_params(min_peers=2))
+                c = make_consortium(RpcChain(node.url), n, make_params(min_peers=3))
 
                 def send(op: str, fn, *args, gas=gas, latency=latency, limits=limits, c=c):  # type: ignore[no-untyped-def]
                     t0 = time.perf_counter()
@@ -153,7 +153,7 @@ def memory(txs: int, configs: list[str]) -> str:
             finally:
                 localnet.anvil.MIN_BLOCK_TIME = MIN_BLOCK_TIME
             try:
-                c = make_consortium(RpcChain(node.url), 4, make_params(min_peers=2))
+                c = make_consortium(RpcChain(node.url), 4, make_params(min_peers=3))
                 start_rss = _rss_mib(node.pid)
                 marks = [txs // 4, txs // 2, 3 * txs // 4, txs]
                 samples: list[tuple[int, float]] = []

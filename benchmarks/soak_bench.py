@@ -6,7 +6,10 @@ in /proc/PID/status) of each peer and of anvil. At the end it reports:
 
 - rounds finalized, and every other round's outcome (lapsed, by reason; from the ledger's
   events through swarm.audit.build_history);
-- lines of the peer logs that tell of a transaction out of gas or reverted;
+- lines of the peer logs that tell of a transaction out of gas or reverted, and, from the chain
+  itself, every mined transaction to the contract that failed (status 0; out of gas when it
+  used all its gas): a race lost after its estimate reverts on chain while the peer's log
+  calls it "moot" at DEBUG level (those are counted by kind, for the console);
 - WARNING / ERROR lines per peer, and the exit code of each peer (a peer that dies before the
   end is reported at once with the tail of its log);
 - the median round wall time (RoundOpened -> RoundFinalized block timestamps, 1 s resolution);
@@ -23,6 +26,7 @@ The run has an overall deadline; peers and anvil are stopped whatever happens. W
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -51,8 +55,17 @@ PEERS = 4
 ANVIL = "anvil"
 #: a transaction that ran out of gas or reverted, as the peers (web3, swarm.ledger) word it
 TX_FAILURE = re.compile(r"OutOfGas|out of gas|reverted", re.I)
-#: the peer's log format (cli/app.py): "2026-01-01 12:00:00,000 LEVEL logger: message"
-_LEVEL = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?P<level>[A-Z]+) (?P<rest>.*)$")
+#: a log line of the peer's plain format: "<timestamp> LEVEL logger: message" or, for an event,
+#: "<timestamp> LEVEL [site] event key=value ..."; the timestamp either logging's default
+#: ("2026-01-01 12:00:00,000") or ISO 8601 ("2026-01-01T12:00:00.000+00:00")
+_LEVEL = re.compile(
+    r"^(?P<day>\d{4}-\d\d-\d\d)[ T](?P<time>\d\d:\d\d:\d\d[.,]\d+)(?:Z|[+-]\d\d:?\d\d)? "
+    r"(?P<level>[A-Z]+) (?P<rest>.*)$"
+)
+#: an event line's site, left out when grouping warnings of different peers
+_SITE = re.compile(r"^\[[^\]]*\] ")
+#: a race lost, as the peer logs it: "OpenRound(b'...'): moot: RoundNotOver(round=3, ...)"
+_MOOT = re.compile(r"(?:^|: )(?P<action>\w+)\(.*: moot: (?P<error>\w+)")
 #: a Python warning printed by the warnings module ("file.py:12: UserWarning: ...")
 _PY_WARNING = re.compile(r":\d+: \w*Warning: ")
 
@@ -135,32 +148,65 @@ class LogScan:
 
 
 def scan_log(path: Path) -> LogScan:
+    """Count a peer log's warnings, errors, tracebacks, failed transactions and lost races;
+    plain lines (``--log-format plain``, or logging's default format) or JSON lines."""
     scan = LogScan()
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return scan
+    previous: tuple[str, str, str] | None = None
     for line in text.splitlines():
+        level, rest, traceback = _parse(line)
+        m = _LEVEL.match(line)
+        if m:
+            # The same record printed twice, in two formats (two handlers on the root logger):
+            # counted once.
+            key = (f"{m['day']} {m['time'].replace(',', '.')}", m["level"], m["rest"])
+            if key == previous:
+                continue
+            previous = key
         if TX_FAILURE.search(line):
             scan.tx_failures.append(line.strip())
-        if line.startswith("Traceback (most recent call last)"):
+        if line.startswith("Traceback (most recent call last)") or traceback:
             scan.tracebacks += 1
-        m = _LEVEL.match(line)
-        level = m.group("level") if m else None
         if level == "WARNING" or (level is None and _PY_WARNING.search(line)):
             scan.warnings += 1
-            scan.warning_kinds[_kind(m.group("rest") if m else line)] += 1
+            scan.warning_kinds[_kind(_SITE.sub("", rest))] += 1
         elif level in ("ERROR", "CRITICAL"):
             scan.errors += 1
-        elif level == "DEBUG" and m is not None and ": moot: " in line:
-            scan.moot_kinds[_kind(m.group("rest").split(": ", 1)[-1])] += 1
+        elif level == "DEBUG" and (moot := _MOOT.search(rest.split(": ", 1)[-1])):
+            scan.moot_kinds[f"{moot['action']}: {moot['error']}"] += 1
     return scan
+
+
+def _parse(line: str) -> tuple[str | None, str, bool]:
+    """(level, what follows it, whether a traceback is attached) of one log line; level None
+    for a line that is not a record (a traceback's lines, a library's bare print)."""
+    m = _LEVEL.match(line)
+    if m:
+        return m["level"], m["rest"], False
+    if line.startswith("{"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return None, line, False
+        if isinstance(record, dict) and isinstance(record.get("level"), str):
+            fields = record.get("fields")
+            fields = fields if isinstance(fields, dict) else {}
+            if record.get("event") == "log":
+                rest = f"{fields.get('logger', '')}: {fields.get('message', '')}"
+            else:
+                rest = f"{record.get('event', '')} {json.dumps(fields, sort_keys=True)}"
+            return record["level"].upper(), rest, "traceback" in fields
+    return None, line, False
 
 
 def _kind(message: str) -> str:
     """A warning with its particulars (hashes, addresses, numbers) blanked, to group alike."""
     message = re.sub(r"0x[0-9a-fA-F]+|\b[0-9a-f]{16,}\b", "<hex>", message)
-    message = re.sub(r"\d+(\.\d+)?", "N", message)
+    message = re.sub(r"\b(?:16Uiu2\w+|Qm\w{44})\b", "<peer>", message)
+    message = re.sub(r"\b\d+(\.\d+)?\b", "N", message)
     return message[:160]
 
 
@@ -514,6 +560,16 @@ def notable(result: SoakResult, top: int = 5) -> str:
     return "\n".join(out)
 
 
+def write_samples(result: SoakResult, path: Path) -> None:
+    """The memory samples as CSV: seconds, finalized round, then one RSS column per process."""
+    names = list(result.memory)
+    rows = ["t_s,finalized," + ",".join(names)]
+    for s in result.samples:
+        cells = [f"{s.rss_mb[n]:.1f}" if n in s.rss_mb else "" for n in names]
+        rows.append(f"{s.t:.1f},{s.finalized}," + ",".join(cells))
+    path.write_text("\n".join(rows) + "\n")
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """A SIGTERM to the benchmark unwinds it like ^C, so its peers and anvil are stopped."""
@@ -536,7 +592,9 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--warmup-round", type=int, help="default: max(10, rounds / 10)")
     parser.add_argument("--deadline-s", type=float, help="default: 120 + 15 s per round")
-    parser.add_argument("--workdir", type=Path, help="keep the network and logs here")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the network, the logs and samples.csv here"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     with _sigterm_as_interrupt(), tempfile.TemporaryDirectory() as tmp:
@@ -548,6 +606,8 @@ def main() -> None:
             sample_s=args.sample_s,
             deadline_s=args.deadline_s,
         )
+    if args.workdir:
+        write_samples(result, args.workdir / "samples.csv")
     table = markdown(result)
     print(table)
     extra = notable(result)

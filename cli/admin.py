@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -37,7 +36,7 @@ AdminKeyOpt = Annotated[
 ]
 
 MinPeersOpt = Annotated[
-    int | None, typer.Option(help="Fewest hospitals a round may proceed with (at least 2).")
+    int | None, typer.Option(help="Fewest hospitals a round may proceed with (at least 3).")
 ]
 JoinOpt = Annotated[int | None, typer.Option(help="Seconds a round stays open for joining.")]
 KeyOpt = Annotated[int | None, typer.Option(help="Seconds the key steward has to publish the key.")]
@@ -48,10 +47,24 @@ MergeOpt = Annotated[
 AckOpt = Annotated[int | None, typer.Option(help="Seconds to decrypt and acknowledge the model.")]
 CkksOpt = Annotated[int | None, typer.Option(help="CKKS parameter-set id (see docs/crypto.md).")]
 TaskOpt = Annotated[
-    str | None, typer.Option(help="Task/model name; the ledger stores its sha256 as the task id.")
+    str | None,
+    typer.Option(
+        help="Task name (swarm task info NAME): the ledger records its task id and the hash "
+        "of its initial model."
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Seed of the task's initial model (default 0); every peer's [task] seed."
+    ),
 ]
 InitialOpt = Annotated[
-    str | None, typer.Option(help="sha256 (hex) of the initial model, the first round's base.")
+    str | None,
+    typer.Option(
+        help="sha256 (hex) of the initial model, for a check only: it must be the task's "
+        "(swarm task info)."
+    ),
 ]
 MetricsOpt = Annotated[
     bool | None,
@@ -69,6 +82,43 @@ def _hex32(value: str, name: str) -> bytes:
     return raw
 
 
+#: bounds the contract enforces (contracts/src/Parameters.sol), checked here first so a bad value
+#: is one clear line and no transaction
+MIN_PEERS_FLOOR = 3
+MIN_WINDOW_S = 5
+MAX_WINDOW_S = 86_400
+
+_WINDOWS = ("join_window", "key_window", "commit_window", "merge_window", "ack_window")
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def check_params(p: Params) -> None:
+    """ConfigError (one line, naming the option) for parameters the contract would refuse."""
+    from swarm.crypto import PARAMETER_SETS
+
+    if p.min_peers < MIN_PEERS_FLOOR:
+        raise ConfigError(
+            f"--min-peers {p.min_peers} is too low: at least {MIN_PEERS_FLOOR} (with two "
+            "contributors each could read the other's update from the sum)"
+        )
+    for name in _WINDOWS:
+        value = getattr(p, name)
+        if not MIN_WINDOW_S <= value <= MAX_WINDOW_S:
+            raise ConfigError(
+                f"{_option(name)} {value} is out of range: {MIN_WINDOW_S} to {MAX_WINDOW_S} "
+                "seconds (1 day)"
+            )
+    if p.ckks_params_id not in PARAMETER_SETS:
+        known = ", ".join(str(i) for i in sorted(PARAMETER_SETS))
+        raise ConfigError(
+            f"--ckks-params-id {p.ckks_params_id} is not a known CKKS parameter set "
+            f"(known: {known}; docs/crypto.md)"
+        )
+
+
 def _merge_params(
     base: Params,
     min_peers: int | None,
@@ -79,9 +129,13 @@ def _merge_params(
     ack_window: int | None,
     ckks_params_id: int | None,
     task: str | None,
+    seed: int | None,
     initial_model_hash: str | None,
     metrics: bool | None,
 ) -> Params:
+    """``base`` with the options given; checked (:func:`check_params`). A task (or a seed)
+    sets both the task id and the initial-model hash (swarm.training.task_id); an
+    --initial-model-hash must be that task's."""
     changes: dict[str, object] = {
         k: v
         for k, v in {
@@ -96,11 +150,71 @@ def _merge_params(
         }.items()
         if v is not None
     }
+    if seed is not None and task is None:
+        raise ConfigError("--seed needs --task: the task id and initial model are both the task's")
     if task is not None:
-        changes["task_id"] = hashlib.sha256(task.encode()).digest()
+        from swarm.training.task_id import task_fingerprint
+
+        fp = task_fingerprint(task, seed or 0)
+        changes["task_id"] = fp.task_id
+        changes["initial_model_hash"] = fp.initial_model_hash
     if initial_model_hash is not None:
-        changes["initial_model_hash"] = _hex32(initial_model_hash, "initial-model-hash")
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+        given = _hex32(initial_model_hash, "initial-model-hash")
+        expected = changes.get("initial_model_hash", base.initial_model_hash)
+        assert isinstance(expected, bytes)
+        if given != expected:
+            raise ConfigError(
+                f"--initial-model-hash 0x{given.hex()} is not the task's initial model "
+                f"(0x{expected.hex()}, see `swarm task info`): check --task and --seed"
+            )
+    params = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    check_params(params)
+    return params
+
+
+_LABELS = {
+    "min_peers": "min-peers",
+    "join_window": "join-window",
+    "key_window": "key-window",
+    "commit_window": "commit-window",
+    "merge_window": "merge-window",
+    "ack_window": "ack-window",
+    "ckks_params_id": "ckks-params-id",
+    "task_id": "task-id",
+    "initial_model_hash": "initial-model-hash",
+    "metrics_enabled": "metrics",
+}
+
+
+def _show(name: str, value: object) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if name in _WINDOWS:
+        return f"{value} s"
+    return str(value)
+
+
+def params_rows(p: Params) -> list[tuple[str, str]]:
+    """(label, value) of every parameter, as `swarm admin params` prints them."""
+    return [(_LABELS[f.name], _show(f.name, getattr(p, f.name))) for f in dataclasses.fields(p)]
+
+
+def params_changes(old: Params, new: Params) -> list[tuple[str, str, str]]:
+    """(label, old, new) of each parameter that differs."""
+    return [
+        (_LABELS[f.name], _show(f.name, getattr(old, f.name)), _show(f.name, getattr(new, f.name)))
+        for f in dataclasses.fields(old)
+        if getattr(old, f.name) != getattr(new, f.name)
+    ]
+
+
+def _params_json(p: Params) -> dict[str, object]:
+    return {
+        f.name: ("0x" + v.hex()) if isinstance(v := getattr(p, f.name), bytes) else v
+        for f in dataclasses.fields(p)
+    }
 
 
 @app.command("deploy")
@@ -116,30 +230,49 @@ def deploy(
     ack_window: AckOpt = None,
     ckks_params_id: CkksOpt = None,
     task: TaskOpt = None,
+    seed: SeedOpt = None,
     initial_model_hash: InitialOpt = None,
     metrics: MetricsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Deploy a new consortium contract. Your key becomes its first admin.
 
-    Unset parameters take the defaults of docs/admin-guide.md. Prints the contract's address:
+    The ledger records the task's id and its initial model's hash (`swarm task info TASK`);
+    unset parameters take the defaults of docs/admin-guide.md. Prints the contract's address:
     every hospital's config needs it.
     """
-    from localnet.network import default_params
+    from localnet.network import DEFAULT_TASK, default_params
 
+    task = task or DEFAULT_TASK
+    params = _merge_params(
+        default_params(task, seed or 0),
+        min_peers, join_window, key_window, commit_window, merge_window, ack_window,
+        ckks_params_id, None, None, initial_model_hash, metrics,
+    )  # fmt: skip
     identity = load_identity(keystore, password_file)
     url, _ = resolve_chain(chain_url, None)
-    params = _merge_params(
-        default_params(task or "heart-disease-uci/logreg"),
-        min_peers, join_window, key_window, commit_window, merge_window, ack_window,
-        ckks_params_id, None, initial_model_hash, metrics,
-    )  # fmt: skip
     chain = connect(url)
     ledger = LedgerClient.deploy(chain, identity, params)
     if json_out:
-        print_json({"contract": ledger.address, "chain_url": url, "chain_id": chain.chain_id})
+        print_json(
+            {
+                "contract": ledger.address,
+                "chain_url": url,
+                "chain_id": chain.chain_id,
+                "task": task,
+                "seed": seed or 0,
+                "task_id": "0x" + params.task_id.hex(),
+                "initial_model_hash": "0x" + params.initial_model_hash.hex(),
+            }
+        )
     else:
         console.print(f"deployed SwarmLedger at [bold]{ledger.address}[/] on {url}")
+        console.print(
+            f"task {escape(task)} (seed {seed or 0}): task id 0x{params.task_id.hex()}, "
+            f"initial model 0x{params.initial_model_hash.hex()}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("add-member")
@@ -162,11 +295,22 @@ def add_member(
         list[str] | None,
         typer.Option(help="Where its peer listens, e.g. /ip4/10.0.0.5/tcp/4001 (repeatable)."),
     ] = None,
+    fund: Annotated[
+        str | None,
+        typer.Option(
+            help="Give the hospital this much ETH for gas, e.g. 1 (a development chain, anvil, "
+            "only; docs/admin-guide.md, Gas).",
+            show_default=False,
+        ),
+    ] = None,
     chain_url: ChainUrlOpt = None,
     contract: ContractOpt = None,
     password_file: PasswordFileOpt = None,
 ) -> None:
     """Admit a hospital. Its public key must belong to its address (the contract checks)."""
+    from swarm.ledger.gas import can_mint, eth, top_up
+
+    wei = _eth_to_wei(fund) if fund is not None else None
     if card is not None:
         try:
             card_data = json.loads(card.read_text())
@@ -178,8 +322,28 @@ def add_member(
         raise ConfigError("give --card, or both --address and --public-key")
     account, key, peer_id = check_member_card(card_data)
     ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
+    if wei is not None and not can_mint(ledger.chain):
+        raise ConfigError(
+            f"--fund works on a development chain (anvil) only; {ledger.chain.url} is not one: "
+            f"send ETH to {account} from a funded account instead"
+        )
     ledger.add_member(account, key, name, multiaddr or [], peer_id)
     console.print(f"admitted {escape(name)} ({account}, peer {peer_id})")
+    if wei is not None:
+        balance = top_up(ledger.chain, account, wei)
+        console.print(f"sent {eth(wei)} to {account} (balance {eth(balance)})", highlight=False)
+
+
+def _eth_to_wei(value: str) -> int:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ConfigError(f"--fund {value!r} is not an amount of ETH (e.g. 1 or 0.5)") from None
+    if not amount.is_finite() or amount <= 0:
+        raise ConfigError(f"--fund must be a positive amount of ETH, not {value}")
+    return int(amount * 10**18)
 
 
 @app.command("remove-member")
@@ -210,18 +374,41 @@ def set_params(
     ack_window: AckOpt = None,
     ckks_params_id: CkksOpt = None,
     task: TaskOpt = None,
+    seed: SeedOpt = None,
     initial_model_hash: InitialOpt = None,
     metrics: MetricsOpt = None,
 ) -> None:
-    """Change consortium parameters; the ones not given keep their current values.
+    """Change consortium parameters; the ones not given keep their current values. Prints
+    what changed (old -> new).
 
     Running rounds keep the deadlines they already have.
     """
     ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
+    old = ledger.params()
     params = _merge_params(
-        ledger.params(),
+        old,
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
-        ckks_params_id, task, initial_model_hash, metrics,
+        ckks_params_id, task, seed, initial_model_hash, metrics,
     )  # fmt: skip
+    changes = params_changes(old, params)
+    if not changes:
+        console.print("nothing to change: the ledger has these parameters already")
+        return
     ledger.set_params(params)
-    console.print("parameters updated")
+    for label, before, after in changes:
+        console.print(f"{label}: {before} -> {after}", markup=False, highlight=False)
+
+
+@app.command("params")
+def show_params(
+    chain_url: ChainUrlOpt = None,
+    contract: ContractOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the consortium's current parameters (anyone may read them)."""
+    params = ledger_client(chain_url, contract).params()
+    if json_out:
+        print_json(_params_json(params))
+        return
+    for label, value in params_rows(params):
+        console.print(f"{label:<20}{value}", markup=False, highlight=False, soft_wrap=True)

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from eth_utils import is_checksum_address, is_hex_address
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from swarm.errors import ConfigError, PasswordUnavailableError
 from swarm.identity import Identity, load_keystore, read_keystore_address
 from swarm.ledger import LedgerClient, connect
+
+if TYPE_CHECKING:
+    from swarm.config import PeerConfig
 
 console = Console()
 err_console = Console(stderr=True)
@@ -77,7 +86,21 @@ def resolve_chain(chain_url: str | None, contract: str | None) -> tuple[str, str
     if url is None:
         raise ConfigError("no chain given: pass --chain-url (or SWARM_CHAIN_URL)")
     address = contract or (local["contract"] if local and url == local["chain_url"] else None)
-    return url, address
+    return url, (check_address(address, "contract") if address is not None else None)
+
+
+def check_address(value: str, what: str = "address") -> str:
+    """``value`` if it is an Ethereum address (0x and 40 hex digits; a mixed-case one must carry
+    a valid checksum), else a ConfigError that says so."""
+    if not is_hex_address(value):
+        raise ConfigError(f"{what} {value!r} is not an Ethereum address: 0x and 40 hex digits")
+    digits = value[2:]
+    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(value):
+        raise ConfigError(
+            f"{what} {value!r} has a wrong checksum (its upper and lower case letters): "
+            "a digit may be mistyped"
+        )
+    return value
 
 
 def ledger_client(
@@ -87,6 +110,107 @@ def ledger_client(
     if address is None:
         raise ConfigError("no contract given: pass --contract (or SWARM_CONTRACT)")
     return LedgerClient(connect(url), address, identity)
+
+
+def check_peer_config(config: PeerConfig) -> None:
+    """What a peer config's file syntax cannot say: the contract is an address, the task and
+    site exist, and the task's training config with the overrides is one that can train."""
+    import dataclasses
+
+    from swarm.training import get_task
+
+    check_address(config.contract, "config: [ledger] contract")
+    try:
+        task = get_task(config.task)
+    except ValueError as exc:
+        raise ConfigError(f"config: [task] name: {exc}") from None
+    if config.site not in task.sites:
+        raise ConfigError(
+            f"config: [task] site {config.site!r} is not one of the task's sites: "
+            + ", ".join(task.sites)
+        )
+    try:
+        dataclasses.replace(task.default_config, **config.training.given())
+    except ValueError as exc:
+        raise ConfigError(f"config: [training]: {exc}") from None
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr, the message as plain text (a ``[section]`` in it is not
+    rich markup), never wrapped: one line a script can match."""
+    err_console.print(
+        Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True
+    )
+
+
+class Interrupted(BaseException):
+    """A stop signal (SIGTERM, SIGHUP) turned into an exception, so clean-up code runs.
+
+    A BaseException, like KeyboardInterrupt, so ``except Exception`` does not swallow it; but
+    not a KeyboardInterrupt, which typer turns into a silent exit 130."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Interrupted` (SIGINT already raises
+    KeyboardInterrupt), so ``finally`` blocks run and stop what the command started."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within the block (starting processes and writing down their pids), SIGINT, SIGTERM and
+    SIGHUP wait: the first one is raised when the block is done, so that what the block started
+    is known to the clean-up that follows."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if received:
+        raise KeyboardInterrupt if received[0] == signal.SIGINT else Interrupted(received[0])
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Within the block (clean-up), SIGINT, SIGTERM and SIGHUP are ignored: an impatient
+    second Ctrl-C must not leave half of what the command started running."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def read_password(password_file: Path | None, *, confirm: bool = False) -> str:

@@ -11,7 +11,14 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import console, print_table, short
+from cli.common import (
+    console,
+    print_table,
+    short,
+    signals_deferred,
+    signals_ignored,
+    stop_signals_raise,
+)
 
 if TYPE_CHECKING:
     from localnet.network import LocalnetConfig
@@ -44,28 +51,40 @@ def demo(
     and agree on each round's model on the ledger. Ends with every hospital's accuracy and AUC
     per round (a table, a CSV and a PNG plot), read back from the ledger.
     """
+    with stop_signals_raise():  # SIGTERM and SIGHUP too end in the clean-up below
+        _run_demo(rounds, peers, out_dir, workdir, timeout, keep)
+
+
+def _run_demo(
+    rounds: int, peers: int, out_dir: Path, workdir: Path, timeout: int, keep: bool
+) -> None:
     from localnet import network
-    from localnet.peers import start_peer, stop_peer, write_peer_configs
+    from localnet.peers import start_peer, stop_peers, write_peer_configs
     from swarm.audit import build_history
     from swarm.ledger import LedgerClient, RpcChain
 
     if (workdir / network.CONFIG_NAME).exists():
         network.down(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
-    with console.status("starting a local chain (anvil), deploying, admitting hospitals…"):
-        params = network.swarm_params()
-        net = network.up(workdir, peers=peers, params=params)
-        configs = write_peer_configs(net, workdir, rounds=rounds)
-    console.print(f"chain {net.chain_url}, contract {net.contract}")
-    ledger = LedgerClient(RpcChain(net.chain_url), net.contract)
-    processes = [start_peer(path) for path in configs]
-    names = {p.address: p.name for p in net.peers}
-    console.print(
-        f"started {len(processes)} hospital peers (logs: {workdir}/peers/*/peer.log): "
-        + ", ".join(p.name for p in net.peers)
-    )
-    finished = False
+    processes: list[PeerProcess] = []
     try:
+        # A signal meanwhile waits until anvil's pid and the peers' are known to the clean-up.
+        with (
+            signals_deferred(),
+            console.status("starting a local chain (anvil), deploying, admitting hospitals…"),
+        ):
+            params = network.swarm_params()
+            net = network.up(workdir, peers=peers, params=params)
+            configs = write_peer_configs(net, workdir, rounds=rounds)
+            console.print(f"chain {net.chain_url}, contract {net.contract}")
+            ledger = LedgerClient(RpcChain(net.chain_url), net.contract)
+            processes.extend(start_peer(path) for path in configs)
+        names = {p.address: p.name for p in net.peers}
+        console.print(
+            f"started {len(processes)} hospital peers (logs: {workdir}/peers/*/peer.log): "
+            + ", ".join(p.name for p in net.peers)
+        )
+        finished = False
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -105,11 +124,12 @@ def demo(
         if not finished:
             raise typer.Exit(1)
     finally:
-        for p in processes:
-            stop_peer(p)
-        network.down(workdir)
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        with signals_ignored():  # stopping everything is what a second Ctrl-C wants anyway
+            stop_peers(processes)  # all at once
+            if (workdir / network.CONFIG_NAME).exists():
+                network.down(workdir)
+            if not keep:
+                shutil.rmtree(workdir, ignore_errors=True)
 
 
 _SHOWN = ("RoundFinalized", "RoundLapsed", "MergePeerReplaced", "KeyStewardReplaced")

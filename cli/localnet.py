@@ -59,11 +59,11 @@ def down(
     workdir: DirOpt = network.DEFAULT_DIR,
     purge: Annotated[bool, typer.Option(help="Also delete the chain state and keys.")] = False,
 ) -> None:
-    """Stop the peers and the local chain. Their state stays in --dir unless --purge."""
-    from localnet.peers import load_pids, stop_peer
+    """Stop the peers (all at once) and the local chain. Their state stays in --dir unless
+    --purge."""
+    from localnet.peers import load_pids, stop_peers
 
-    for peer in load_pids(workdir):
-        stop_peer(peer)
+    stop_peers(load_pids(workdir))
     was_running = network.down(workdir)
     console.print("stopped the local chain" if was_running else "the local chain was not running")
     if purge:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,8 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = Path(".localnet")
 CONFIG_NAME = "localnet.json"
 GAS_MONEY = 10**21  # 1000 ETH of a development chain per account
+#: swarm.training.DEFAULT_TASK (not imported: that imports torch)
+DEFAULT_TASK = "heart-disease-uci/logreg"
 
 #: The four hospitals of the UCI Heart Disease data, one peer each (see docs/data.md).
 HOSPITALS = (
@@ -48,37 +49,39 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
 
 
-def swarm_params(task: str = "heart-disease-uci/logreg", seed: int = 0, **windows: int) -> Params:
-    """Parameters for a local swarm: the task's real initial model hash and windows that suit
-    peers on one machine (a dead peer costs a window, not a round)."""
+def swarm_params(task: str = DEFAULT_TASK, seed: int = 0, **windows: int) -> Params:
+    """Parameters for a local swarm: the task's real id and initial model hash
+    (:func:`default_params`) and windows that suit peers on one machine (a dead peer costs a
+    window, not a round)."""
     import dataclasses
 
-    from swarm.training import get_task
-    from swarm.training.checkpoint import model_hash
-
-    initial = model_hash(get_task(task).build_model(seed).state_dict())
-    # minPeers 3: with two contributors, each key holder could subtract its own update from the
-    # sum and read the other's (docs/threat-model.md).
-    base = dict(
-        min_peers=3, join_window=20, key_window=15, commit_window=30, merge_window=20, ack_window=20
-    )
+    base = dict(join_window=20, key_window=15, commit_window=30, merge_window=20, ack_window=20)
     base.update(windows)
-    return dataclasses.replace(default_params(task), initial_model_hash=initial, **base)  # type: ignore[arg-type]
+    return dataclasses.replace(default_params(task, seed), **base)  # type: ignore[arg-type]
 
 
-def default_params(task: str = "heart-disease-uci/logreg") -> Params:
-    """Parameters of a local consortium: short windows, metrics on."""
+#: fewest hospitals a round proceeds with, and the least the contract accepts: with two
+#: contributors, each key holder could subtract its own update from the sum and read the other's
+#: (docs/threat-model.md)
+MIN_PEERS = 3
+
+
+def default_params(task: str = DEFAULT_TASK, seed: int = 0) -> Params:
+    """The documented defaults (docs/admin-guide.md): the task's id and true initial-model hash
+    (:func:`swarm.training.task_id.task_fingerprint`), minPeers 3, metrics on."""
+    from swarm.training.task_id import task_fingerprint
+
+    fingerprint = task_fingerprint(task, seed)
     return Params(
-        min_peers=2,
+        min_peers=MIN_PEERS,
         join_window=60,
         key_window=60,
         commit_window=120,
         merge_window=120,
         ack_window=60,
         ckks_params_id=1,
-        task_id=hashlib.sha256(task.encode()).digest(),
-        # Placeholder until a task's initial model is hashed (the swarm sets the real one).
-        initial_model_hash=hashlib.sha256(f"swarm:initial-model:{task}".encode()).digest(),
+        task_id=fingerprint.task_id,
+        initial_model_hash=fingerprint.initial_model_hash,
         metrics_enabled=True,
     )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localnet.network import LocalnetConfig, PeerEntry, slug
-from localnet.process import terminate
+from localnet.process import Stoppable, terminate, terminate_all
 from swarm.config import PeerConfig, TrainingOptions
 
 #: The UCI Heart Disease sites, in the order localnet's hospital names use.
@@ -115,6 +115,12 @@ def stop_peer(peer: PeerProcess, *, timeout: float = 10.0, kill: bool = False) -
     """SIGTERM (or SIGKILL, as a crash would), then wait for the process to go."""
     sig = signal.SIGKILL if kill else signal.SIGTERM
     terminate(peer.pid, peer.alive, peer.process, timeout=timeout, sig=sig)
+
+
+def stop_peers(peers: list[PeerProcess], *, timeout: float = 10.0, kill: bool = False) -> None:
+    """Stop every peer at once: SIGTERM (or SIGKILL) to all, then one wait for all of them."""
+    sig = signal.SIGKILL if kill else signal.SIGTERM
+    terminate_all([Stoppable(p.pid, p.alive, p.process) for p in peers], timeout=timeout, sig=sig)
 
 
 PIDS_FILE = "peers.json"

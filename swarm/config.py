@@ -9,7 +9,9 @@ chain_url = "http://127.0.0.1:8545"
 contract = "0x..."
 
 [p2p]
-listen = ["/ip4/0.0.0.0/tcp/4001"]
+listen = ["/ip4/0.0.0.0/tcp/4001"] # where the peer listens (0.0.0.0: every interface)
+announce = []                      # what it announces; empty: its specific listen addresses
+                                   # (others dial the address the ledger lists, not these)
 
 [task]
 name = "heart-disease-uci/logreg"
@@ -23,6 +25,8 @@ epochs = 1
 data_dir = "data"                 # checkpoints, received blobs, round logs
 rounds = 0                        # stop after this many finalized rounds (0: run forever)
 report_metrics = true
+poll_s = 0.5                      # seconds between looks at the ledger
+keep_checkpoints = 20             # newest checkpoints kept on disk (0: keep every one)
 """
 
 from __future__ import annotations
@@ -30,9 +34,15 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swarm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from swarm.p2p.config import P2PConfig
+
+#: checkpoints a peer keeps unless its config says otherwise (one per finalized round)
+DEFAULT_KEEP_CHECKPOINTS = 20
 
 
 @dataclass(frozen=True)
@@ -61,11 +71,15 @@ class PeerConfig:
     seed: int = 0
     password_file: Path | None = None
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
+    #: what identify announces (never 0.0.0.0); empty: the specific listen addresses, if any
+    announce: tuple[str, ...] = ()
     training: TrainingOptions = field(default_factory=TrainingOptions)
     rounds: int = 0
     report_metrics: bool = True
     #: seconds between looks at the ledger
     poll_s: float = 0.5
+    #: how many of the newest checkpoints stay on disk (0: every one)
+    keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
 
     @classmethod
     def load(cls, path: Path) -> PeerConfig:
@@ -97,29 +111,41 @@ class PeerConfig:
 
         ident, ledger, p2p = section("identity"), section("ledger"), section("p2p")
         task, training, peer = section("task"), section("training"), section("peer")
-        try:
-            options = TrainingOptions(**training)
-        except TypeError as exc:
-            raise ConfigError(f"config: [training]: {exc}") from exc
+        options = _training_options(training)
         password_file = ident.get("password_file")
-        listen = p2p.get("listen", ["/ip4/0.0.0.0/tcp/4001"])
-        if not isinstance(listen, list) or not all(isinstance(a, str) for a in listen):
-            raise ConfigError("config: [p2p] listen must be a list of multiaddrs")
+        listen, announce = _p2p_addresses(p2p)
         return cls(
             keystore=rel(need(ident, "keystore", "identity")),
             password_file=rel(password_file) if password_file else None,
             chain_url=str(need(ledger, "chain_url", "ledger")),
             contract=str(need(ledger, "contract", "ledger")),
-            listen=tuple(listen),
+            listen=listen,
+            announce=announce,
             task=str(task.get("name", "heart-disease-uci/logreg")),
             site=str(need(task, "site", "task")),
-            seed=int(task.get("seed", 0)),
+            seed=_number(task, "seed", "task", int, 0, minimum=0),
             training=options,
             data_dir=rel(str(peer.get("data_dir", "data"))),
-            rounds=int(peer.get("rounds", 0)),
-            report_metrics=bool(peer.get("report_metrics", True)),
-            poll_s=float(peer.get("poll_s", 0.5)),
+            rounds=_number(peer, "rounds", "peer", int, 0, minimum=0),
+            report_metrics=_flag(peer, "report_metrics", "peer", True),
+            poll_s=_number(peer, "poll_s", "peer", float, 0.5, minimum=0.0, above=True),
+            keep_checkpoints=_number(
+                peer, "keep_checkpoints", "peer", int, DEFAULT_KEEP_CHECKPOINTS, minimum=0
+            ),
         )
+
+    def p2p_config(self, **changes: Any) -> P2PConfig:
+        """The peer network's settings of this config: ``[p2p]`` listen and announce, and the
+        peer's member-list poll (2 s); ``changes`` override P2PConfig fields."""
+        from swarm.p2p.config import P2PConfig
+
+        values: dict[str, Any] = {
+            "listen_addrs": self.listen,
+            "announce_addrs": self.announce,
+            "membership_poll_s": 2.0,
+        }
+        values.update(changes)
+        return P2PConfig(**values)
 
     def to_toml(self) -> str:
         def q(value: object) -> str:
@@ -143,6 +169,8 @@ class PeerConfig:
             "",
             "[p2p]",
             "listen = [" + ", ".join(q(a) for a in self.listen) + "]",
+            "# what this peer announces (never 0.0.0.0); others dial what the ledger lists",
+            "announce = [" + ", ".join(q(a) for a in self.announce) + "]",
             "",
             "[task]",
             f"name = {q(self.task)}",
@@ -157,6 +185,103 @@ class PeerConfig:
             f"rounds = {self.rounds}",
             f"report_metrics = {q(self.report_metrics)}",
             f"poll_s = {self.poll_s!r}",
+            f"keep_checkpoints = {self.keep_checkpoints}  # newest checkpoints kept (0: all)",
             "",
         ]
         return "\n".join(lines)
+
+
+# --- validation: every value checked once, here, with the key it came from -------------------
+
+#: [training] keys: (type, smallest allowed value, whether the value must be above it)
+_TRAINING_RANGES: dict[str, tuple[type, float, bool]] = {
+    "epochs": (int, 1, False),
+    "batch_size": (int, 1, False),
+    "lr": (float, 0.0, True),
+    "momentum": (float, 0.0, False),
+    "weight_decay": (float, 0.0, False),
+    "fedprox_mu": (float, 0.0, False),
+}
+
+
+def _training_options(training: dict[str, Any]) -> TrainingOptions:
+    unknown = sorted(set(training) - set(_TRAINING_RANGES))
+    if unknown:
+        raise ConfigError(
+            f"config: [training] has unknown key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(_TRAINING_RANGES)}"
+        )
+    values: dict[str, Any] = {}
+    for key, (kind, minimum, above) in _TRAINING_RANGES.items():
+        if key in training:
+            values[key] = _number(training, key, "training", kind, None, minimum, above=above)
+    return TrainingOptions(**values)
+
+
+def _number(
+    sec: dict[str, Any],
+    key: str,
+    where: str,
+    kind: type,
+    default: Any,
+    minimum: float | None = None,
+    *,
+    above: bool = False,
+) -> Any:
+    """``sec[key]`` as an int (or float: ints accepted), at least (or above) ``minimum``."""
+    if key not in sec:
+        return default
+    value = sec[key]
+    # bool is an int to Python, and true is not a number of epochs
+    ok = isinstance(value, int | float) if kind is float else isinstance(value, int)
+    if isinstance(value, bool) or not ok:
+        noun = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"config: [{where}] {key} must be {noun}, not {value!r}")
+    if minimum is not None and (value <= minimum if above else value < minimum):
+        bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
+        raise ConfigError(f"config: [{where}] {key} must be {bound}, not {value!r}")
+    return kind(value)
+
+
+def _flag(sec: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = sec.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"config: [{where}] {key} must be true or false, not {value!r}")
+    return value
+
+
+# --- [p2p] ---------------------------------------------------------------------------------
+
+
+def _p2p_addresses(p2p: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``[p2p] listen`` and ``announce`` of a config file, checked (:func:`check_p2p_addresses`)."""
+    found: dict[str, list[str]] = {}
+    for key, default in (("listen", ["/ip4/0.0.0.0/tcp/4001"]), ("announce", [])):
+        value = p2p.get(key, default)
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            raise ConfigError(f"config: [p2p] {key} must be a list of multiaddrs")
+        found[key] = value
+    return check_p2p_addresses(found["listen"], found["announce"], where="config: [p2p] ")
+
+
+def check_p2p_addresses(
+    listen: list[str] | tuple[str, ...],
+    announce: list[str] | tuple[str, ...],
+    *,
+    where: str = "",
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``listen``: plain TCP multiaddrs, at least one; ``announce``: dialable ones (a specific
+    host, a real port; never 0.0.0.0). ConfigError names the key (``where`` prefixes it)."""
+    from swarm.p2p.config import dialable_multiaddrs, tcp_multiaddrs
+
+    if not listen:
+        raise ConfigError(f"{where}listen needs at least one multiaddr")
+    try:
+        checked_listen = tcp_multiaddrs(listen)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}listen: {exc}") from exc
+    try:
+        checked_announce = dialable_multiaddrs(announce, what="announce address")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}announce: {exc}") from exc
+    return checked_listen, checked_announce

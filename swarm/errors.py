@@ -329,3 +329,15 @@ class DuplicatePeerError(P2PError):
     """Another peer with this key is already running: it answers with this key at the address
     the ledger lists for the member. Two peers on one key spoil rounds (they join, commit and
     acknowledge as one member)."""
+
+
+# --- consortium setup: task, parameters, gas -------------------------------------------------
+
+
+class TaskMismatchError(ConfigError):
+    """The peer's task (name and seed) is not the one the consortium's ledger records: its task
+    id differs from the ledger's ``taskId``."""
+
+
+class InsufficientFundsError(LedgerError):
+    """This account has no ETH to pay for its transactions on a chain whose gas costs ETH."""

@@ -24,7 +24,7 @@ def h(label: str) -> bytes:
 
 def make_params(**changes: object) -> Params:
     base = dict(
-        min_peers=2,
+        min_peers=3,
         join_window=WINDOW,
         key_window=WINDOW,
         commit_window=WINDOW,

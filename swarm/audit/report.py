@@ -11,10 +11,13 @@ any member) wrote them: they are untrusted input, and every value goes through `
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import hashlib
 import html
 import math
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from swarm.audit.history import ConsortiumHistory, RoundHistory, round_summary
@@ -50,11 +53,25 @@ def build_report(
     generated_at: int,
     block_number: int | None = None,
     current: RoundInfo | None = None,
+    known_tasks: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the report shows, as JSON-able values (hashes as 0x-hex strings)."""
+    """Everything the report shows, as JSON-able values (hashes as 0x-hex strings).
+
+    ``known_tasks`` are task names whose hash (``taskId`` is sha256 of the name) the report
+    shows as the name; default: the tasks this version of swarm has."""
     names = {a: m.name for a, m in history.members.items()}
     rounds = list(history.rounds.values())
     accounts = _accounts(history)
+    participation = [
+        {"account": a, "rounds": [{"round": r.round_id, "marks": _marks(r, a)} for r in rounds]}
+        for a in accounts
+    ]
+    metrics = [{"round": r.round_id, **_plain(m)} for r in rounds for m in r.metrics]
+    params = _params(history)
+    recorded = {p["values"].get("taskId") for p in params}
+    task_names = {k: v for k, v in _task_names(known_tasks).items() if k in recorded}
+    task_id = params[-1]["values"].get("taskId") if params else None
+    finalized = [r for r in rounds if r.final_model is not None]
     return {
         "schema": SCHEMA,
         "contract": contract,
@@ -62,14 +79,26 @@ def build_report(
         "generated_at": generated_at,
         "block_number": block_number,
         "names": names,
+        "task_names": task_names,
         "summary": {
             "members": len(history.members),
             "active_members": sum(1 for m in history.members.values() if m.active),
             "rounds": len(rounds),
-            "finalized": sum(1 for r in rounds if r.final_model is not None),
+            "finalized": len(finalized),
             "lapsed": sum(1 for r in rounds if r.lapse_reason is not None),
+            "replacements": sum(len(r.replacements) for r in rounds),
             "findings": count_by_severity(findings),
+            "task": task_names.get(task_id, task_id) if isinstance(task_id, str) else None,
+            "task_id": task_id,
+            "first_opened_at": rounds[0].opened_at if rounds else None,
+            "last_opened_at": rounds[-1].opened_at if rounds else None,
+            "latest_model": (
+                {"round": finalized[-1].round_id, "hash": _plain(finalized[-1].final_model)}
+                if finalized
+                else None
+            ),
         },
+        "hospitals": _hospitals(history, accounts, participation, metrics),
         "members": [
             {
                 "address": m.address,
@@ -93,13 +122,10 @@ def build_report(
             {"account": c.account, "added": c.added, "by": c.by, "timestamp": c.timestamp}
             for c in history.admin_log
         ],
-        "params": _params(history),
+        "params": params,
         "rounds": [round_summary(r) for r in rounds],
-        "participation": [
-            {"account": a, "rounds": [{"round": r.round_id, "marks": _marks(r, a)} for r in rounds]}
-            for a in accounts
-        ],
-        "metrics": [{"round": r.round_id, **_plain(m)} for r in rounds for m in r.metrics],
+        "participation": participation,
+        "metrics": metrics,
         "timeline": [
             {
                 "block": e.block_number,
@@ -124,6 +150,84 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+#: the tasks swarm ships (swarm.training.registry; a test keeps the two in step): named here so
+#: that an audit does not import torch to read a task's name
+BUILTIN_TASKS = (
+    "heart-disease-uci/logreg",
+    "heart-disease-uci/mlp",
+    "heart-disease-uci/mlp+site-scaled",
+)
+
+
+#: seeds tried when a ``taskId`` is read back as a task's name and seed
+TASK_SEEDS = range(100)
+#: swarm.training.task_id.TASK_ID_TAG (that module imports torch; a test keeps them equal)
+_TASK_ID_TAG = b"swarm/task-id/v1\0"
+
+
+def tagged_task_id(name: str, seed: int) -> bytes:
+    """swarm.training.task_id.task_id, without importing torch."""
+    return hashlib.sha256(_TASK_ID_TAG + name.encode() + b"\0" + str(seed).encode()).digest()
+
+
+def _task_names(known: Iterable[str] | None) -> dict[str, str]:
+    """How a ledger's ``taskId`` reads as a task: ``{"0x…": "name (seed N)"}`` for the
+    tagged id of every known name and seed in ``TASK_SEEDS``, and ``{"0x…": "name"}`` for a
+    plain sha256 of the name (how early consortia recorded it). By default the built-in
+    tasks, and any registered in this process."""
+    if known is None:
+        registry = sys.modules.get("swarm.training.registry")
+        known = (*BUILTIN_TASKS, *(registry.task_names() if registry is not None else ()))
+    names: dict[str, str] = {}
+    for name in dict.fromkeys(known):
+        names["0x" + hashlib.sha256(name.encode()).hexdigest()] = name
+        for seed in TASK_SEEDS:
+            names["0x" + tagged_task_id(name, seed).hex()] = f"{name} (seed {seed})"
+    return names
+
+
+#: the per-hospital counts of the summary, by the participation mark they count
+_TOTALS = ("joined", "contributed", "left-out", "merge-peer", "key-steward", "replaced",
+           "acked", "dissent")  # fmt: skip
+
+
+def _hospitals(
+    history: ConsortiumHistory,
+    accounts: Sequence[str],
+    participation: Sequence[Mapping[str, Any]],
+    metrics: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Per account, over the whole history: how often it did what, its last round, and the
+    newest metrics it reported."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for reported in metrics:
+        newest[reported["account"]] = reported
+    out = []
+    for account, row in zip(accounts, participation, strict=True):
+        counts = dict.fromkeys(_TOTALS, 0)
+        last = None
+        for cell in row["rounds"]:
+            for mark in cell["marks"]:
+                if mark in counts:
+                    counts[mark] += 1
+            if cell["marks"]:
+                last = cell["round"]
+        member = history.members.get(account)
+        m = newest.get(account)
+        out.append(
+            {
+                "account": account,
+                "active": bool(member and member.active),
+                "counts": counts,
+                "last_round": last,
+                "latest_metrics": (
+                    {"round": m["round"], "accuracy": m["accuracy"], "auc": m["auc"]} if m else None
+                ),
+            }
+        )
+    return out
 
 
 def _accounts(history: ConsortiumHistory) -> list[str]:
@@ -221,12 +325,48 @@ def _hash(value: str | None, n: int = 10) -> str:
     return f'<code title="{_e(value)}">{_e(shown)}</code>'
 
 
+#: How much of a long history the page shows in full; the rest is summarised (and in --json).
+ROUNDS_SHOWN = 50  # newest rounds in the rounds table; older ones in closed blocks of:
+ROUNDS_BLOCK = 100
+GRID_ROUNDS = 30  # newest rounds in the participation grid (the strip shows every round)
+DETAILED_ROUNDS = 20  # newest rounds whose timeline is shown, beside those with findings
+MAX_DETAILED = 150  # at most this many round timelines (errors first, then warnings, notes)
+METRICS_ROUNDS = 50  # newest rounds in the table of reported metrics
+MAX_NOTES = 100  # notes (info findings) listed; errors and warnings always are
+CHART_POINTS = 250  # a chart's line has at most this many points (means of round buckets)
+
+_SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
+
+
 class _Page:
     """Renders one report; knows the member names, so accounts read as people."""
 
     def __init__(self, report: Mapping[str, Any]) -> None:
         self.r = report
         self.names: Mapping[str, str] = report["names"]
+        self.task_names: Mapping[str, str] = report.get("task_names") or {}
+        self.findings_by_round: dict[int, list[Mapping[str, Any]]] = {}
+        for f in report["findings"]:
+            if f["round"] is not None:
+                self.findings_by_round.setdefault(f["round"], []).append(f)
+        self.detailed = self._detailed_rounds()
+
+    def _detailed_rounds(self) -> set[int]:
+        """The rounds whose timeline the page shows: those with findings (errors first), the
+        newest ones and the one in progress."""
+        ids = [x["round"] for x in self.r["rounds"]]
+        ranked = sorted(
+            self.findings_by_round,
+            key=lambda rid: (
+                min(_SEVERITY_RANK.get(f["severity"], 3) for f in self.findings_by_round[rid]),
+                -rid,
+            ),
+        )
+        chosen = set(ranked[:MAX_DETAILED]) | set(ids[-DETAILED_ROUNDS:])
+        current = (self.r.get("current_round") or {}).get("round")
+        if current is not None:
+            chosen.add(current)
+        return chosen & set(ids)
 
     def who(self, address: str | None) -> str:
         if not address:
@@ -236,21 +376,32 @@ class _Page:
         label = f"{_e(name)} " if name is not None else ""
         return f'<span class="who" title="{_e(address)}">{label}<code>{_e(short)}</code></span>'
 
+    def name(self, address: str | None) -> str:
+        """An account in few characters: its name (the address on hover), or a short address."""
+        if not address:
+            return '<span class="dim">-</span>'
+        name = self.names.get(address)
+        if name is None:
+            return f'<code title="{_e(address)}">{_e(address[:6] + "…" + address[-4:])}</code>'
+        return f'<span class="who" title="{_e(address)}">{_e(name)}</span>'
+
     def page(self) -> str:
         r = self.r
         title = f"Swarm audit report: {r['contract']}"
         body = "\n".join(
             [
                 self.header(),
+                self.summary(),
                 self.findings(),
-                self.rounds(),
-                self.participation(),
                 self.metrics(),
+                self.participation(),
+                self.rounds(),
                 self.consortium(),
                 self.timeline(),
                 "<footer>Made by <code>swarm audit report</code> from the contract's events. "
                 "The ledger holds hashes, sample counts and roles: never data, never weights. "
-                "docs/auditor-guide.md explains every finding.</footer>",
+                "docs/auditor-guide.md explains every finding; <code>--json</code> writes all "
+                "of the data, including what a long history's page only summarises.</footer>",
             ]
         )
         return (
@@ -297,7 +448,77 @@ class _Page:
             "</ul>\n</header>"
         )
 
+    def summary(self) -> str:
+        s = self.r["summary"]
+        task = s.get("task")
+        task_html = (
+            f'<code title="{_e(s.get("task_id"))}">{_e(task)}</code>'
+            if task and task != s.get("task_id")
+            else _hash(task, 18)
+            + (' <span class="dim">(not a task this version knows)</span>' if task else "")
+        )
+        latest = s.get("latest_model")
+        facts = [
+            ("Task", task_html),
+            (
+                "Rounds",
+                f"{s['rounds']} ({s['finalized']} finalized, {s['lapsed']} lapsed, "
+                f"{s.get('replacements', 0)} role replacements)",
+            ),
+            (
+                "Period",
+                f"{_t(s.get('first_opened_at'))} to {_t(s.get('last_opened_at'))} (rounds opened)",
+            ),
+            (
+                "Latest model",
+                f"round {self.round_link(latest['round'])}: {_hash(latest['hash'], 66)}"
+                if latest
+                else '<span class="dim">none finalized yet</span>',
+            ),
+        ]
+        dl = "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in facts)
+        rows = []
+        for h in self.r.get("hospitals", []):
+            c = h["counts"]
+            m = h["latest_metrics"]
+            status = (
+                '<span class="outcome finalized">active</span>'
+                if h["active"]
+                else '<span class="outcome lapsed">removed</span>'
+                if h["account"] in self.names
+                else '<span class="dim">not a member</span>'
+            )
+            rows.append(
+                f"<tr><td>{self.name(h['account'])}</td><td>{status}</td>"
+                + "".join(f"<td class=num>{_e(c[k])}</td>" for k in _TOTALS)
+                + f"<td class=num>{self.round_link(h['last_round'])}</td>"
+                + (
+                    f"<td class=num>{m['accuracy']:.3f}</td><td class=num>{m['auc']:.3f}</td>"
+                    f"<td class=num>{self.round_link(m['round'])}</td>"
+                    if m
+                    else '<td class="num dim">-</td>' * 3
+                )
+                + "</tr>"
+            )
+        head = ["hospital", "status", "joined", "in aggr.", "left out", "merge peer",
+                "key stew.", "replaced", "acked", "dissent", "last round",
+                "accuracy", "AUC", "of round"]  # fmt: skip
+        table = _table(head, rows, "hospitals")
+        body = (
+            f'<dl class="meta">{dl}</dl>'
+            "<h3>Hospitals over all rounds</h3><p>How many rounds each hospital joined, was in "
+            "the aggregate, was left out of it, held a role, was replaced in one, acknowledged "
+            "the finalized model or a different one; its newest self-reported metrics.</p>" + table
+        )
+        return _section("summary", "Summary", body)
+
     def findings(self) -> str:
+        findings = self.r["findings"]
+        if not findings:
+            return _section("findings", "Findings", "<p>No findings: nothing to report.</p>")
+        serious = [f for f in findings if f["severity"] != "info"]
+        notes = [f for f in findings if f["severity"] == "info"]
+        shown = serious + notes[-MAX_NOTES:]
         rows = [
             f'<tr class="sev-{_e(f["severity"])}">'
             f'<td><span class="badge {_e(f["severity"])}">{_e(f["severity"])}</span></td>'
@@ -305,48 +526,81 @@ class _Page:
             f"<td>{self.round_link(f['round'])}</td>"
             f"<td>{self.who(f['account'])}</td>"
             f"<td>{_e(f['message'])}</td></tr>"
-            for f in self.r["findings"]
+            for f in shown
         ]
-        if not rows:
-            return _section("findings", "Findings", "<p>No findings: nothing to report.</p>")
         table = _table(["severity", "kind", "round", "account", "what"], rows, "findings")
+        left = len(notes) - MAX_NOTES
+        if left > 0:
+            kinds: dict[str, int] = {}
+            for f in notes[:left]:
+                kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+            table += (
+                f"<p class=dim>and {left} older notes not listed: "
+                + ", ".join(f"{n} <code>{_e(k)}</code>" for k, n in kinds.items())
+                + " (<code>swarm audit verify</code> lists every one).</p>"
+            )
         return _section("findings", "Findings", table)
 
     def round_link(self, round_id: int | None) -> str:
         if round_id is None:
             return '<span class="dim">-</span>'
-        return f'<a href="#round-{_e(round_id)}">{_e(round_id)}</a>'
+        target = "round" if round_id in self.detailed else "row-round"
+        return f'<a href="#{target}-{_e(round_id)}">{_e(round_id)}</a>'
+
+    def round_row(self, x: Mapping[str, Any]) -> str:
+        outcome = x["outcome"]
+        cls = outcome.split(" ")[0]
+        replaced = ", ".join(
+            f"{_e(p['role'])}: {self.name(p['previous'])} → {self.name(p['next'])}"
+            for p in x["replacements"]
+        )
+        agg = x["aggregate"]
+        return (
+            f'<tr class="round-row" id="row-round-{_e(x["round"])}">'
+            f"<td>{self.round_link(x['round'])}</td>"
+            f"<td>{_t(x['opened_at'])}</td>"
+            f"<td>{_hash(x['base_model'])}</td>"
+            f"<td class=num>{len(x['joined'])}</td>"
+            f"<td>{self.name(x['merge_peers'][-1] if x['merge_peers'] else None)}</td>"
+            f"<td>{self.name(x['key_stewards'][-1] if x['key_stewards'] else None)}</td>"
+            f"<td>{replaced or '<span class=dim>-</span>'}</td>"
+            f"<td class=num>{len(agg['contributors']) if agg else '-'}</td>"
+            f"<td class=num>{_e(agg['total_samples']) if agg else '-'}</td>"
+            f'<td><span class="outcome {_e(cls)}">{_e(outcome)}</span></td>'
+            f"<td>{_hash(x['final_model'])}</td></tr>"
+        )
 
     def rounds(self) -> str:
-        rows = []
-        for x in self.r["rounds"]:
-            outcome = x["outcome"]
-            cls = outcome.split(" ")[0].replace(" ", "-")
-            replaced = ", ".join(
-                f"{_e(p['role'])}: {self.who(p['previous'])} → {self.who(p['next'])}"
-                for p in x["replacements"]
-            )
-            agg = x["aggregate"]
-            rows.append(
-                f'<tr class="round-row" id="row-round-{_e(x["round"])}">'
-                f"<td>{self.round_link(x['round'])}</td>"
-                f"<td>{_t(x['opened_at'])}</td>"
-                f"<td>{_hash(x['base_model'])}</td>"
-                f"<td class=num>{len(x['joined'])}</td>"
-                f"<td>{self.who(x['merge_peers'][-1] if x['merge_peers'] else None)}</td>"
-                f"<td>{self.who(x['key_stewards'][-1] if x['key_stewards'] else None)}</td>"
-                f"<td>{replaced or '<span class=dim>-</span>'}</td>"
-                f"<td class=num>{len(agg['contributors']) if agg else '-'}</td>"
-                f"<td class=num>{_e(agg['total_samples']) if agg else '-'}</td>"
-                f'<td><span class="outcome {_e(cls)}">{_e(outcome)}</span></td>'
-                f"<td>{_hash(x['final_model'])}</td></tr>"
-            )
+        rounds = self.r["rounds"]
         current = self.current()
-        if not rows:
+        if not rounds:
             return _section("rounds", "Rounds", "<p>No round has been opened yet.</p>" + current)
         head = ["round", "opened", "base model", "joined", "merge peer", "key steward",
                 "replacements", "contributors", "samples", "outcome", "model"]  # fmt: skip
-        return _section("rounds", "Rounds", _table(head, rows, "rounds") + current)
+        newest = rounds[-ROUNDS_SHOWN:]
+        older = rounds[: len(rounds) - len(newest)]
+        intro = ""
+        if older:
+            intro = (
+                f"<p>The newest {len(newest)} of {len(rounds)} rounds, newest last; the older "
+                f"ones below in blocks of {ROUNDS_BLOCK}.</p>"
+            )
+        body = intro + _table(head, [self.round_row(x) for x in newest], "rounds") + current
+        blocks = []
+        for i in range(0, len(older), ROUNDS_BLOCK):
+            block = older[i : i + ROUNDS_BLOCK]
+            outcomes: dict[str, int] = {}
+            for x in block:
+                word = x["outcome"].split(" ")[0]
+                outcomes[word] = outcomes.get(word, 0) + 1
+            counts = ", ".join(f"{n} {_e(k)}" for k, n in outcomes.items())
+            blocks.append(
+                f'<details class="block"><summary>Rounds {block[0]["round"]} to '
+                f"{block[-1]['round']} ({counts})</summary>"
+                + _table(head, [self.round_row(x) for x in block])
+                + "</details>"
+            )
+        return _section("rounds", "Rounds", body + "".join(blocks))
 
     def current(self) -> str:
         c = self.r.get("current_round")
@@ -363,28 +617,24 @@ class _Page:
         )
 
     def participation(self) -> str:
-        rounds = [x["round"] for x in self.r["rounds"]]
-        if not rounds:
+        all_rounds = [x["round"] for x in self.r["rounds"]]
+        if not all_rounds:
             return ""
-        head = "".join(f"<th>{self.round_link(rid)}</th>" for rid in rounds)
+        shown = all_rounds[-GRID_ROUNDS:]
+        first = len(all_rounds) - len(shown)
+        head = "".join(f"<th>{self.round_link(rid)}</th>" for rid in shown)
         rows = []
         for row in self.r["participation"]:
             cells = []
-            for cell in row["rounds"]:
+            for cell in row["rounds"][first:]:
                 marks = cell["marks"]
-                state = (
-                    "contributed" if "contributed" in marks
-                    else "left-out" if "left-out" in marks
-                    else "joined" if "joined" in marks
-                    else "absent"
-                )  # fmt: skip
-                shown = "".join(
+                shown_marks = "".join(
                     f'<span class="mk mk-{_e(m)}">{_e(MARKS[m][0])}</span>' for m in marks
                 )
                 what = "; ".join(MARKS[m][1] for m in marks) or "did not take part"
                 cells.append(
-                    f'<td class="cell {state}" title="round {_e(cell["round"])}: {_e(what)}">'
-                    f"{shown or '·'}</td>"
+                    f'<td class="cell {_state(marks)}" title="round {_e(cell["round"])}: '
+                    f'{_e(what)}">{shown_marks or "·"}</td>'
                 )
             rows.append(
                 f"<tr><th class=rowhead>{self.who(row['account'])}</th>{''.join(cells)}</tr>"
@@ -393,8 +643,16 @@ class _Page:
             f'<span class="mk mk-{_e(k)}">{_e(sym)}</span> {_e(text)}'
             for k, (sym, text) in MARKS.items()
         )
+        intro = ""
+        if first:
+            intro = (
+                "<p>Every round, one column each (green: in the aggregate; amber: committed "
+                "but left out; blue: joined only; grey: did not take part):</p>"
+                + _participation_strip(self.r["participation"], all_rounds, self.names)
+                + f"<p>The newest {len(shown)} rounds in detail:</p>"
+            )
         body = (
-            f'<div class="scroll"><table class="grid" id="participation"><thead><tr>'
+            intro + f'<div class="scroll"><table class="grid" id="participation"><thead><tr>'
             f"<th>hospital \\ round</th>{head}</tr></thead><tbody>{''.join(rows)}"
             f"</tbody></table></div><p class=legend>{legend}</p>"
         )
@@ -405,34 +663,44 @@ class _Page:
         if not metrics:
             return _section("metrics", "Metrics", "<p>No hospital reported test metrics.</p>")
         accounts = list(dict.fromkeys(m["account"] for m in metrics))
+        by_account: dict[str, list[Mapping[str, Any]]] = {a: [] for a in accounts}
+        for m in metrics:
+            by_account[m["account"]].append(m)
         charts = "".join(
             _line_chart(
                 title,
                 {
-                    self.names.get(a, a): [
-                        (m["round"], m[key]) for m in metrics if m["account"] == a
-                    ]
+                    self.names.get(a, a): [(m["round"], m[key]) for m in by_account[a]]
                     for a in accounts
                 },
             )
             for key, title in (("accuracy", "Accuracy"), ("auc", "AUC"))
         )
+        rounds_with = list(dict.fromkeys(m["round"] for m in metrics))
+        recent = set(rounds_with[-METRICS_ROUNDS:])
+        listed = [m for m in metrics if m["round"] in recent]
         rows = [
-            f"<tr><td>{self.round_link(m['round'])}</td><td>{self.who(m['account'])}</td>"
+            f"<tr><td>{self.round_link(m['round'])}</td><td>{self.name(m['account'])}</td>"
             f"<td class=num>{m['accuracy']:.3f}</td><td class=num>{m['auc']:.3f}</td>"
             f"<td class=num>{m['loss']:.3f}</td><td class=num>{_e(m['test_samples'])}</td>"
             f"<td>{_hash(m['model_hash'])}</td></tr>"
-            for m in metrics
+            for m in listed
         ]
         table = _table(
             ["round", "hospital", "accuracy", "AUC", "loss", "test samples", "model"],
             rows,
             "metrics-table",
         )
+        what = (
+            "All reported values"
+            if len(listed) == len(metrics)
+            else f"The values of the newest {len(recent)} rounds ({len(listed)} of "
+            f"{len(metrics)}; <code>--json</code> has all)"
+        )
         body = (
             "<p>Each hospital's test metrics of each finalized model on its own data, as it "
             "reported them (self-reported: the ledger cannot check them).</p>"
-            f'<div class="charts">{charts}</div><details><summary>All reported values</summary>'
+            f'<div class="charts">{charts}</div><details><summary>{what}</summary>'
             f"{table}</details>"
         )
         return _section("metrics", "Metrics", body)
@@ -456,7 +724,7 @@ class _Page:
         for p in self.r["params"]:
             values = "".join(
                 f'<li class="{"changed" if k in p["changed"] else ""}"><code>{_e(k)}</code> '
-                f"{_hash(v, 10) if isinstance(v, str) and v.startswith('0x') else _e(v)}</li>"
+                f"{self.param_value(k, v)}</li>"
                 for k, v in p["values"].items()
             )
             params.append(
@@ -477,6 +745,13 @@ class _Page:
         )
         return _section("consortium", "Consortium", body)
 
+    def param_value(self, key: str, value: Any) -> str:
+        if key == "taskId" and value in self.task_names:
+            return f'<code title="{_e(value)}">{_e(self.task_names[value])}</code>'
+        if isinstance(value, str) and value.startswith("0x"):
+            return _hash(value, 10)
+        return _e(value)
+
     def status(self, m: Mapping[str, Any]) -> str:
         if m["active"]:
             return '<span class="outcome finalized">active</span>'
@@ -486,15 +761,15 @@ class _Page:
         )
 
     def timeline(self) -> str:
-        findings_by_round: dict[int, list[Mapping[str, Any]]] = {}
-        for f in self.r["findings"]:
-            if f["round"] is not None:
-                findings_by_round.setdefault(f["round"], []).append(f)
+        events_by_round: dict[int | None, list[Mapping[str, Any]]] = {}
+        for e in self.r["timeline"]:
+            events_by_round.setdefault(e["round"], []).append(e)
         parts = []
         for x in self.r["rounds"]:
             rid = x["round"]
-            events = [e for e in self.r["timeline"] if e["round"] == rid]
-            notable = any(f["severity"] != "info" for f in findings_by_round.get(rid, []))
+            if rid not in self.detailed:
+                continue
+            notable = any(f["severity"] != "info" for f in self.findings_by_round.get(rid, []))
             is_current = (self.r.get("current_round") or {}).get("round") == rid
             is_open = " open" if notable or is_current else ""
             parts.append(
@@ -506,7 +781,7 @@ class _Page:
                     [
                         f"<tr><td>{_t(e['timestamp'])}</td><td class=num>{_e(e['block'])}"
                         f"</td><td>{_e(e['text'])}</td></tr>"
-                        for e in events
+                        for e in events_by_round.get(rid, [])
                     ],
                     f"events-{rid}",
                 )
@@ -515,13 +790,21 @@ class _Page:
         others = [
             f"<tr><td>{_t(e['timestamp'])}</td><td class=num>{_e(e['block'])}</td>"
             f"<td>{_e(e['text'])}</td></tr>"
-            for e in self.r["timeline"]
-            if e["round"] is None
+            for e in events_by_round.get(None, [])
         ]
+        left = len(self.r["rounds"]) - len(parts)
+        skipped = (
+            f"<p>{left} more rounds had no finding; their facts are in the rounds table, "
+            "their events in <code>swarm audit round N</code>.</p>"
+            if left
+            else ""
+        )
         body = (
-            "<p>Each round's facts, then its events in chain order. Rounds with warnings or "
-            "errors start open.</p>"
+            "<p>Each round's facts, then its events in chain order: every round with a "
+            f"finding and the newest {DETAILED_ROUNDS}. Rounds with warnings or errors start "
+            "open.</p>"
             + "".join(parts)
+            + skipped
             + '<details class="round" id="consortium-events"><summary>Membership, admin and '
             f"parameter events ({len(others)})</summary>"
             + _table(["time", "block", "event"], others, "consortium-events-table")
@@ -636,11 +919,58 @@ def _table(head: Sequence[str], rows: Sequence[str], table_id: str | None = None
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
             "#e377c2", "#7f7f7f", "#bcbd22"]  # fmt: skip
 
+#: a chart's drawing size (it is scaled to the page's width) and its margins
+_WIDTH, _HEIGHT = 1180, 300
+_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 20, 32, 40
+
+
+def _state(marks: Sequence[str]) -> str:
+    """A participation cell's colour class."""
+    return (
+        "contributed" if "contributed" in marks
+        else "left-out" if "left-out" in marks
+        else "joined" if "joined" in marks
+        else "absent"
+    )  # fmt: skip
+
+
+def nice_ticks(lo: float, hi: float, most: int = 10) -> list[float]:
+    """At most ``most`` round values (1, 2 or 5 times a power of ten apart) in [lo, hi]."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(1, most - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(k * power for k in (1, 2, 5, 10) if k * power >= raw - 1e-12)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = []
+    value = first
+    while value <= hi + 1e-9:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks
+
+
+def downsample(
+    points: Sequence[tuple[int, float]], lo: int, hi: int, buckets: int
+) -> list[tuple[float, float]]:
+    """``points`` as the mean of each of ``buckets`` equal spans of rounds in [lo, hi] (at
+    the mean round of the points in it), or unchanged if there are no more than that."""
+    if len(points) <= buckets:
+        return [(float(x), y) for x, y in sorted(points)]
+    width = (hi - lo + 1) / buckets
+    sums: dict[int, list[float]] = {}
+    for x, y in points:
+        acc = sums.setdefault(min(buckets - 1, int((x - lo) / width)), [0.0, 0.0, 0.0])
+        acc[0] += x
+        acc[1] += y
+        acc[2] += 1
+    return [(sx / n, sy / n) for _, (sx, sy, n) in sorted(sums.items())]
+
 
 def _line_chart(title: str, series: Mapping[str, Sequence[tuple[int, float]]]) -> str:
-    """An inline SVG line chart: one line per hospital, rounds on x, the metric on y."""
-    width, height = 560, 280
-    left, right, top, bottom = 48, 16, 30, 36
+    """An inline SVG line chart, as wide as the page: one line per hospital, rounds on x (by
+    number, so lapsed rounds are gaps), the metric on y. A long history is drawn as the mean of
+    spans of rounds (at most ``CHART_POINTS`` per line); the axes get at most ten labels."""
     xs = sorted({x for points in series.values() for x, _ in points})
     ys = [y for points in series.values() for _, y in points]
     if not xs:
@@ -650,54 +980,115 @@ def _line_chart(title: str, series: Mapping[str, Sequence[tuple[int, float]]]) -
     hi = min(1.0, math.ceil(max(ys) * 10 - 1e-9) / 10)
     if hi - lo < 0.1:
         lo, hi = max(0.0, hi - 0.1), max(hi, 0.1)
+    x0, x1 = xs[0], xs[-1]
+    plot_w = _WIDTH - _LEFT - _RIGHT
 
-    def px(x: int) -> float:
-        # Spaced by round number, so a gap of lapsed rounds shows as a gap.
-        if len(xs) == 1:
-            return left + (width - left - right) / 2
-        return left + (x - xs[0]) * (width - left - right) / (xs[-1] - xs[0])
+    def px(x: float) -> float:
+        if x1 == x0:
+            return _LEFT + plot_w / 2
+        return _LEFT + (x - x0) * plot_w / (x1 - x0)
 
     def py(y: float) -> float:
-        return top + (hi - y) * (height - top - bottom) / (hi - lo)
+        return _TOP + (hi - y) * (_HEIGHT - _TOP - _BOTTOM) / (hi - lo)
 
+    averaged = len(xs) > CHART_POINTS
+    span = math.ceil((x1 - x0 + 1) / CHART_POINTS) if averaged else 1
+    subtitle = f" (mean of every {span} rounds)" if averaged else ""
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{_e(title)} per round">',
-        f'<text x="{left}" y="18" class="ctitle">{_e(title)} per round</text>',
+        f'<svg class="chart" viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" '
+        f'aria-label="{_e(title)} per round">',
+        f'<text x="{_LEFT}" y="20" class="ctitle">{_e(title)} per round{_e(subtitle)}</text>',
     ]
-    steps = round((hi - lo) / 0.1)
-    for k in range(steps + 1):
-        y = lo + k * 0.1
+    for y in nice_ticks(lo, hi, 8):
         parts.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{py(y):.1f}" y2="{py(y):.1f}" '
+            f'<line x1="{_LEFT}" x2="{_WIDTH - _RIGHT}" y1="{py(y):.1f}" y2="{py(y):.1f}" '
             'class="gridline"/>'
-            f'<text x="{left - 6}" y="{py(y) + 4:.1f}" class="tick" text-anchor="end">'
-            f"{y:.1f}</text>"
+            f'<text x="{_LEFT - 8}" y="{py(y) + 4:.1f}" class="tick" text-anchor="end">'
+            f"{y:.2f}</text>"
         )
-    for x in xs:
+    x_ticks = xs if len(xs) <= 12 else [t for t in nice_ticks(x0, x1, 11) if t == int(t)]
+    for x in x_ticks:
         parts.append(
-            f'<text x="{px(x):.1f}" y="{height - bottom + 18}" class="tick" '
-            f'text-anchor="middle">{_e(x)}</text>'
+            f'<line x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{_HEIGHT - _BOTTOM}" '
+            f'y2="{_HEIGHT - _BOTTOM + 5}" class="axis"/>'
+            f'<text x="{px(x):.1f}" y="{_HEIGHT - _BOTTOM + 19}" class="tick" '
+            f'text-anchor="middle">{int(x)}</text>'
         )
     parts.append(
-        f'<text x="{(left + width - right) / 2}" y="{height - 4}" class="tick" '
+        f'<line x1="{_LEFT}" x2="{_WIDTH - _RIGHT}" y1="{_HEIGHT - _BOTTOM}" '
+        f'y2="{_HEIGHT - _BOTTOM}" class="axis"/>'
+        f'<text x="{_LEFT + plot_w / 2:.0f}" y="{_HEIGHT - 4}" class="tick" '
         'text-anchor="middle">round</text>'
     )
     legend = []
     for i, (label, points) in enumerate(series.items()):
         color = _PALETTE[i % len(_PALETTE)]
-        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in sorted(points))
+        line = downsample(points, x0, x1, CHART_POINTS)
+        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in line)
         parts.append(f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for x, y in points:
-            parts.append(
-                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}">'
-                f"<title>{_e(label)}, round {_e(x)}: {y:.3f}</title></circle>"
-            )
+        if len(line) <= 60:  # dots (with the exact value on hover) while they stay apart
+            for x, y in line:
+                parts.append(
+                    f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}">'
+                    f"<title>{_e(label)}, round {x:g}: {y:.3f}</title></circle>"
+                )
         legend.append(
             f'<li><span class="swatch" style="background:{color}"></span>{_e(label)}</li>'
         )
     parts.append("</svg>")
     return f'<figure>{"".join(parts)}<ul class="clegend">{"".join(legend)}</ul></figure>'
+
+
+_STRIP_COLOURS = {"contributed": "#9fd8ae", "left-out": "#f3c66b", "joined": "#a9c7ee",
+                  "absent": "#eef0f3"}  # fmt: skip
+
+
+def _participation_strip(
+    participation: Sequence[Mapping[str, Any]], rounds: Sequence[int], names: Mapping[str, str]
+) -> str:
+    """Every round of every hospital as one thin coloured column, runs of equal cells drawn
+    as one rectangle (small even for thousands of rounds), with round numbers below."""
+    row_h, gap, left, right = 18, 4, 250, 20
+    plot_w = _WIDTH - left - right
+    n = len(rounds)
+    height = len(participation) * (row_h + gap) + 30
+    parts = [
+        f'<svg class="strip" viewBox="0 0 {_WIDTH} {height}" role="img" '
+        'shape-rendering="crispEdges" aria-label="participation in every round">'
+    ]
+    for i, row in enumerate(participation):
+        y = i * (row_h + gap)
+        label = names.get(row["account"]) or row["account"]
+        shown = label if len(label) <= 34 else label[:33] + "…"
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 13}" class="tick" text-anchor="end">{_e(shown)}'
+            f"<title>{_e(label)} ({_e(row['account'])})</title></text>"
+        )
+        states = [_state(c["marks"]) for c in row["rounds"]]
+        start = 0
+        narrow: list[str] = []  # drawn last, at least 2 units wide: one odd round among 1,000 shows
+        for j in range(1, n + 1):
+            if j == n or states[j] != states[start]:
+                x = left + start * plot_w / n
+                w = (j - start) * plot_w / n
+                rect = (
+                    f'<rect x="{x:.2f}" y="{y}" width="{max(w, 2.0):.2f}" height="{row_h}" '
+                    f'fill="{_STRIP_COLOURS[states[start]]}"/>'
+                )
+                (narrow if w < 2 else parts).append(rect)
+                start = j
+        parts.extend(narrow)
+    base = len(participation) * (row_h + gap)
+    for t in nice_ticks(rounds[0], rounds[-1], 11):
+        k = bisect.bisect_left(rounds, t)  # the column of round t (or the next there is)
+        if k < n and t == int(t):
+            x = left + (k + 0.5) * plot_w / n
+            parts.append(
+                f'<text x="{x:.1f}" y="{base + 14}" class="tick" text-anchor="middle">'
+                f"{int(t)}</text>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 _CSS = """
@@ -766,12 +1157,18 @@ td.cell.absent { color: #c0c5cc; }
 .mk-acked { color: var(--ok); }
 p.legend { color: var(--dim); font-size: 12px; }
 p.legend .mk { margin-left: 10px; }
-.charts { display:flex; flex-wrap: wrap; gap: 18px; }
+.charts { display:flex; flex-direction: column; gap: 18px; }
 figure { margin: 0; }
+svg.chart, svg.strip { display: block; width: 100%; height: auto; }
 svg.chart { background: #fcfcfd; border: 1px solid var(--line); border-radius: 6px; }
 svg .gridline { stroke: #e6e8ec; stroke-width: 1; }
-svg .tick { font: 11px system-ui, sans-serif; fill: #6b7280; }
-svg .ctitle { font: 600 13px system-ui, sans-serif; fill: #1d2430; }
+svg .axis { stroke: #9aa1ab; stroke-width: 1; }
+svg .tick { font: 13px system-ui, sans-serif; fill: #4b5563; }
+svg .ctitle { font: 600 15px system-ui, sans-serif; fill: #1d2430; }
+details.block { margin: 6px 0; }
+details.block > summary { cursor: pointer; color: var(--info); }
+#hospitals thead th { white-space: normal; }
+#hospitals td.num { width: 5.5em; }
 ul.clegend { list-style:none; display:flex; flex-wrap: wrap; gap: 4px 16px; padding: 0;
   margin: 6px 0 0; font-size: 12px; }
 .swatch { display:inline-block; width: 12px; height: 3px; margin: 0 6px 3px 0;

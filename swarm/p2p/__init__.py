@@ -6,36 +6,45 @@ Payloads move over stream protocols (length-prefixed, chunked, sha256-checked, w
 and retries). No pubsub runs: every exchange is a request on a stream. See docs/p2p.md.
 
 This package never imports swarm.crypto, swarm.training or swarm.merge: it moves opaque bytes.
+
+The package imports lazily: ``swarm.p2p.config`` (addresses, deadlines) is light, and importing
+it does not load py-libp2p (~1-2 s); the names below load their module on first use.
 """
 
-from swarm.p2p.config import P2PConfig, TransferPolicy
-from swarm.p2p.membership import (
-    JsonFileMembershipSource,
-    LedgerMembershipSource,
-    MembershipChange,
-    MembershipGate,
-    MembershipSource,
-    MembershipWatcher,
-    StaticMembershipSource,
-    member_of_identity,
-    write_members_file,
-)
-from swarm.p2p.protocols import (
-    AGGREGATE_PROTOCOL,
-    MODEL_PROTOCOL,
-    RETRYABLE_REFUSALS,
-    ROUND_KEY_FETCH_PROTOCOL,
-    ROUND_KEY_PROTOCOL,
-    STATUS_PROTOCOL,
-    UPDATE_PROTOCOL,
-    PushRequest,
-    PushValidator,
-    RoundKeyBundle,
-    RoundKeyProvider,
-    Verdict,
-)
-from swarm.p2p.service import P2PService, open_p2p
-from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from swarm.p2p.config import P2PConfig, TransferPolicy
+    from swarm.p2p.membership import (
+        JsonFileMembershipSource,
+        LedgerMembershipSource,
+        MembershipChange,
+        MembershipGate,
+        MembershipSource,
+        MembershipWatcher,
+        StaticMembershipSource,
+        member_of_identity,
+        write_members_file,
+    )
+    from swarm.p2p.protocols import (
+        AGGREGATE_PROTOCOL,
+        MODEL_PROTOCOL,
+        RETRYABLE_REFUSALS,
+        ROUND_KEY_FETCH_PROTOCOL,
+        ROUND_KEY_PROTOCOL,
+        STATUS_PROTOCOL,
+        UPDATE_PROTOCOL,
+        PushRequest,
+        PushValidator,
+        RoundKeyBundle,
+        RoundKeyProvider,
+        Verdict,
+    )
+    from swarm.p2p.service import P2PService, open_p2p
+    from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore
 
 __all__ = [
     "AGGREGATE_PROTOCOL",
@@ -68,3 +77,50 @@ __all__ = [
     "open_p2p",
     "write_members_file",
 ]
+
+#: where each exported name lives
+_HOME = {
+    **dict.fromkeys(("P2PConfig", "TransferPolicy"), "swarm.p2p.config"),
+    **dict.fromkeys(
+        (
+            "JsonFileMembershipSource",
+            "LedgerMembershipSource",
+            "MembershipChange",
+            "MembershipGate",
+            "MembershipSource",
+            "MembershipWatcher",
+            "StaticMembershipSource",
+            "member_of_identity",
+            "write_members_file",
+        ),
+        "swarm.p2p.membership",
+    ),
+    **dict.fromkeys(
+        (
+            "AGGREGATE_PROTOCOL",
+            "MODEL_PROTOCOL",
+            "RETRYABLE_REFUSALS",
+            "ROUND_KEY_FETCH_PROTOCOL",
+            "ROUND_KEY_PROTOCOL",
+            "STATUS_PROTOCOL",
+            "UPDATE_PROTOCOL",
+            "PushRequest",
+            "PushValidator",
+            "RoundKeyBundle",
+            "RoundKeyProvider",
+            "Verdict",
+        ),
+        "swarm.p2p.protocols",
+    ),
+    **dict.fromkeys(("P2PService", "open_p2p"), "swarm.p2p.service"),
+    **dict.fromkeys(("BlobKind", "BlobRef", "BlobStore", "MemoryBlobStore"), "swarm.p2p.store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -52,10 +53,20 @@ class TransferPolicy:
 
 @dataclass(frozen=True)
 class P2PConfig:
-    """The libp2p side of a peer's config file."""
+    """The libp2p side of a peer's config file.
 
-    #: TCP multiaddrs to listen on, e.g. ``/ip4/0.0.0.0/tcp/4001``
+    Where a peer *listens* and what it *announces* are separate. Others never dial what a peer
+    announces: they dial the multiaddrs the ledger lists for it (``swarm admin add-member
+    --multiaddr``, ``swarm peer set-address``). The announcement is what identify tells
+    connected peers, and it is never an unspecified address (``0.0.0.0``, ``::``): see
+    :func:`addresses_to_announce`.
+    """
+
+    #: TCP multiaddrs to listen on, e.g. ``/ip4/0.0.0.0/tcp/4001`` (every interface)
     listen_addrs: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
+    #: what identify announces, e.g. ``/ip4/203.0.113.10/tcp/4001``; empty: the listen addresses
+    #: that are specific (not 0.0.0.0 / ::), or nothing
+    announce_addrs: tuple[str, ...] = ()
     #: how often the member list is re-read from the ledger
     membership_poll_s: float = 5.0
     #: keep a connection to every active member, so a transfer rarely waits for a dial
@@ -72,18 +83,25 @@ class P2PConfig:
     transfer: TransferPolicy = field(default_factory=TransferPolicy)
     #: bounded wait for closing connections and services at shutdown
     shutdown_timeout_s: float = 5.0
+    #: before listening, ask the addresses the ledger lists for us whether a peer with our key
+    #: already answers there (DuplicatePeerError); this long per address at most
+    duplicate_probe_timeout_s: float = 3.0
 
     def __post_init__(self) -> None:
         if not self.listen_addrs:
             raise ConfigError("at least one listen address is needed")
         for addr in self.listen_addrs:
             check_tcp_multiaddr(addr)
+        for addr in self.announce_addrs:
+            check_dialable_multiaddr(addr, what="announce address")
         if self.membership_poll_s <= 0:
             raise ConfigError("membership poll interval must be positive")
         if self.max_concurrent_inbound < 1 or self.max_inbound_per_sender < 1:
             raise ConfigError("inbound concurrency limits must be at least 1")
         if self.inbound_slot_wait_s <= 0:
             raise ConfigError("the wait for an inbound slot must be positive")
+        if self.duplicate_probe_timeout_s < 0:
+            raise ConfigError("the duplicate-peer probe timeout must not be negative")
 
 
 def check_tcp_multiaddr(addr: str) -> None:
@@ -101,3 +119,67 @@ def tcp_multiaddrs(addrs: Sequence[str]) -> tuple[str, ...]:
     for addr in addrs:
         check_tcp_multiaddr(addr)
     return tuple(addrs)
+
+
+def _parts(addr: str) -> list[str]:
+    return addr.strip("/").split("/")
+
+
+def multiaddr_host(addr: str) -> tuple[str, str]:
+    """(protocol, host) of a checked TCP multiaddr: ``("ip4", "10.0.0.5")``."""
+    parts = _parts(addr)
+    return parts[0], parts[1]
+
+
+def multiaddr_port(addr: str) -> int:
+    """The TCP port of a checked TCP multiaddr."""
+    return int(_parts(addr)[3])
+
+
+def is_unspecified(addr: str) -> bool:
+    """Whether a TCP multiaddr names no host to dial: ``0.0.0.0`` or ``::`` ("every
+    interface"), which a dialer would take for itself."""
+    proto, host = multiaddr_host(addr)
+    if proto not in ("ip4", "ip6"):
+        return False
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def check_dialable_multiaddr(addr: str, *, what: str = "address") -> None:
+    """A TCP multiaddr another host can dial: a specific host and a port other than 0."""
+    check_tcp_multiaddr(addr)
+    proto, host = multiaddr_host(addr)
+    if proto in ("ip4", "ip6"):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError as exc:
+            raise ConfigError(f"{what} {addr!r}: {host!r} is not an IP address") from exc
+    if is_unspecified(addr):
+        raise ConfigError(
+            f"{what} {addr!r} is not dialable: {host} means every interface of the listener; "
+            "give the address others reach this peer at, e.g. /ip4/203.0.113.10/tcp/4001"
+        )
+    if multiaddr_port(addr) == 0:
+        raise ConfigError(f"{what} {addr!r} is not dialable: port 0 is not a port to dial")
+
+
+def dialable_multiaddrs(addrs: Sequence[str], *, what: str = "address") -> tuple[str, ...]:
+    for addr in addrs:
+        check_dialable_multiaddr(addr, what=what)
+    return tuple(addrs)
+
+
+def addresses_to_announce(announce: Sequence[str], listening: Sequence[str]) -> tuple[str, ...]:
+    """What a peer announces (identify's listen addresses and signed peer record).
+
+    ``announce`` if given; otherwise the addresses it listens on (ports resolved) that are
+    specific, i.e. not ``0.0.0.0`` / ``::`` and not port 0; otherwise nothing. Never an
+    unspecified address: identify's signed peer record *replaces* the receiver's address book
+    for the peer (py-libp2p 0.8.1), and a dialer takes 0.0.0.0 for itself.
+    """
+    if announce:
+        return tuple(announce)
+    return tuple(a for a in listening if not is_unspecified(a) and multiaddr_port(a) != 0)

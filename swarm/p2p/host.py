@@ -5,6 +5,11 @@ security options hold Noise alone and the muxer options yamux alone, so a peer t
 anything else fails negotiation. The Noise transport is wrapped so that, as soon as a handshake
 has authenticated the remote key, a key that is not an active member's is refused: the
 connection is closed before any muxer or stream exists.
+
+Addresses: a member is dialed at the multiaddrs the ledger lists for it, and only there. The
+peerstore's address book answers with the ledger's addresses whatever identify stored (a peer's
+signed peer record *replaces* the book in py-libp2p 0.8.1). What this host announces is set apart
+from where it listens, and is never ``0.0.0.0`` (``config.addresses_to_announce``).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from libp2p.abc import IHost, INetStream, IRawConnection, ISecureConn
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.secp256k1 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
-from libp2p.custom_types import TProtocol
+from libp2p.custom_types import StreamHandlerFn, TProtocol
+from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL_ID
+from libp2p.identity.identify.identify import identify_handler_for
 from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
+from libp2p.peer.peerstore import PeerStore
 from libp2p.security.exceptions import HandshakeFailure
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -35,7 +43,9 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from swarm.errors import NotAMemberPeerError, PeerUnreachableError
 from swarm.identity import Identity
 from swarm.ledger.types import Member
+from swarm.p2p.config import addresses_to_announce
 from swarm.p2p.framing import encode_message, refusal
+from swarm.p2p.guard import check_can_listen
 from swarm.p2p.membership import MembershipGate
 
 logger = logging.getLogger(__name__)
@@ -88,16 +98,80 @@ class MemberOnlyNoise(NoiseTransport):
         return await self._admit(await super().secure_outbound(conn, peer_id), "outbound")
 
 
+class LedgerAddressBook(PeerStore):
+    """A peerstore whose address book is the ledger: a member's addresses are the multiaddrs
+    the ledger lists for it (through the membership gate), a non-member has none.
+
+    py-libp2p dials whatever ``peerstore.addrs(peer)`` returns, and identify replaces what is
+    stored there with what the peer announces (its listen addresses, its signed peer record:
+    ``0.0.0.0``, a private address, a port behind a NAT). Answering from the ledger instead
+    means no announcement, stale or forged, ever decides where a member is dialed. What
+    identify stored is kept (libp2p's own bookkeeping reads it) but never dialed.
+    """
+
+    def __init__(self, gate: MembershipGate) -> None:
+        super().__init__()
+        self._gate = gate
+
+    def addrs(self, peer_id: ID) -> list[multiaddr.Multiaddr]:
+        member = self._gate.member_of_peer(str(peer_id))
+        if member is None:
+            return []
+        return [multiaddr.Multiaddr(a) for a in member.multiaddrs]
+
+
 async def _no_auto_connect() -> None:
     """Stands in for libp2p's auto-connector, which dials whatever its peerstore holds."""
 
 
-def build_libp2p_host(identity: Identity, gate: MembershipGate) -> IHost:
+def _announce_factory(
+    announce: Sequence[str],
+) -> Callable[[list[multiaddr.Multiaddr]], list[multiaddr.Multiaddr]]:
+    """libp2p's ``addrs_factory``: from the addresses it listens on (ports resolved) to the
+    ones it announces (``config.addresses_to_announce``: never 0.0.0.0)."""
+
+    def factory(listening: list[multiaddr.Multiaddr]) -> list[multiaddr.Multiaddr]:
+        bound = [str(a) for a in listening]
+        return [multiaddr.Multiaddr(a) for a in addresses_to_announce(announce, bound)]
+
+    return factory
+
+
+def _guard_identify(host: IHost) -> None:
+    """Answer identify only with something to announce.
+
+    With nothing to announce (listening on 0.0.0.0, no ``announce`` configured), py-libp2p's
+    identify falls back to the raw listen addresses, 0.0.0.0 included. Then this host answers
+    no identify at all (the stream is reset): nothing in swarm needs it, and saying nothing is
+    better than telling peers to dial 0.0.0.0. Identify *push* goes out only when the host
+    starts listening, before any connection exists, so it reaches nobody.
+    """
+    answer = identify_handler_for(host, use_varint_format=True)
+
+    async def guarded(stream: INetStream) -> None:
+        if not host.get_addrs():
+            await reset_quietly(stream)
+            return
+        await answer(stream)
+
+    handler: StreamHandlerFn = guarded
+    host.set_stream_handler(IDENTIFY_PROTOCOL_ID, handler)
+
+
+def build_libp2p_host(
+    identity: Identity, gate: MembershipGate, announce: Sequence[str] = ()
+) -> IHost:
     key_pair = libp2p_key_pair(identity)
     host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: MemberOnlyNoise(key_pair, gate)},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        # where a member is dialed is the ledger's business, never an announcement's
+        peerstore_opt=LedgerAddressBook(gate),
+        # what we announce: configured, or specific listen addresses; never 0.0.0.0
+        addrs_factory=_announce_factory(tuple(announce)),
+        # no "observed addresses" (what peers say they saw us as) added to the announcement
+        disable_identify_address_discovery=True,
         # members are few and known: no auto-connector dialing peerstore strangers, no pruning
         connection_config=ConnectionConfig(
             min_connections=0,
@@ -118,6 +192,7 @@ def build_libp2p_host(identity: Identity, gate: MembershipGate) -> IHost:
     auto_connector = getattr(host.get_network(), "auto_connector", None)
     if auto_connector is not None:
         auto_connector.maybe_connect = _no_auto_connect
+    _guard_identify(host)
     return host
 
 
@@ -149,11 +224,18 @@ def forget_failed_dial(host: IHost, peer_id: ID) -> bool:
 class P2PHost:
     """A running libp2p host bound to one identity, talking to members only."""
 
-    def __init__(self, identity: Identity, gate: MembershipGate, listen_addrs: Sequence[str]):
+    def __init__(
+        self,
+        identity: Identity,
+        gate: MembershipGate,
+        listen_addrs: Sequence[str],
+        announce_addrs: Sequence[str] = (),
+    ):
         self.identity = identity
         self.gate = gate
         self.listen_addrs = tuple(listen_addrs)
-        self.libp2p = build_libp2p_host(identity, gate)
+        self.announce_addrs = tuple(announce_addrs)
+        self.libp2p = build_libp2p_host(identity, gate, self.announce_addrs)
         if str(self.libp2p.get_id()) != identity.peer_id:  # one key, one name: never diverge
             raise RuntimeError("libp2p derived a PeerID different from the identity's")
         self._connect_locks: dict[str, trio.Lock] = {}
@@ -168,17 +250,43 @@ class P2PHost:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[P2PHost]:
-        """Listen while the block runs; connections are closed before the host stops."""
+        """Listen while the block runs; connections are closed before the host stops, and the
+        listening sockets after it (py-libp2p 0.8.1 leaves them open).
+
+        A port another process listens on already is refused (PortInUseError) before
+        listening: py-libp2p's SO_REUSEPORT would otherwise let both listen and share it.
+        """
+        for addr in self.listen_addrs:
+            check_can_listen(addr)
         addrs = [multiaddr.Multiaddr(a) for a in self.listen_addrs]
-        async with self.libp2p.run(listen_addrs=addrs):
+        try:
+            async with self.libp2p.run(listen_addrs=addrs):
+                try:
+                    yield self
+                finally:
+                    with trio.CancelScope(shield=True), trio.move_on_after(5):
+                        await self.close_all_connections()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+                await self._close_listeners()
+
+    async def _close_listeners(self) -> None:
+        network: Any = self.libp2p.get_network()
+        for listener in list(getattr(network, "listeners", {}).values()):
             try:
-                yield self
-            finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await self.close_all_connections()
+                await listener.close()
+            except Exception as exc:
+                logger.debug("closing a listener: %s", exc)
 
     def addrs(self) -> list[str]:
-        """The addresses we listen on, ports resolved, each ending in ``/p2p/<our PeerID>``."""
+        """The addresses we listen on, ports resolved, each ending in ``/p2p/<our PeerID>``
+        (``0.0.0.0`` where we listen on every interface: not an address to dial)."""
+        suffix = f"/p2p/{self.peer_id}"
+        return [str(a) + suffix for a in self.libp2p.get_transport_addrs()]
+
+    def announced_addrs(self) -> list[str]:
+        """What identify announces to connected peers, each ending in ``/p2p/<our PeerID>``:
+        the configured announce addresses, else the specific listen addresses, else nothing."""
         return [str(a) for a in self.libp2p.get_addrs()]
 
     def set_handler(self, protocol_id: str, handler: StreamHandler) -> None:
@@ -247,9 +355,8 @@ class P2PHost:
             # a dial that failed earlier (the peer was restarting) would otherwise be refused
             # from the cache for 60 s although the peer may be back by now
             forget_failed_dial(self.libp2p, peer_id)
-            # dial what the ledger lists, only: identify fills the peerstore with whatever the
-            # peer announces (0.0.0.0, a private address), and libp2p would dial those too
-            self.libp2p.get_peerstore().clear_addrs(peer_id)
+            # libp2p dials what the address book returns: LedgerAddressBook answers with the
+            # ledger's addresses (these), whatever identify stored for the peer
             info = PeerInfo(peer_id, [multiaddr.Multiaddr(a) for a in member.multiaddrs])
             try:
                 with trio.fail_after(timeout_s):
@@ -342,6 +449,50 @@ class P2PHost:
     async def close_all_connections(self) -> None:
         for peer in self.connected_peers():
             await self.disconnect_peer(peer)
+
+
+async def _tcp_answers(addr: str, timeout_s: float) -> bool:
+    """Whether anything accepts a TCP connection at a multiaddr's host and port."""
+    parts = addr.strip("/").split("/")
+    if len(parts) < 4 or parts[2] != "tcp" or not parts[3].isdigit():
+        return False  # not a TCP multiaddr (the ledger holds what an admin typed)
+    with trio.move_on_after(timeout_s):
+        try:
+            stream = await trio.open_tcp_stream(parts[1], int(parts[3]))
+        except OSError:
+            return False
+        await stream.aclose()
+        return True
+    return False
+
+
+async def own_key_answers_at(
+    identity: Identity, gate: MembershipGate, *, timeout_s: float
+) -> list[str]:
+    """The addresses the ledger lists for ``identity`` at which a peer with this very key
+    answers now: another peer of the same member (an old host still running, a copied
+    config). Empty when nothing answers there, or something without this key does.
+
+    Call it before listening. A plain TCP connect first (cheap, and what a peer that is simply
+    restarting meets: nothing listens); only where something accepts, a throwaway libp2p host
+    on the same key dials it: the Noise handshake proves which key answers, and the other side
+    admits us (our key is a member's).
+    """
+    me = gate.member(identity.address)
+    if me is None or not me.multiaddrs or timeout_s <= 0:
+        return []
+    answering = [a for a in me.multiaddrs if await _tcp_answers(a, timeout_s)]
+    if not answering:
+        return []
+    probe = P2PHost(identity, gate, ())
+    async with probe.running():
+        try:
+            await probe.connect(me, timeout_s=timeout_s)
+        except PeerUnreachableError as exc:
+            logger.info("something answers at %s, not with our key: %s", answering, exc)
+            return []
+        await probe.close_all_connections()
+    return answering
 
 
 #: receive window a bulk receiver grants up front (go-yamux's maximum)

@@ -163,6 +163,11 @@ def member_of_identity(
 class MembershipChange:
     added: frozenset[str]  # addresses
     removed: frozenset[str]
+    #: members still active whose multiaddrs on the ledger changed (``swarm peer set-address``)
+    readdressed: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.readdressed)
 
 
 class MembershipGate:
@@ -194,6 +199,11 @@ class MembershipGate:
         change = MembershipChange(
             added=frozenset(new.keys() - self._members.keys()),
             removed=frozenset(self._members.keys() - new.keys()),
+            readdressed=frozenset(
+                a
+                for a in new.keys() & self._members.keys()
+                if new[a].multiaddrs != self._members[a].multiaddrs
+            ),
         )
         self._members = new
         return change
@@ -262,11 +272,12 @@ class MembershipWatcher:
         self.last_error = None
         self.polls += 1
         change = self.gate.update(members)
-        if change.added or change.removed:
+        if change:
             logger.info(
-                "membership changed: +%d -%d (now %d)",
+                "membership changed: +%d -%d, %d readdressed (now %d)",
                 len(change.added),
                 len(change.removed),
+                len(change.readdressed),
                 len(self.gate.members),
             )
             for listener in list(self._listeners):

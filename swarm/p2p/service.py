@@ -8,7 +8,9 @@ This is what the peer state machine holds::
         aggregate = await net.fetch_aggregate(merge_peer, round_id, digest, max_size=limit)
 
 Start-up order: the member list is read before the host listens (so the gate is never open to
-everyone); shutdown order: connections are closed (bounded), then the host stops. No pubsub runs:
+everyone), a peer with our key already answering at our ledger address is refused, a port in use
+is refused, then the host listens.
+Shutdown order: connections are closed (bounded), then the host stops. No pubsub runs:
 py-libp2p's pubsub stream handler lets one malformed protobuf stop the whole host (STACK.md).
 """
 
@@ -21,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from swarm.errors import DuplicatePeerError
 from swarm.identity import Identity
 from swarm.ledger.types import Member
 from swarm.p2p import protocols
 from swarm.p2p.config import P2PConfig, TransferPolicy
 from swarm.p2p.framing import sha256
-from swarm.p2p.host import P2PHost
+from swarm.p2p.host import P2PHost, own_key_answers_at
 from swarm.p2p.membership import (
     MembershipChange,
     MembershipGate,
@@ -66,7 +69,7 @@ class P2PService:
         self.config = config
         self.gate = MembershipGate()
         self.watcher = MembershipWatcher(membership, self.gate, interval_s=config.membership_poll_s)
-        self.host = P2PHost(identity, self.gate, config.listen_addrs)
+        self.host = P2PHost(identity, self.gate, config.listen_addrs, config.announce_addrs)
         self.store: BlobStore = store if store is not None else MemoryBlobStore()
         self.server = ProtocolServer(
             self.host,
@@ -83,21 +86,22 @@ class P2PService:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; ``started()`` once listening with the member list loaded."""
+        """Serve until cancelled; ``started()`` once listening with the member list loaded.
+
+        Refuses to start (before listening) when a peer with our key already answers at the
+        address the ledger lists for us (DuplicatePeerError), or when a listen port is in use
+        already (PortInUseError).
+        """
         self.server.install()
         await self.watcher.poll_once()
+        await self._refuse_a_twin()
         async with self.host.running():
+            self._log_addresses()
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(self.watcher.run)
                     if self.config.connect_to_members:
                         nursery.start_soon(self._keep_connected)
-                    logger.info(
-                        "p2p up: %s as %s on %s",
-                        self.identity.address,
-                        self.identity.peer_id,
-                        ", ".join(self.host.addrs()),
-                    )
                     task_status.started()
                     await trio.sleep_forever()
             finally:
@@ -107,10 +111,50 @@ class P2PService:
                 ):
                     await self.host.close_all_connections()
 
+    async def _refuse_a_twin(self) -> None:
+        """DuplicatePeerError if a peer with our key answers where the ledger says we are."""
+        twin = await own_key_answers_at(
+            self.identity, self.gate, timeout_s=self.config.duplicate_probe_timeout_s
+        )
+        if twin:
+            raise DuplicatePeerError(
+                f"a peer with this key ({self.identity.address}) already runs at "
+                f"{', '.join(twin)}, the address the ledger lists for it; stop it first"
+            )
+
+    def _log_addresses(self) -> None:
+        me = self.gate.member(self.identity.address)
+        listed = list(me.multiaddrs) if me is not None else []
+        logger.info(
+            "p2p up: %s as %s, listening on %s, announcing %s; the ledger lists %s",
+            self.identity.address,
+            self.identity.peer_id,
+            ", ".join(self.host.addrs()),
+            ", ".join(self.host.announced_addrs()) or "nothing",
+            ", ".join(listed) or "nothing",
+        )
+        if me is not None and not listed:
+            logger.warning(
+                "the ledger lists no address for %s: other members cannot dial this peer "
+                "(set one: swarm peer set-address)",
+                self.identity.address,
+            )
+
     async def _on_membership_change(self, change: MembershipChange) -> None:
         if change.removed:
             await self.host.disconnect_non_members()
-        if change.added:
+        # a member that moved (swarm peer set-address) is dialed afresh where the ledger now
+        # says, not reached over a connection to where it was
+        for address in change.readdressed - {self.identity.address}:
+            member = self.gate.member(address)
+            if member is not None and self.host.is_connected(member):
+                logger.info(
+                    "%s now listed at %s: dropping its connections",
+                    address,
+                    ", ".join(member.multiaddrs) or "no address",
+                )
+                await self.host.drop_connections(member)
+        if change.added or change.readdressed:
             self._connect_now.set()
 
     async def _keep_connected(self) -> None:
@@ -152,8 +196,14 @@ class P2PService:
         return self.identity.peer_id
 
     def addrs(self) -> list[str]:
-        """Where we listen (ports resolved), each ending in ``/p2p/<PeerID>``."""
+        """Where we listen (ports resolved), each ending in ``/p2p/<PeerID>``; 0.0.0.0 where we
+        listen on every interface. Others dial the ledger's addresses, not these."""
         return self.host.addrs()
+
+    def announced_addrs(self) -> list[str]:
+        """What identify announces (``announce``, else the specific listen addresses; never
+        0.0.0.0), each ending in ``/p2p/<PeerID>``."""
+        return self.host.announced_addrs()
 
     def members(self) -> Mapping[str, Member]:
         return self.gate.members

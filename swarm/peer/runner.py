@@ -35,6 +35,7 @@ from swarm.errors import (
 )
 from swarm.identity import Identity
 from swarm.ledger import LedgerClient, LedgerView, RoundInfo, RoundState
+from swarm.ledger.gas import funds as account_funds
 from swarm.p2p import BlobKind, BlobRef, LedgerMembershipSource, P2PConfig, P2PService, open_p2p
 from swarm.p2p.disk_store import DirectoryBlobStore
 from swarm.peer import catchup, keyholder, merger, participant, steward
@@ -66,6 +67,7 @@ from swarm.peer.model import ModelKeeper
 from swarm.peer.work import ActionSupersededError, RoundWork
 from swarm.training import Task, get_task, model_delta
 from swarm.training.checkpoint import model_bytes
+from swarm.training.task_id import check_task_id
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -116,6 +118,15 @@ class Peer:
         self.identity = identity
         self.me = identity.address
         self.ledger = ledger
+        # The consortium's task first: a peer set up for another task stops here, before it
+        # loads data or builds a model (one line naming both task ids).
+        self.params = ledger.params()
+        check_task_id(self.params.task_id, config.task, config.seed)
+        # Gas: refused with an empty account where gas costs; warned when it runs low.
+        funds = account_funds(ledger.chain, identity.address)
+        funds.require_some()
+        if (low := funds.warning()) is not None:
+            log.warning("%s", low)
         self.task = task or get_task(config.task)
         self.on_event = on_event
         self.hooks = hooks
@@ -127,7 +138,6 @@ class Peer:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = DirectoryBlobStore(config.data_dir / "blobs")
         self.keys_dir = config.data_dir / "roundkeys"
-        self.params = ledger.params()
         self.model = ModelKeeper(
             config.data_dir / "checkpoints",
             self.task.build_model(config.seed).state_dict(),

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,36 @@ def latest_checkpoint(directory: Path) -> Checkpoint | None:
         except CheckpointError:
             continue
     return None
+
+
+_CHECKPOINT_NAME = re.compile(r"round-(\d+)\.ckpt")
+
+
+def checkpoints_to_prune(paths: Iterable[Path], keep: int) -> list[Path]:
+    """Which of ``paths`` go when only the checkpoints of the ``keep`` newest rounds stay.
+
+    Pure (reads nothing): rounds are read from the file names (``round-NNNNNN.ckpt``); a file
+    named otherwise (a temporary file, anything an operator put there) is never chosen.
+    ``keep`` 0 keeps every checkpoint. Returned oldest first.
+    """
+    if keep < 0:
+        raise ValueError(f"keep must be at least 0, not {keep}")
+    rounds = []
+    for path in paths:
+        match = _CHECKPOINT_NAME.fullmatch(Path(path).name)
+        if match:
+            rounds.append((int(match.group(1)), Path(path)))
+    if keep == 0 or len(rounds) <= keep:
+        return []
+    rounds.sort()
+    return [path for _, path in rounds[:-keep]]
+
+
+def prune_checkpoints(directory: Path, keep: int) -> list[Path]:
+    """Delete all but the checkpoints of the ``keep`` newest rounds in ``directory`` (0: delete
+    none); returns what was deleted. Call it right after writing the newest checkpoint, so the
+    file kept last is one that was just written and verified."""
+    doomed = checkpoints_to_prune(Path(directory).glob("round-*.ckpt"), keep)
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return doomed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from swarm.errors import ConfigError
 from swarm.training.heart import HeartDiseaseTask
 from swarm.training.heart_data import Scaling
 from swarm.training.task import Task
@@ -37,11 +38,14 @@ def task_names() -> tuple[str, ...]:
 
 
 def get_task(name: str) -> Task:
-    """The task registered as ``name``; ValueError naming the known tasks otherwise."""
+    """The task registered as ``name``; ConfigError (a ValueError) naming the known tasks
+    otherwise: a task name comes from a config file or an option."""
     try:
         factory = _FACTORIES[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}") from None
+        raise ConfigError(
+            f"unknown task {name!r}; known tasks: {', '.join(task_names())}"
+        ) from None
     task = factory()
     if task.name != name:
         raise ValueError(f"task registered as {name!r} calls itself {task.name!r}")

@@ -99,7 +99,7 @@ def test_admin_and_audit_commands(
     assert code == 0, err
     code, _, _ = swarm(capsys, "admin", "remove-member", *admin, *where, net.peers[0].address)
     assert code == 0
-    code, _, err = swarm(capsys, "admin", "set-params", *admin, *where, "--min-peers", "3")
+    code, _, err = swarm(capsys, "admin", "set-params", *admin, *where, "--min-peers", "4")
     assert code == 0, err
 
     code, out, _ = swarm(capsys, "audit", "members", "--json", *where)
@@ -118,7 +118,7 @@ def test_non_admin_is_refused_by_the_cli(
     monkeypatch.setenv("SWARM_PASSWORD", net.password())
     code, _, err = swarm(
         capsys, "admin", "set-params", "-k", net.peers[0].keystore,
-        "--chain-url", net.chain_url, "--contract", net.contract, "--min-peers", "3",
+        "--chain-url", net.chain_url, "--contract", net.contract, "--min-peers", "4",
     )  # fmt: skip
     assert code == 1
     assert f"NotAdmin(account={net.peers[0].address})" in err

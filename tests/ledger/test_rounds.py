@@ -81,17 +81,17 @@ def test_cannot_open_while_a_round_runs(consortium: Consortium) -> None:
 def test_join_closes_at_deadline_with_min_peers(consortium: Consortium) -> None:
     c = consortium
     rid = open_round(c)
-    join_all(c, rid, c.addresses[:2])
+    join_all(c, rid, c.addresses[:3])
     with pytest.raises(errors.DeadlineNotPassedError):
         c.client(c.addresses[0]).close_join(rid)
     c.chain.advance_time(WINDOW + 1)
     with pytest.raises(errors.DeadlinePassedError) as exc:
-        c.client(c.addresses[2]).join(rid)  # a late joiner
+        c.client(c.addresses[3]).join(rid)  # a late joiner
     assert exc.value.values["round"] == rid
     c.client(c.addresses[0]).close_join(rid)
     info = c.admin.round(rid)
     assert info.state == RoundState.KEYING
-    assert sorted(info.participants) == sorted(c.addresses[:2])
+    assert sorted(info.participants) == sorted(c.addresses[:3])
 
 
 def test_round_lapses_below_min_peers_and_next_opens_from_same_base(

@@ -211,7 +211,7 @@ def test_view_is_one_request_and_chain_id_is_asked_once(consortium: Consortium) 
     assert "eth_chainId" not in rest.methods, rest.methods
 
 
-@pytest.mark.parametrize("members", [2, 7])
+@pytest.mark.parametrize("members", [3, 7])  # 3: the smallest, minPeers
 def test_view_with_consortium_sizes(
     consortium_factory: Callable[..., Consortium], members: int
 ) -> None:
