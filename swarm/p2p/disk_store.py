@@ -65,10 +65,17 @@ class DirectoryBlobStore:
     def put(self, ref: BlobRef, data: bytes) -> None:
         if len(data) != ref.size:
             raise ValueError(f"blob of {len(data)} bytes stored under a ref of {ref.size} bytes")
-        folder = self.root / ref.kind.value
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{ref.round_id}-{ref.sender or 'self'}-{ref.digest.hex()}.blob"
-        write_atomic(path, data)
+        with self._lock:
+            existing = self._paths.get(ref.digest)
+        if existing is not None and existing.exists():
+            # The same bytes under a second ref (a context both pushed to us and pulled): one
+            # file per digest, or pruning the first ref would orphan the second file.
+            path = existing
+        else:
+            folder = self.root / ref.kind.value
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{ref.round_id}-{ref.sender or 'self'}-{ref.digest.hex()}.blob"
+            write_atomic(path, data)
         with self._lock:
             old = self._refs.get((ref.kind, ref.round_id, ref.sender))
             self._index(ref, path)

@@ -14,7 +14,7 @@ from swarm.errors import AlreadyDoneError, CheckpointError, LedgerError, P2PErro
 from swarm.p2p import BlobKind
 from swarm.peer.actions import Adopt, CatchUp, ReportMetrics
 from swarm.peer.work import ActionSupersededError, StateDict, prune_steward_keys
-from swarm.training.checkpoint import model_bytes, state_dict_from_bytes
+from swarm.training.checkpoint import model_bytes, prune_checkpoints, state_dict_from_bytes
 
 if TYPE_CHECKING:
     from swarm.peer.runner import Peer
@@ -34,9 +34,11 @@ async def _adopt(peer: Peer, round_id: int, state: StateDict, digest: bytes) -> 
     await peer.offer_model()
 
     def prune() -> None:
-        # Earlier rounds' keys, updates, aggregates and models are no longer needed by anyone.
+        # Earlier rounds' keys, updates, aggregates and models are no longer needed by anyone;
+        # checkpoints are kept as many as the operator asked for.
         peer.store.discard_before(round_id, tuple(BlobKind))
         prune_steward_keys(peer.keys_dir, round_id)
+        prune_checkpoints(peer.model.directory, peer.config.keep_checkpoints)
 
     await peer.call(prune)
     peer.emit("finalized", round=round_id, model=digest.hex())

@@ -139,7 +139,17 @@ async def fetch_round_key(peer: Peer, action: FetchRoundKey) -> None:
     )
     if crypto.blob_id(bundle.context) != info.key_hash:
         raise CryptoError("the steward served a context that is not the one on the ledger")
-    await peer.net.offer(BlobKind.ROUND_CONTEXT, action.round_id, bundle.context)
+    await peer.call(
+        peer.store.put,
+        BlobRef(
+            BlobKind.ROUND_CONTEXT,
+            action.round_id,
+            action.steward,
+            crypto.blob_id(bundle.context),
+            len(bundle.context),
+        ),
+        bundle.context,
+    )
     if bundle.sealed_key is not None:
         await peer.call(
             peer.store.put,
@@ -179,6 +189,10 @@ async def commit(peer: Peer, action: Commit) -> None:
     """Encrypt our update (weight: our sample count), keep it, commit its hash."""
     info = peer.round_of(action.round_id, action.attempt)
     work = peer.work_for(action.round_id)
+    if peer.me in (await peer.fresh_view()).commitments:
+        # Never encrypt again over a commitment on the ledger: the new blob would replace the
+        # committed one on disk, and nothing could be pushed or merged.
+        raise ActionSupersededError("our update of this attempt is already committed")
     ctx: crypto.PublicRoundContext | crypto.SecretRoundContext | None = work.secret or work.public
     if work.delta is None or ctx is None:
         raise ActionSupersededError("no update or no round key yet")

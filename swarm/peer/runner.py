@@ -155,6 +155,7 @@ class Peer:
         self._wake = trio.Event()
         self._stopped = False
         self._idle_since: float | None = None
+        self._finished = 0  # actions ended so far (a view read across one is not decided on)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -196,10 +197,16 @@ class Peer:
         self._wake.set()
 
     async def _step(self, nursery: trio.Nursery) -> None:
+        finished = self._finished
         try:
             view = await self.call(self.ledger.view)
         except SwarmError as exc:
             self._warn("reading the ledger", exc)
+            return
+        if self._finished != finished:
+            # An action ended while we read: the view may predate its effect (a commitment
+            # mined after the read began), and deciding on it would start the action again.
+            # Its end woke the loop: the next look sees the effect.
             return
         self.view = view
         self._observe(view)
@@ -294,6 +301,7 @@ class Peer:
             self._cool(key)
         finally:
             self._in_flight.discard(key)
+            self._finished += 1
             self.wake()
 
     def _cool(self, key: str) -> None:

@@ -60,3 +60,16 @@ def test_discard_before_keeps_recent_rounds(tmp_path: Path) -> None:
     store.discard_before(3, (BlobKind.UPDATE,))
     assert [r.round_id for r in store.find()] == [3]
     assert len(list((tmp_path / "update").glob("*.blob"))) == 1
+
+
+def test_the_same_bytes_under_two_refs_leave_no_file_behind(tmp_path: Path) -> None:
+    """A round context both pushed by the steward and pulled (two refs, one content): pruning
+    the round deletes it from disk, instead of orphaning a copy every round (found in a
+    200-round soak: ~25 MB of disk per 100 rounds, never freed)."""
+    store = DirectoryBlobStore(tmp_path)
+    context = b"public context" * 100
+    store.put(_ref(BlobKind.ROUND_CONTEXT, 4, context), context)
+    store.put(_ref(BlobKind.ROUND_CONTEXT, 4, context, sender="0x" + "cd" * 20), context)
+    assert len(store.find(kind=BlobKind.ROUND_CONTEXT, round_id=4)) == 2
+    store.discard_before(5, tuple(BlobKind))
+    assert list(tmp_path.rglob("*.blob")) == []
