@@ -123,6 +123,23 @@ def init(
     console.print(f"wrote {out}: run it with `swarm peer run --config {out}`")
 
 
+def _cap_malloc_arenas(arenas: int = 2) -> None:
+    """At most ``arenas`` glibc malloc arenas. The peer's worker threads come and go (trio's
+    thread cache); each new thread can get an arena that keeps freed memory: a 200-round soak
+    grew 30-58 MB per 100 rounds with in-use memory flat, +6-25 MB with 2 arenas. Same as
+    MALLOC_ARENA_MAX=2; a no-op where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        ctypes.CDLL(name).mallopt(-8, arenas)  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return
+
+
 @app.command("run")
 def run(
     config_path: ConfigOpt = Path("peer.toml"),
@@ -147,6 +164,7 @@ def run(
     SIGTERM stops it cleanly with exit code 0, Ctrl-C (SIGINT) with 130."""
     import dataclasses
 
+    _cap_malloc_arenas()
     fmt = format_option(plain, log_format)
     printer = EventPrinter(fmt, "-")
     try:
