@@ -153,3 +153,25 @@ def test_unknown_command_and_option_are_usage_errors(capsys: pytest.CaptureFixtu
     """Typer's own usage errors still print as before, exit 2."""
     code, _, err = swarm(capsys, "peer", "run", "--log-format", "xml")
     assert code == 2 and "xml" in err and "Traceback" not in err
+
+
+def test_an_error_of_the_running_peer_is_one_error_not_a_group() -> None:
+    """A SwarmError raised while the peer runs under trio (e.g. its port is taken: libp2p's
+    listen fails inside the nursery) comes out of `peer run` as that error (the fault: an
+    ExceptionGroup, printed as a traceback); anything else still propagates as it is."""
+    from types import SimpleNamespace
+
+    from cli.peer import _run_peer
+    from swarm.errors import PortInUseError
+
+    async def port_taken() -> None:
+        raise PortInUseError("cannot listen on /ip4/0.0.0.0/tcp/4001: port 4001 is in use")
+
+    with pytest.raises(PortInUseError, match="port 4001"):
+        _run_peer(SimpleNamespace(run=port_taken))  # type: ignore[arg-type]
+
+    async def bug() -> None:
+        raise ZeroDivisionError
+
+    with pytest.raises(BaseExceptionGroup):
+        _run_peer(SimpleNamespace(run=bug))  # type: ignore[arg-type]
