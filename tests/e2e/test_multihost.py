@@ -46,7 +46,7 @@ import pytest
 import requests
 
 from localnet.anvil import KEPT_STATES, MIN_BLOCK_TIME, anvil_binary
-from localnet.network import HOSPITALS, swarm_params
+from localnet.network import HOSPITALS
 from localnet.peers import HEART_SITES
 from localnet.process import terminate
 from swarm.audit import build_history
@@ -322,9 +322,6 @@ def test_a_consortium_across_hosts_survives_a_cut_link_and_delay(hosts: Hosts) -
             hosts.swarm(chain_ns, "keys", "show", "-k", str(admin_key), *pw, "--json").stdout
         )
         fund(admin["address"])
-        # TODO(deploy): `swarm admin deploy` records a placeholder initial-model hash until it
-        # hashes the task's initial model itself; pass the true one, as localnet does.
-        initial = swarm_params().initial_model_hash.hex()
         deployed = hosts.swarm(
             chain_ns,
             "admin",
@@ -336,8 +333,6 @@ def test_a_consortium_across_hosts_survives_a_cut_link_and_delay(hosts: Hosts) -
             url,
             "--task",
             "heart-disease-uci/logreg",
-            "--initial-model-hash",
-            initial,
             "--min-peers",
             "3",
             "--join-window",
@@ -394,13 +389,9 @@ def test_a_consortium_across_hosts_survives_a_cut_link_and_delay(hosts: Hosts) -
             )
             return config
 
-        def configure_once_keyed(i: int, key_made: Future[dict[str, str]]) -> Path:
-            key_made.result()
-            return configure(i)
-
         with ThreadPoolExecutor(8) as pool:
             card_jobs = [pool.submit(make_key, i) for i in range(4)]
-            config_jobs = [pool.submit(configure_once_keyed, i, card_jobs[i]) for i in range(4)]
+            config_jobs: list[Future[Path]] = []
             # --- meanwhile the admin funds and admits each at the address its operator sent
             cards = []
             for i, job in enumerate(card_jobs):
@@ -422,6 +413,8 @@ def test_a_consortium_across_hosts_survives_a_cut_link_and_delay(hosts: Hosts) -
                     "--multiaddr",
                     f"/ip4/{spots[i][1]}/tcp/{PORT}",
                 )
+                # `peer init` checks the hospital's admission: it runs once admitted
+                config_jobs.append(pool.submit(configure, i))
             configs = [job.result() for job in config_jobs]
         say("hospitals admitted and configured; starting their peers")
         peers = [
