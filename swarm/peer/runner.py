@@ -130,7 +130,7 @@ class Peer:
         self.task = task or get_task(config.task)
         self.on_event = on_event
         self.hooks = hooks
-        self.p2p_config = p2p_config or P2PConfig(listen_addrs=config.listen, membership_poll_s=2.0)
+        self.p2p_config = p2p_config or config.p2p_config()
         self.data = self.task.load_site(config.site, seed=config.seed)
         self.train_config = dataclasses.replace(
             self.task.default_config, seed=config.seed, **config.training.given()
