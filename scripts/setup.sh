@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # 1. Debian packages: gmp headers and a C compiler for libp2p's fastecdsa (built from source);
-#    chromium, in which a test renders the audit report headless.
+#    chromium, in which a test renders the audit report headless; iproute2 (`ip netns`) for
+#    the multi-host test.
 #    Only installed when missing, and only possible as root.
 missing=()
-for pkg in libgmp-dev gcc chromium; do
+for pkg in libgmp-dev gcc chromium iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
