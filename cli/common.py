@@ -103,6 +103,21 @@ def check_address(value: str, what: str = "address") -> str:
     return value
 
 
+#: Fewest hospitals a consortium may run with (the contract's MIN_PEERS_FLOOR): with two, each
+#: could subtract its own update from the sum and read the other's (docs/threat-model.md).
+MIN_HOSPITALS = 3
+
+
+def check_hospital_count(value: int) -> int:
+    """Typer callback for ``--peers`` of ``localnet up`` and ``demo``: one line below 3."""
+    if value < MIN_HOSPITALS:
+        raise typer.BadParameter(
+            f"{value} is too few: a consortium needs at least {MIN_HOSPITALS} hospitals (with "
+            "two, each could read the other's update; docs/threat-model.md)"
+        )
+    return value
+
+
 def ledger_client(
     chain_url: str | None, contract: str | None, identity: Identity | None = None
 ) -> LedgerClient:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.common import (
+    check_hospital_count,
     console,
     print_table,
     short,
@@ -30,7 +31,13 @@ if TYPE_CHECKING:
 def demo(
     rounds: Annotated[int, typer.Option("--rounds", "-r", help="How many rounds to finalize.")] = 8,
     peers: Annotated[
-        int, typer.Option("--peers", "-n", help="How many hospitals (the heart data has 4 sites).")
+        int,
+        typer.Option(
+            "--peers",
+            "-n",
+            help="How many hospitals, at least 3 (the heart data has 4 sites).",
+            callback=check_hospital_count,
+        ),
     ] = 4,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Where the metrics table (CSV) and plot (PNG) go.")

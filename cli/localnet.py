@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import JsonOpt, console, print_json, print_table
+from cli.common import JsonOpt, check_hospital_count, console, print_json, print_table
 from localnet import network
 
 app = typer.Typer(help="Run a local consortium on this machine, for trying swarm out and tests.")
@@ -20,7 +20,15 @@ DirOpt = Annotated[
 
 @app.command("up")
 def up(
-    peers: Annotated[int, typer.Option("--peers", "-n", help="How many hospitals to admit.")] = 4,
+    peers: Annotated[
+        int,
+        typer.Option(
+            "--peers",
+            "-n",
+            help="How many hospitals to admit (at least 3).",
+            callback=check_hospital_count,
+        ),
+    ] = 4,
     workdir: DirOpt = network.DEFAULT_DIR,
     run_peers: Annotated[
         bool,

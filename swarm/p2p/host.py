@@ -158,9 +158,33 @@ def _guard_identify(host: IHost) -> None:
     host.set_stream_handler(IDENTIFY_PROTOCOL_ID, handler)
 
 
+class _FailedDialFilter(logging.Filter):
+    """Drops py-libp2p's ERROR "Failed to open TCP stream" records. Each failed dial raises
+    OpenConnectionError too, which :meth:`P2PHost.connect` turns into a PeerUnreachableError
+    that its caller logs once, in context; a member that is down for a minute would otherwise
+    fill an operator's log with library errors for an expected condition."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno >= logging.ERROR
+            and isinstance(record.msg, str)
+            and record.msg.startswith("Failed to open TCP stream")
+        )
+
+
+_FAILED_DIAL_FILTER = _FailedDialFilter()
+
+
+def _quiet_failed_dials() -> None:
+    logger = logging.getLogger("libp2p.transport.tcp.tcp")
+    if _FAILED_DIAL_FILTER not in logger.filters:
+        logger.addFilter(_FAILED_DIAL_FILTER)
+
+
 def build_libp2p_host(
     identity: Identity, gate: MembershipGate, announce: Sequence[str] = ()
 ) -> IHost:
+    _quiet_failed_dials()
     key_pair = libp2p_key_pair(identity)
     host = new_host(
         key_pair=key_pair,

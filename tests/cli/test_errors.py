@@ -155,6 +155,16 @@ def test_unknown_command_and_option_are_usage_errors(capsys: pytest.CaptureFixtu
     assert code == 2 and "xml" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv", [["localnet", "up", "--peers", "2"], ["demo", "-n", "1"]])
+def test_a_local_consortium_of_fewer_than_three_hospitals_is_refused(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A typo in a command: two hospitals would each read the other's update, and the contract
+    would refuse minPeers 2 anyway; refused before anvil starts, exit 2, saying why."""
+    code, _, err = swarm(capsys, *argv)
+    assert code == 2 and "at least 3 hospitals" in err and "Traceback" not in err
+
+
 def test_an_error_of_the_running_peer_is_one_error_not_a_group() -> None:
     """A SwarmError raised while the peer runs under trio (e.g. its port is taken: libp2p's
     listen fails inside the nursery) comes out of `peer run` as that error (the fault: an

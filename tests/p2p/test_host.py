@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import multiaddr
@@ -121,6 +122,26 @@ def test_negative_dial_cache_is_evicted_before_a_retry() -> None:
                 assert host.is_connected(members[1])
 
     run_trio(body)
+
+
+def test_a_dead_member_is_one_typed_error_not_a_library_error_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A dead peer: the dial fails with PeerUnreachableError naming the member, and py-libp2p's
+    own ERROR "Failed to open TCP stream" line (one per failed dial, forever, while a member is
+    down) stays out of the operator's log."""
+    a, b = identities(2)
+    a_port, b_port = free_port(), free_port()
+    members = [make_member(a, a_port), make_member(b, b_port)]
+
+    async def body() -> None:
+        async with running_host(a, a_port, members) as host:
+            with pytest.raises(PeerUnreachableError, match=members[1].address):
+                await host.connect(members[1], timeout_s=10)
+
+    with caplog.at_level(logging.DEBUG):
+        run_trio(body)
+    assert not [r for r in caplog.records if "Failed to open TCP stream" in r.getMessage()]
 
 
 def test_forget_failed_dial_reports_whether_it_could() -> None:
