@@ -120,15 +120,31 @@ def _load(config: str, work: Path, role: str) -> Any:
         name = "tenseal_public.ctx" if role == "sum" else "tenseal_private.ctx"
         return ts.context_from((work / name).read_bytes(), n_threads=1)
     from swarm.crypto import PublicRoundContext, open_sealed_key
+    from swarm.identity import Identity
 
     public = PublicRoundContext.from_bytes((work / "public.ctx").read_bytes(), params_id=1)
     if role == "sum" or (config == "merge_peer" and role == "encrypt"):
         return public
+    member = Identity((work / "member.key").read_bytes())
     return open_sealed_key(
         (work / "sealed.key").read_bytes(),
         public,
+        binding=_binding(public.context_hash, member.address),
+        private_key=member.encryption_private_key(),
+    )
+
+
+def _binding(context_hash: bytes, address: str) -> Any:
+    """The sealed key's binding in the benchmark (a stand-in chain and contract)."""
+    from swarm.crypto import SealBinding
+
+    return SealBinding.of(
+        chain_id=31337,
+        contract="0x" + "00" * 20,
         round_id=ROUND,
-        private_key=(work / "member.key").read_bytes(),
+        attempt=0,
+        context_hash=context_hash,
+        recipient=address,
     )
 
 
@@ -235,17 +251,21 @@ def child(config: str, phase: str, size: int, work: Path) -> dict[str, Any]:
 
 
 def prepare(work: Path) -> None:
-    import coincurve
     import tenseal as ts
 
     from swarm.crypto import generate_round_keys, seal_secret_key
+    from swarm.identity import Identity
 
     steward = generate_round_keys()
-    member = coincurve.PrivateKey()
+    member = Identity.generate()
     (work / "public.ctx").write_bytes(steward.public_bytes)
-    (work / "member.key").write_bytes(member.secret)
+    (work / "member.key").write_bytes(member.private_key)
     (work / "sealed.key").write_bytes(
-        seal_secret_key(steward, round_id=ROUND, recipient_public_key=member.public_key)
+        seal_secret_key(
+            steward,
+            _binding(steward.context_hash, member.address),
+            member.encryption_public_key,
+        )
     )
     usual = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[60, 40, 40], n_threads=1)
     usual.global_scale = 2**40

@@ -70,6 +70,16 @@ MetricsOpt = Annotated[
     bool | None,
     typer.Option("--metrics/--no-metrics", help="Hospitals report test metrics per model."),
 ]
+MaxMissedOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Consecutive missed commits after which a hospital sits out rounds (0: never)."
+    ),
+]
+SitOutOpt = Annotated[
+    int | None,
+    typer.Option(help="Rounds such a hospital sits out (1 to 1000; with --max-missed-commits)."),
+]
 
 
 def _hex32(value: str, name: str) -> bytes:
@@ -82,11 +92,15 @@ def _hex32(value: str, name: str) -> bytes:
     return raw
 
 
-#: bounds the contract enforces (contracts/src/Parameters.sol), checked here first so a bad value
+#: bounds the contract enforces (contracts/src/Consortium.sol), checked here first so a bad value
 #: is one clear line and no transaction
 MIN_PEERS_FLOOR = 3
 MIN_WINDOW_S = 5
 MAX_WINDOW_S = 86_400
+MAX_SIT_OUT_ROUNDS = 1000
+MAX_UINT16 = 2**16 - 1
+#: most contributors an aggregate may have, per CKKS parameter set (Consortium.maxContributors)
+MAX_CONTRIBUTORS = {1: 64}
 
 _WINDOWS = ("join_window", "key_window", "commit_window", "merge_window", "ack_window")
 
@@ -111,12 +125,30 @@ def check_params(p: Params) -> None:
                 f"{_option(name)} {value} is out of range: {MIN_WINDOW_S} to {MAX_WINDOW_S} "
                 "seconds (1 day)"
             )
-    if p.ckks_params_id not in PARAMETER_SETS:
-        known = ", ".join(str(i) for i in sorted(PARAMETER_SETS))
+    if p.ckks_params_id not in PARAMETER_SETS or p.ckks_params_id not in MAX_CONTRIBUTORS:
+        known = ", ".join(str(i) for i in sorted(set(PARAMETER_SETS) & set(MAX_CONTRIBUTORS)))
         raise ConfigError(
             f"--ckks-params-id {p.ckks_params_id} is not a known CKKS parameter set "
             f"(known: {known}; docs/crypto.md)"
         )
+    cap = MAX_CONTRIBUTORS[p.ckks_params_id]
+    if p.min_peers > cap:
+        raise ConfigError(
+            f"--min-peers {p.min_peers} is too high: CKKS parameter set {p.ckks_params_id} "
+            f"sums at most {cap} updates"
+        )
+    if not 0 <= p.max_missed_commits <= MAX_UINT16:
+        raise ConfigError(
+            f"--max-missed-commits {p.max_missed_commits} is out of range: 0 (never) to "
+            f"{MAX_UINT16}"
+        )
+    if p.max_missed_commits > 0 and not 1 <= p.sit_out_rounds <= MAX_SIT_OUT_ROUNDS:
+        raise ConfigError(
+            f"--sit-out-rounds {p.sit_out_rounds} is out of range: 1 to {MAX_SIT_OUT_ROUNDS} "
+            "rounds when --max-missed-commits is set"
+        )
+    if not 0 <= p.sit_out_rounds <= MAX_UINT16:
+        raise ConfigError(f"--sit-out-rounds {p.sit_out_rounds} is out of range")
 
 
 def _merge_params(
@@ -132,6 +164,8 @@ def _merge_params(
     seed: int | None,
     initial_model_hash: str | None,
     metrics: bool | None,
+    max_missed_commits: int | None = None,
+    sit_out_rounds: int | None = None,
 ) -> Params:
     """``base`` with the options given; checked (:func:`check_params`). A task (or a seed)
     sets both the task id and the initial-model hash (swarm.training.task_id); an
@@ -147,6 +181,8 @@ def _merge_params(
             "ack_window": ack_window,
             "ckks_params_id": ckks_params_id,
             "metrics_enabled": metrics,
+            "max_missed_commits": max_missed_commits,
+            "sit_out_rounds": sit_out_rounds,
         }.items()
         if v is not None
     }
@@ -183,6 +219,8 @@ _LABELS = {
     "task_id": "task-id",
     "initial_model_hash": "initial-model-hash",
     "metrics_enabled": "metrics",
+    "max_missed_commits": "max-missed-commits",
+    "sit_out_rounds": "sit-out-rounds",
 }
 
 
@@ -233,9 +271,20 @@ def deploy(
     seed: SeedOpt = None,
     initial_model_hash: InitialOpt = None,
     metrics: MetricsOpt = None,
+    max_missed_commits: MaxMissedOpt = None,
+    sit_out_rounds: SitOutOpt = None,
+    owner_delay: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Seconds between beginning and accepting a handover of the consortium's "
+            "ownership (0 is fine on a development chain).",
+        ),
+    ] = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Deploy a new consortium contract. Your key becomes its first admin.
+    """Deploy a new consortium (its Consortium and SwarmLedger contracts). Your key becomes its
+    owner and first admin.
 
     The ledger records the task's id and its initial model's hash (`swarm task info TASK`);
     unset parameters take the defaults of docs/admin-guide.md. Prints the contract's address:
@@ -248,15 +297,17 @@ def deploy(
         default_params(task, seed or 0),
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
         ckks_params_id, None, None, initial_model_hash, metrics,
+        max_missed_commits, sit_out_rounds,
     )  # fmt: skip
     identity = load_identity(keystore, password_file)
     url, _ = resolve_chain(chain_url, None)
     chain = connect(url)
-    ledger = LedgerClient.deploy(chain, identity, params)
+    ledger = LedgerClient.deploy(chain, identity, params, admin_delay=owner_delay)
     if json_out:
         print_json(
             {
                 "contract": ledger.address,
+                "consortium": ledger.consortium_address,
                 "chain_url": url,
                 "chain_id": chain.chain_id,
                 "task": task,
@@ -267,6 +318,7 @@ def deploy(
         )
     else:
         console.print(f"deployed SwarmLedger at [bold]{ledger.address}[/] on {url}")
+        console.print(f"its Consortium (members, parameters) is at {ledger.consortium_address}")
         console.print(
             f"task {escape(task)} (seed {seed or 0}): task id 0x{params.task_id.hex()}, "
             f"initial model 0x{params.initial_model_hash.hex()}",
@@ -291,6 +343,13 @@ def add_member(
     public_key: Annotated[
         str | None, typer.Option(help="Its public key, hex (without --card).")
     ] = None,
+    encryption_key: Annotated[
+        str | None, typer.Option(help="Its X25519 encryption key, hex (without --card).")
+    ] = None,
+    encryption_key_sig: Annotated[
+        str | None,
+        typer.Option(help="Its identity key's signature over the encryption key (without --card)."),
+    ] = None,
     multiaddr: Annotated[
         list[str] | None,
         typer.Option(help="Where its peer listens, e.g. /ip4/10.0.0.5/tcp/4001 (repeatable)."),
@@ -307,7 +366,9 @@ def add_member(
     contract: ContractOpt = None,
     password_file: PasswordFileOpt = None,
 ) -> None:
-    """Admit a hospital. Its public key must belong to its address (the contract checks)."""
+    """Admit a hospital. Its public key must belong to its address and its encryption key must
+    carry its signature (the contract checks both; the card from `swarm keys show --json` has
+    everything)."""
     from swarm.ledger.gas import can_mint, eth, top_up
 
     wei = _eth_to_wei(fund) if fund is not None else None
@@ -316,22 +377,61 @@ def add_member(
             card_data = json.loads(card.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read member card {card}: {exc}") from exc
-    elif address and public_key:
-        card_data = {"address": address, "public_key": public_key}
+    elif address and public_key and encryption_key and encryption_key_sig:
+        card_data = {
+            "address": address,
+            "public_key": public_key,
+            "encryption_key": encryption_key,
+            "encryption_key_sig": encryption_key_sig,
+        }
     else:
-        raise ConfigError("give --card, or both --address and --public-key")
-    account, key, peer_id = check_member_card(card_data)
+        raise ConfigError(
+            "give --card, or all of --address, --public-key, --encryption-key and "
+            "--encryption-key-sig"
+        )
+    for m in multiaddr or []:
+        check_listen_multiaddr(m)
+    account, key, peer_id, enc_key, enc_sig = check_member_card(card_data)
     ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
     if wei is not None and not can_mint(ledger.chain):
         raise ConfigError(
             f"--fund works on a development chain (anvil) only; {ledger.chain.url} is not one: "
             f"send ETH to {account} from a funded account instead"
         )
-    ledger.add_member(account, key, name, multiaddr or [], peer_id)
+    ledger.add_member(
+        account,
+        key,
+        name,
+        multiaddr or [],
+        peer_id,
+        encryption_key=enc_key,
+        encryption_key_sig=enc_sig,
+    )
     console.print(f"admitted {escape(name)} ({account}, peer {peer_id})")
     if wei is not None:
         balance = top_up(ledger.chain, account, wei)
         console.print(f"sent {eth(wei)} to {account} (balance {eth(balance)})", highlight=False)
+
+
+def check_listen_multiaddr(multiaddr: str) -> None:
+    """ConfigError (one line) for an address other peers cannot dial: an unspecified host
+    (0.0.0.0, ::) or port 0 are what a host binds to, not where it can be reached."""
+    parts = multiaddr.split("/")
+    if len(parts) < 3 or parts[0] != "":
+        raise ConfigError(
+            f"--multiaddr {multiaddr} is not a multiaddr (e.g. /ip4/10.0.0.5/tcp/4001)"
+        )
+    for proto, value in zip(parts[1::2], parts[2::2], strict=False):
+        if proto in ("ip4", "ip6") and value in ("0.0.0.0", "::", "0:0:0:0:0:0:0:0"):
+            raise ConfigError(
+                f"--multiaddr {multiaddr}: {value} is where a host listens, not where peers can "
+                "reach it: give the hospital's reachable address"
+            )
+        if proto in ("tcp", "udp") and value.isdigit() and int(value) == 0:
+            raise ConfigError(
+                f"--multiaddr {multiaddr}: port 0 is chosen at start-up; give the fixed port "
+                "its peer listens on"
+            )
 
 
 def _eth_to_wei(value: str) -> int:
@@ -377,11 +477,14 @@ def set_params(
     seed: SeedOpt = None,
     initial_model_hash: InitialOpt = None,
     metrics: MetricsOpt = None,
+    max_missed_commits: MaxMissedOpt = None,
+    sit_out_rounds: SitOutOpt = None,
 ) -> None:
     """Change consortium parameters; the ones not given keep their current values. Prints
     what changed (old -> new).
 
-    Running rounds keep the deadlines they already have.
+    The change is a new parameter version: rounds opened from now on use it; a running round
+    keeps the version it opened with.
     """
     ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
     old = ledger.params()
@@ -389,6 +492,7 @@ def set_params(
         old,
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
         ckks_params_id, task, seed, initial_model_hash, metrics,
+        max_missed_commits, sit_out_rounds,
     )  # fmt: skip
     changes = params_changes(old, params)
     if not changes:

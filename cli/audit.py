@@ -75,9 +75,16 @@ def _who(names: dict[str, str], address: str | None) -> str:
 def members(
     chain_url: ChainUrlOpt = None, contract: ContractOpt = None, json_out: JsonOpt = False
 ) -> None:
-    """Every hospital ever admitted, with its address, PeerID and status."""
+    """Every hospital ever admitted, with its address, PeerID, encryption key and status, and
+    whether it sits rounds out after missing commits."""
     ledger = ledger_client(chain_url, contract)
     found = ledger.members()
+    owner = ledger.owner()
+    standing = {
+        m.address: (ledger.missed_commits(m.address), ledger.sitting_out_until(m.address))
+        for m in found
+    }
+    current = ledger.current_round()
     if json_out:
         print_json(
             [
@@ -86,10 +93,14 @@ def members(
                     "address": m.address,
                     "peer_id": m.peer_id,
                     "public_key": m.public_key,
+                    "encryption_key": m.encryption_key,
                     "multiaddrs": list(m.multiaddrs),
                     "active": m.active,
                     "added_at": m.added_at,
                     "admin": ledger.is_admin(m.address),
+                    "owner": m.address == owner,
+                    "missed_commits": standing[m.address][0],
+                    "sitting_out_until": standing[m.address][1] or None,
                 }
                 for m in found
             ]
@@ -97,19 +108,30 @@ def members(
         return
     print_table(
         f"Members of {ledger.address}",
-        ["name", "address", "peer id", "listens on", "status", "admitted (UTC)"],
+        ["name", "address", "peer id", "listens on", "status", "missed commits",
+         "admitted (UTC)"],
         [
             [
                 escape(m.name),
                 m.address,
                 escape(short(m.peer_id, 14)),
                 escape(", ".join(m.multiaddrs)) or "-",
-                "active" if m.active else "removed",
+                _member_status(m.active, standing[m.address][1], current),
+                standing[m.address][0],
                 _when(m.added_at),
             ]
             for m in found
         ],
-    )
+    )  # fmt: skip
+    console.print(f"owner: {owner}", highlight=False)
+
+
+def _member_status(active: bool, sitting_out_until: int, current: int) -> str:
+    if not active:
+        return "removed"
+    if sitting_out_until >= max(current, 1):
+        return f"[yellow]sits out until round {sitting_out_until}[/]"
+    return "active"
 
 
 @app.command("rounds")
@@ -126,7 +148,7 @@ def rounds(
     print_table(
         f"Rounds of {ledger.address}",
         ["round", "opened (UTC)", "joined", "merge peer", "key steward", "contributors",
-         "samples", "outcome", "model"],
+         "missed", "samples", "outcome", "model"],
         [
             [
                 r.round_id,
@@ -135,6 +157,7 @@ def rounds(
                 _name(names, r.merge_peer),
                 _name(names, r.key_steward),
                 len(r.contributors),
+                len(r.missed) or "-",
                 r.total_samples or "-",
                 r.outcome,
                 short(r.final_model),
@@ -200,6 +223,9 @@ def _print_round(r: RoundHistory, names: dict[str, str], current: RoundInfo | No
     console.print(f"  opened {_when(r.opened_at)} UTC by {who(r.opened_by)}")
     console.print(f"  base model {short(r.base_model, 64)}; needs {r.min_peers} peers")
     console.print(f"  joined: {', '.join(who(a) for a in r.joined) or 'nobody yet'}")
+    if r.draw_block is not None:
+        seed = short(r.seed, 64) if r.seed is not None else "not stored yet"
+        console.print(f"  roles drawn from the hash of block {r.draw_block}: seed {seed}")
     for i, a in enumerate(r.order):
         role = {0: "merge peer", 1: "key steward"}.get(i, "fallback")
         console.print(f"  {i + 1}. {who(a)}: {role}")
@@ -256,6 +282,12 @@ def _print_round(r: RoundHistory, names: dict[str, str], current: RoundInfo | No
                 for a, h in r.acks.items()
             ],
         )
+    for a, n in r.missed:
+        console.print(f"  [yellow]{who(a)} joined but did not commit[/] ({n} in a row)")
+    for a, start, until in r.sit_outs:
+        console.print(f"  [yellow]{who(a)} sits out rounds {start} to {until}[/]")
+    for a in r.left:
+        console.print(f"  {who(a)} left the round (removed from the consortium)")
     if r.final_model is not None:
         console.print(f"  [green]finalized model {short(r.final_model, 64)}[/]")
     if r.lapse_reason is not None:
@@ -376,6 +408,7 @@ def report(
         generated_at=int(time.time()),
         block_number=snap.block_number,
         current=snap.current,
+        consortium=snap.consortium,
     )
     if json_out and out is None:
         typer.echo(json.dumps(data, indent=2))

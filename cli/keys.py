@@ -16,8 +16,7 @@ from cli.common import (
     print_json,
     read_password,
 )
-from swarm.identity import Identity, save_keystore
-from swarm.ledger import member_card
+from swarm.identity import Identity, member_card, save_keystore
 
 app = typer.Typer(help="Create and inspect a hospital's key (one key: address and PeerID).")
 
@@ -32,7 +31,8 @@ def new(
     """Create a new secp256k1 key in an encrypted keystore file.
 
     The same key signs the hospital's ledger transactions and identifies its peer on the network.
-    Give its address, public key and PeerID (`swarm keys show --json`) to the consortium admin.
+    Give its member card (`swarm keys show --json`: address, public key, PeerID, encryption key
+    and its signature) to the consortium admin.
     """
     password = read_password(password_file, confirm=True)
     identity = Identity.generate()
@@ -46,7 +46,8 @@ def show(
     password_file: PasswordFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Print the key's Ethereum address, PeerID and public key (the member card an admin needs)."""
+    """Print the key's Ethereum address, PeerID, public key and encryption key (with --json: the
+    member card an admin needs, the encryption key's signature included)."""
     _show(load_identity(keystore, password_file), keystore, json_out)
 
 
@@ -59,3 +60,4 @@ def _show(identity: Identity, keystore: Path, json_out: bool) -> None:
     console.print(f"address     {card['address']}")
     console.print(f"peer id     {card['peer_id']}")
     console.print(f"public key  {card['public_key']}")
+    console.print(f"encryption  {card['encryption_key']}")

@@ -3,6 +3,9 @@
 // bytecode the Python library loads to swarm/ledger/artifacts/. With --check it compiles to
 // memory and exits 1 if the committed artifacts differ, so CI proves they match the sources.
 //
+// Imports of "@openzeppelin/..." resolve from node_modules (package.json pins the version).
+// Prints each deployed contract's size against the EIP-170 limit and fails above it.
+//
 // Usage: node contracts/compile.js [--check]
 "use strict";
 const fs = require("fs");
@@ -12,7 +15,9 @@ const solc = require("solc");
 const ROOT = path.resolve(__dirname, "..");
 const SRC = path.join(__dirname, "src");
 const OUT = path.join(ROOT, "swarm", "ledger", "artifacts");
-const CONTRACTS = ["SwarmLedger"]; // deployable contracts; the abstract ones are compiled in
+const NODE_MODULES = path.join(ROOT, "node_modules");
+const CONTRACTS = ["Consortium", "SwarmLedger"]; // deployable contracts; interfaces and libraries are compiled in
+const EIP170_LIMIT = 24576; // bytes of deployed code
 
 // py-evm / eth-tester run cancun; solc 0.8.37 defaults to a later fork.
 const SETTINGS = {
@@ -22,19 +27,32 @@ const SETTINGS = {
   outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
 };
 
+// solc-js import callback: package imports from node_modules, nothing else.
+function findImport(importPath) {
+  const file = path.resolve(NODE_MODULES, importPath);
+  if (!file.startsWith(NODE_MODULES + path.sep) || !fs.existsSync(file)) {
+    return { error: `import not found: ${importPath} (run: npm ci)` };
+  }
+  return { contents: fs.readFileSync(file, "utf8") };
+}
+
 function compile() {
   const sources = {};
   for (const name of fs.readdirSync(SRC).sort()) {
     if (name.endsWith(".sol")) sources[name] = { content: fs.readFileSync(path.join(SRC, name), "utf8") };
   }
   const input = { language: "Solidity", sources, settings: SETTINGS };
-  const output = JSON.parse(solc.compile(JSON.stringify(input)));
+  const output = JSON.parse(solc.compile(JSON.stringify(input), { import: findImport }));
   const errors = (output.errors || []).filter((e) => e.severity === "error");
   for (const e of output.errors || []) process.stderr.write(e.formattedMessage + "\n");
   if (errors.length) process.exit(2);
   const artifacts = {};
+  let oversized = 0;
   for (const contract of CONTRACTS) {
     const unit = output.contracts[`${contract}.sol`][contract];
+    const size = unit.evm.deployedBytecode.object.length / 2;
+    process.stderr.write(`${contract}: ${size} bytes deployed (EIP-170 limit ${EIP170_LIMIT})\n`);
+    if (size > EIP170_LIMIT) oversized += 1;
     artifacts[contract] = JSON.stringify(
       {
         contractName: contract,
@@ -46,6 +64,10 @@ function compile() {
       null,
       2,
     ) + "\n";
+  }
+  if (oversized) {
+    process.stderr.write("a deployed contract exceeds the EIP-170 limit\n");
+    process.exit(3);
   }
   return artifacts;
 }

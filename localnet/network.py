@@ -162,7 +162,7 @@ def up(
         hospital = _key(keystore, password)
         chain.fund(hospital.address, GAS_MONEY)
         listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
-        ledger.add_member(hospital.address, hospital.public_key, name, [listen])
+        ledger.add_member_identity(hospital, name, [listen])
         config.peers.append(
             PeerEntry(name, hospital.address, hospital.peer_id, str(keystore), listen)
         )

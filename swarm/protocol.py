@@ -19,28 +19,41 @@ from eth_utils import keccak
 GRACE_S = 2.0
 
 
-def role_order(seed: bytes, participants: Sequence[str]) -> list[str]:
-    """The contract's ``_order``: a Fisher-Yates shuffle of the participants driven by the seed.
+#: Blocks between the join window's close and the block whose hash draws the roles. The closing
+#: transaction is in block B; the seed uses the hash of block B + DRAW_DELAY, which no member
+#: knows when it joins or closes (a block producer still can: docs/threat-model.md).
+DRAW_DELAY = 1
+#: Domain tag of the role draw, hashed as the contract hashes it: keccak256("swarm.v1.role-draw").
+ROLE_DRAW_TAG = keccak(b"swarm.v1.role-draw")
+#: Fewest acknowledgements on one model hash that finalize a round, whatever the majority.
+MIN_ACKS = 2
 
-    ``j = uint256(keccak256(abi.encode(seed, i))) % (i + 1)`` for i from n-1 down to 1.
-    order[0] merges, order[1] is the key steward, the rest are fallbacks in that order.
+
+def role_order(seed: bytes, participants: Sequence[str]) -> list[str]:
+    """The contract's role draw (``RoleDraw``): a forward Fisher-Yates shuffle of the
+    participants, in join order, driven by the seed.
+
+    For i from 0 to n-2: ``j = i + uint256(keccak256(abi.encode(seed, i))) % (n - i)``, swap
+    positions i and j. Position k depends only on the steps i <= k, so the contract computes a
+    role without shuffling the rest. order[0] merges, order[1] is the key steward, the rest are
+    fallbacks in that order.
     """
     order = list(participants)
-    for i in range(len(order) - 1, 0, -1):
+    n = len(order)
+    for i in range(n - 1):
         digest = keccak(bytes(seed) + i.to_bytes(32, "big"))
-        j = int.from_bytes(digest, "big") % (i + 1)
+        j = i + int.from_bytes(digest, "big") % (n - i)
         order[i], order[j] = order[j], order[i]
     return order
 
 
-def round_seed(
-    parent_hash: bytes, contract: str, round_id: int, participants: Sequence[str]
-) -> bytes:
-    """The contract's seed: ``keccak256(abi.encode(blockhash(n-1), this, round, participants))``."""
+def round_seed(draw_block_hash: bytes, contract: str, round_id: int) -> bytes:
+    """The contract's seed: ``keccak256(abi.encode(ROLE_DRAW_TAG, blockhash(drawBlock), this,
+    round))``, where drawBlock is DRAW_DELAY blocks after the block that closed the join window."""
     return keccak(
         abi_encode(
-            ["bytes32", "address", "uint256", "address[]"],
-            [bytes(parent_hash), contract, round_id, list(participants)],
+            ["bytes32", "bytes32", "address", "uint256"],
+            [ROLE_DRAW_TAG, bytes(draw_block_hash), contract, round_id],
         )
     )
 
@@ -63,12 +76,16 @@ def ack_eligible(contributors: Collection[str], merge_peer: str | None) -> set[s
 
 
 def finalizes(votes: int, eligible: int) -> bool:
-    """A strict majority of the eligible acknowledgements on one model hash finalizes it."""
-    return eligible > 0 and votes * 2 > eligible
+    """A strict majority of the eligible acknowledgements on one model hash finalizes it, and
+    never fewer than ``MIN_ACKS``: one key holder alone never decides."""
+    return votes >= MIN_ACKS and votes * 2 > eligible
 
 
 __all__ = [
+    "DRAW_DELAY",
     "GRACE_S",
+    "MIN_ACKS",
+    "ROLE_DRAW_TAG",
     "ack_eligible",
     "deadline_passed",
     "finalizes",

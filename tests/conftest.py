@@ -70,9 +70,7 @@ def make_consortium(chain: Chain, n: int, params: Params | None = None) -> Conso
     for i in range(n):
         ident = Identity.generate()
         chain.fund(ident.address, 10**20)
-        ledger.add_member(
-            ident.address, ident.public_key, f"Hospital {i}", [f"/ip4/127.0.0.1/tcp/{4000 + i}"]
-        )
+        ledger.add_member_identity(ident, f"Hospital {i}", [f"/ip4/127.0.0.1/tcp/{4000 + i}"])
         hospitals.append(ident)
     c = Consortium(chain, ledger, hospitals)
     c.clients = {i.address: ledger.as_identity(i) for i in hospitals}

@@ -101,3 +101,120 @@ def test_keystore_without_crypto_section_is_refused(tmp_path: Path) -> None:
 def test_identity_repr_hides_the_key() -> None:
     ident = Identity.generate()
     assert ident.private_key.hex() not in repr(ident)
+
+
+# --- the encryption key and its signature ---------------------------------------------------
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def test_encryption_key_is_hkdf_of_the_identity_secret() -> None:
+    """Key derivation (fault: the X25519 key is not the documented HKDF-SHA256 derivation, or
+    reuses the signing key's bytes): deterministic, 32 bytes, separate from the secp256k1 key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    ident = Identity((7).to_bytes(32, "big"))
+    seed = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"swarm/v1/encryption-key"
+    ).derive(ident.private_key)
+    expected = x25519.X25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    assert ident.encryption_public_key == expected
+    assert len(ident.encryption_public_key) == 32
+    assert Identity(ident.private_key).encryption_public_key == expected
+    assert ident.encryption_public_key not in (ident.public_key[:32], ident.public_key[32:])
+    assert Identity.generate().encryption_public_key != expected
+
+
+def test_encryption_key_signature_verifies_as_the_contract_computes_it() -> None:
+    """Signature (fault: the digest or the r||s||v layout differs from what the contract's
+    ECDSA.recover checks): keccak256(abi.encode(keccak256("swarm.v1.encryption-key"), account,
+    key)), v = 27/28; an independent recovery (eth-account) yields the address."""
+    from eth_abi import encode
+    from eth_account import Account
+
+    from swarm.identity import encryption_key_digest, verify_encryption_key_signature
+
+    ident = Identity.generate()
+    key, sig = ident.encryption_public_key, ident.encryption_key_signature()
+    digest = keccak(
+        encode(
+            ["bytes32", "address", "bytes32"],
+            [keccak(b"swarm.v1.encryption-key"), ident.address, key],
+        )
+    )
+    assert encryption_key_digest(ident.address, key) == digest
+    assert len(sig) == 65 and sig[64] in (27, 28)
+    assert int.from_bytes(sig[32:64], "big") <= SECP256K1_N // 2
+    assert Account._recover_hash(digest, signature=sig) == ident.address
+    assert verify_encryption_key_signature(ident.address, key, sig)
+    assert verify_encryption_key_signature(bytes.fromhex(ident.address[2:]), key, sig)
+
+
+def test_encryption_key_signature_for_another_address_or_key_fails() -> None:
+    """Wrong signer (fault: a card vouches for a key with someone else's signature, or a key
+    swapped under a valid signature)."""
+    from swarm.identity import verify_encryption_key_signature
+
+    ident, other = Identity.generate(), Identity.generate()
+    key, sig = ident.encryption_public_key, ident.encryption_key_signature()
+    assert not verify_encryption_key_signature(other.address, key, sig)
+    assert not verify_encryption_key_signature(ident.address, other.encryption_public_key, sig)
+    assert not verify_encryption_key_signature(ident.address, key, other.encryption_key_signature())
+
+
+def test_malleated_or_malformed_signature_fails() -> None:
+    """Malleability (fault: a high-s twin or a raw recovery id passes here but the contract,
+    OpenZeppelin ECDSA, refuses it)."""
+    from swarm.identity import verify_encryption_key_signature
+
+    ident = Identity.generate()
+    key, sig = ident.encryption_public_key, ident.encryption_key_signature()
+    s = int.from_bytes(sig[32:64], "big")
+    twin = sig[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([sig[64] ^ 1])
+    assert not verify_encryption_key_signature(ident.address, key, twin)
+    assert not verify_encryption_key_signature(ident.address, key, sig[:64] + bytes([sig[64] - 27]))
+    assert not verify_encryption_key_signature(ident.address, key, sig[:64])
+    assert not verify_encryption_key_signature("not an address", key, sig)
+
+
+def test_member_card_carries_a_verifiable_encryption_key() -> None:
+    """Member card (fault: the admin cannot register the encryption key, or registers one the
+    card's owner never vouched for)."""
+    from swarm.identity import member_card, parse_member_card
+
+    ident = Identity.generate()
+    card = member_card(ident)
+    parsed = parse_member_card(card)
+    assert parsed.address == ident.address
+    assert parsed.public_key == ident.public_key and parsed.peer_id == ident.peer_id
+    assert parsed.encryption_key == ident.encryption_public_key
+    assert parsed.encryption_key_sig == ident.encryption_key_signature()
+    assert card["encryption_key"] == "0x" + ident.encryption_public_key.hex()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"encryption_key": None}, "encryption_key is missing"),
+        ({"encryption_key_sig": None}, "encryption_key_sig is missing"),
+        ({"encryption_key": "0x1234"}, "encryption_key is 2 bytes"),
+        ({"encryption_key": "0xzz"}, "encryption_key is not hex"),
+        ({"encryption_key": "0x" + "00" * 32}, "all zeros"),
+        ({"encryption_key": "0x" + "11" * 32}, "signature over its encryption key"),
+        ({"address": "0x" + "22" * 20}, "does not belong"),
+    ],
+)
+def test_member_card_with_a_bad_encryption_key_is_refused(
+    change: dict[str, object], message: str
+) -> None:
+    """Card checks (fault: a card with a missing, malformed or unsigned encryption key reaches
+    the contract, or fails with a traceback instead of one line)."""
+    from swarm.identity import member_card, parse_member_card
+
+    card: dict[str, object] = {**member_card(Identity.generate()), **change}
+    card = {k: v for k, v in card.items() if v is not None}
+    with pytest.raises(errors.ConfigError, match=message) as info:
+        parse_member_card(card)
+    assert "\n" not in str(info.value)

@@ -1,8 +1,8 @@
 """Reading and verifying the ledger's history, from its events alone.
 
 Events are the ledger's audit trail: they work against any archive node, need no keys, and carry
-everything needed to rebuild who did what in which round (the contract emits one for every state
-change).
+everything needed to rebuild who did what in which round (the Consortium and the SwarmLedger emit
+one for every state change).
 
 - ``history``: the events folded into each round's history (pure);
 - ``verify``: the history checked against the protocol's rules, as findings (pure);

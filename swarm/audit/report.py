@@ -23,6 +23,7 @@ from typing import Any
 from swarm.audit.history import ConsortiumHistory, RoundHistory, round_summary
 from swarm.audit.timeline import describe
 from swarm.audit.verify import Finding, count_by_severity
+from swarm.hashing import Tag, tagged_hash
 from swarm.ledger.types import RoundInfo
 
 SCHEMA = "swarm-audit-report/1"
@@ -36,6 +37,9 @@ MARKS = {
     "committed": ("C", "committed an update"),
     "contributed": ("A", "in the aggregate"),
     "left-out": ("L", "committed, but left out of the aggregate"),
+    "missed": ("!", "joined but did not commit in the final attempt (a missed commit)"),
+    "sat-out": ("Z", "sat the round out after missing too many commits in a row"),
+    "left": ("X", "removed from the consortium while the round ran"),
     "acked": ("✓", "acknowledged the finalized model"),
     "dissent": ("✗", "acknowledged a different model"),
 }
@@ -54,6 +58,7 @@ def build_report(
     block_number: int | None = None,
     current: RoundInfo | None = None,
     known_tasks: Iterable[str] | None = None,
+    consortium: str | None = None,
 ) -> dict[str, Any]:
     """Everything the report shows, as JSON-able values (hashes as 0x-hex strings).
 
@@ -63,7 +68,10 @@ def build_report(
     rounds = list(history.rounds.values())
     accounts = _accounts(history)
     participation = [
-        {"account": a, "rounds": [{"round": r.round_id, "marks": _marks(r, a)} for r in rounds]}
+        {
+            "account": a,
+            "rounds": [{"round": r.round_id, "marks": _marks(r, a, history)} for r in rounds],
+        }
         for a in accounts
     ]
     metrics = [{"round": r.round_id, **_plain(m)} for r in rounds for m in r.metrics]
@@ -75,6 +83,7 @@ def build_report(
     return {
         "schema": SCHEMA,
         "contract": contract,
+        "consortium": consortium,
         "chain_url": chain_url,
         "generated_at": generated_at,
         "block_number": block_number,
@@ -87,6 +96,8 @@ def build_report(
             "finalized": len(finalized),
             "lapsed": sum(1 for r in rounds if r.lapse_reason is not None),
             "replacements": sum(len(r.replacements) for r in rounds),
+            "missed_commits": sum(len(r.missed) for r in rounds),
+            "sit_outs": sum(len(r.sit_outs) for r in rounds),
             "findings": count_by_severity(findings),
             "task": task_names.get(task_id, task_id) if isinstance(task_id, str) else None,
             "task_id": task_id,
@@ -111,6 +122,10 @@ def build_report(
                 "removed_by": m.removed_by,
                 "active": m.active,
                 "admin": history.admins.get(m.address, False),
+                "encryption_key": _plain(m.encryption_key),
+                "key_rotations": [{"timestamp": t, "key": _plain(k)} for t, k in m.key_rotations],
+                "missed_commits": [{"round": r, "in_a_row": n} for r, n in m.missed_commits],
+                "sit_outs": [{"from": f, "until": u} for f, u in m.sit_outs],
             }
             for m in history.members.values()
         ],
@@ -118,8 +133,15 @@ def build_report(
             {"address": a, "name": names.get(a), "admin": held}
             for a, held in history.admins.items()
         ],
+        "owner": history.owner,
         "admin_changes": [
-            {"account": c.account, "added": c.added, "by": c.by, "timestamp": c.timestamp}
+            {
+                "account": c.account,
+                "role": c.role,
+                "added": c.added,
+                "by": c.by,
+                "timestamp": c.timestamp,
+            }
             for c in history.admin_log
         ],
         "params": params,
@@ -163,13 +185,11 @@ BUILTIN_TASKS = (
 
 #: seeds tried when a ``taskId`` is read back as a task's name and seed
 TASK_SEEDS = range(100)
-#: swarm.training.task_id.TASK_ID_TAG (that module imports torch; a test keeps them equal)
-_TASK_ID_TAG = b"swarm/task-id/v1\0"
 
 
 def tagged_task_id(name: str, seed: int) -> bytes:
-    """swarm.training.task_id.task_id, without importing torch."""
-    return hashlib.sha256(_TASK_ID_TAG + name.encode() + b"\0" + str(seed).encode()).digest()
+    """swarm.training.task_id.task_id, without importing torch (a test keeps them equal)."""
+    return tagged_hash(Tag.TASK, name.encode() + b"\0" + str(seed).encode())
 
 
 def _task_names(known: Iterable[str] | None) -> dict[str, str]:
@@ -182,6 +202,7 @@ def _task_names(known: Iterable[str] | None) -> dict[str, str]:
         known = (*BUILTIN_TASKS, *(registry.task_names() if registry is not None else ()))
     names: dict[str, str] = {}
     for name in dict.fromkeys(known):
+        # legacy, display only: how the earliest ledgers recorded a task (an untagged hash)
         names["0x" + hashlib.sha256(name.encode()).hexdigest()] = name
         for seed in TASK_SEEDS:
             names["0x" + tagged_task_id(name, seed).hex()] = f"{name} (seed {seed})"
@@ -189,8 +210,8 @@ def _task_names(known: Iterable[str] | None) -> dict[str, str]:
 
 
 #: the per-hospital counts of the summary, by the participation mark they count
-_TOTALS = ("joined", "contributed", "left-out", "merge-peer", "key-steward", "replaced",
-           "acked", "dissent")  # fmt: skip
+_TOTALS = ("joined", "contributed", "left-out", "missed", "sat-out", "merge-peer",
+           "key-steward", "replaced", "acked", "dissent")  # fmt: skip
 
 
 def _hospitals(
@@ -243,16 +264,27 @@ def _accounts(history: ConsortiumHistory) -> list[str]:
 def _params(history: ConsortiumHistory) -> list[dict[str, Any]]:
     out = []
     previous: dict[str, Any] = {}
-    for timestamp, by, values in history.params:
-        plain = _plain(values)
+    for p in history.params:
+        plain = _plain(p.values)
         changed = [k for k in plain if previous and previous.get(k) != plain[k]]
-        out.append({"timestamp": timestamp, "by": by, "values": plain, "changed": changed})
+        out.append(
+            {
+                "version": p.version,
+                "timestamp": p.timestamp,
+                "by": p.by,
+                "values": plain,
+                "changed": changed,
+            }
+        )
         previous = plain
     return out
 
 
-def _marks(r: RoundHistory, account: str) -> list[str]:
+def _marks(r: RoundHistory, account: str, history: ConsortiumHistory) -> list[str]:
     marks = []
+    member = history.members.get(account)
+    if member is not None and any(f <= r.round_id <= u for f, u in member.sit_outs):
+        marks.append("sat-out")
     if account == r.merge_peer:
         marks.append("merge-peer")
     if account == r.key_steward:
@@ -269,6 +301,10 @@ def _marks(r: RoundHistory, account: str) -> list[str]:
         marks.append("contributed")
     elif committed and r.aggregate_hash is not None:
         marks.append("left-out")
+    if any(a == account for a, _ in r.missed):
+        marks.append("missed")
+    if account in r.left:
+        marks.append("left")
     if account in r.acks:
         agrees = r.final_model is None or r.acks[account] == r.final_model
         marks.append("acked" if agrees else "dissent")
@@ -434,8 +470,13 @@ class _Page:
         return (
             "<header>\n<h1>Swarm audit report</h1>\n"
             '<dl class="meta">'
-            f"<dt>Contract</dt><dd><code>{_e(r['contract'])}</code></dd>"
-            f"<dt>Chain</dt><dd><code>{_e(r['chain_url'])}</code>{_e(block)}</dd>"
+            f"<dt>Ledger</dt><dd><code>{_e(r['contract'])}</code></dd>"
+            + (
+                f"<dt>Consortium</dt><dd><code>{_e(r['consortium'])}</code></dd>"
+                if r.get("consortium")
+                else ""
+            )
+            + f"<dt>Chain</dt><dd><code>{_e(r['chain_url'])}</code>{_e(block)}</dd>"
             f"<dt>Generated</dt><dd>{_t(r['generated_at'])}</dd>"
             "</dl>\n"
             f'<div class="verdict {verdict}"><strong>{_e(headline)}</strong>'
@@ -463,7 +504,8 @@ class _Page:
             (
                 "Rounds",
                 f"{s['rounds']} ({s['finalized']} finalized, {s['lapsed']} lapsed, "
-                f"{s.get('replacements', 0)} role replacements)",
+                f"{s.get('replacements', 0)} role replacements, "
+                f"{s.get('missed_commits', 0)} missed commits, {s.get('sit_outs', 0)} sit-outs)",
             ),
             (
                 "Period",
@@ -500,15 +542,17 @@ class _Page:
                 )
                 + "</tr>"
             )
-        head = ["hospital", "status", "joined", "in aggr.", "left out", "merge peer",
-                "key stew.", "replaced", "acked", "dissent", "last round",
-                "accuracy", "AUC", "of round"]  # fmt: skip
+        head = ["hospital", "status", "joined", "in aggr.", "left out", "missed commit",
+                "sat out", "merge peer", "key stew.", "replaced", "acked", "dissent",
+                "last round", "accuracy", "AUC", "of round"]  # fmt: skip
         table = _table(head, rows, "hospitals")
         body = (
             f'<dl class="meta">{dl}</dl>'
             "<h3>Hospitals over all rounds</h3><p>How many rounds each hospital joined, was in "
-            "the aggregate, was left out of it, held a role, was replaced in one, acknowledged "
-            "the finalized model or a different one; its newest self-reported metrics.</p>" + table
+            "the aggregate, was left out of it, joined without committing (a missed commit), "
+            "sat out after missing too many in a row, held a role, was replaced in one, "
+            "acknowledged the finalized model or a different one; its newest self-reported "
+            "metrics.</p>" + table
         )
         return _section("summary", "Summary", body)
 
@@ -647,7 +691,8 @@ class _Page:
         if first:
             intro = (
                 "<p>Every round, one column each (green: in the aggregate; amber: committed "
-                "but left out; blue: joined only; grey: did not take part):</p>"
+                "but left out; red: joined but missed its commit; blue: joined only; violet: "
+                "sat out; grey: did not take part):</p>"
                 + _participation_strip(self.r["participation"], all_rounds, self.names)
                 + f"<p>The newest {len(shown)} rounds in detail:</p>"
             )
@@ -708,7 +753,9 @@ class _Page:
     def consortium(self) -> str:
         members = [
             f"<tr><td>{_e(m['name'])}{' <span class=tag>admin</span>' if m['admin'] else ''}"
-            f"</td><td><code>{_e(m['address'])}</code><br>{_hash(m['peer_id'], 24)}</td>"
+            f"</td><td><code>{_e(m['address'])}</code><br>{_hash(m['peer_id'], 24)}"
+            f"<br>encryption key {_hash(m.get('encryption_key'), 18)}"
+            f"{self.rotations(m)}</td>"
             f"<td>{'<br>'.join(f'<code>{_e(a)}</code>' for a in m['multiaddrs']) or '-'}</td>"
             f"<td>{_t(m['added_at'])}<br>by {self.who(m['added_by'])}</td>"
             f"<td>{self.status(m)}</td></tr>"
@@ -716,7 +763,7 @@ class _Page:
         ]
         admins = [
             f"<tr><td>{_t(c['timestamp'])}</td>"
-            f"<td>{'granted' if c['added'] else 'revoked'}</td>"
+            f"<td>{_e(c.get('role', 'admin'))} {'granted' if c['added'] else 'revoked'}</td>"
             f"<td>{self.who(c['account'])}</td><td>{self.who(c['by'])}</td></tr>"
             for c in self.r["admin_changes"]
         ]
@@ -728,7 +775,8 @@ class _Page:
                 for k, v in p["values"].items()
             )
             params.append(
-                f"<tr><td>{_t(p['timestamp'])}</td><td>{self.who(p['by'])}</td>"
+                f"<tr><td class=num>{_e(p.get('version'))}</td>"
+                f"<td>{_t(p['timestamp'])}</td><td>{self.who(p['by'])}</td>"
                 f'<td><ul class="params">{values}</ul></td></tr>'
             )
         body = (
@@ -738,10 +786,12 @@ class _Page:
                 members,
                 "members",
             )
-            + "<h3>Admins</h3>"
+            + "<h3>Roles</h3><p>The owner (OpenZeppelin's DEFAULT_ADMIN_ROLE) grants and "
+            "revokes the admin role and hands itself over in two steps; admins admit and "
+            "remove members and set parameters.</p>"
             + _table(["when", "role", "account", "by"], admins, "admins")
             + "<h3>Parameters</h3><p>Every change; changed values are highlighted.</p>"
-            + _table(["when", "by", "parameters"], params, "params")
+            + _table(["version", "when", "by", "parameters"], params, "params")
         )
         return _section("consortium", "Consortium", body)
 
@@ -751,6 +801,10 @@ class _Page:
         if isinstance(value, str) and value.startswith("0x"):
             return _hash(value, 10)
         return _e(value)
+
+    def rotations(self, m: Mapping[str, Any]) -> str:
+        rotated = m.get("key_rotations") or []
+        return f" (rotated {len(rotated)} times)" if rotated else ""
 
     def status(self, m: Mapping[str, Any]) -> str:
         if m["active"]:
@@ -823,6 +877,13 @@ class _Page:
             ("min. peers", _e(x["min_peers"])),
             ("joined", ", ".join(self.who(a) for a in x["joined"]) or "-"),
         ]
+        if x.get("draw_block") is not None:
+            facts.append(
+                (
+                    "role draw",
+                    f"hash of block {_e(x['draw_block'])}; seed {_hash(x.get('seed'), 18)}",
+                )
+            )
         if order:
             facts.append(("role order", f"<ol>{order}</ol>"))
         for p in x["replacements"]:
@@ -849,6 +910,19 @@ class _Page:
                     f"{_e(agg['total_samples'])} samples",
                 )
             )
+        for m in x.get("missed_commits", []):
+            facts.append(
+                ("missed commit", f"{self.who(m['account'])} ({_e(m['in_a_row'])} in a row)")
+            )
+        for o in x.get("sit_outs", []):
+            facts.append(
+                (
+                    "sits out",
+                    f"{self.who(o['account'])}: rounds {_e(o['from'])} to {_e(o['until'])}",
+                )
+            )
+        for a in x.get("left", []):
+            facts.append(("left the round", f"{self.who(a)} (removed from the consortium)"))
         if x["final_model"]:
             facts.append(("finalized model", _hash(x["final_model"], 66)))
         if x["lapse_reason"]:
@@ -929,7 +1003,9 @@ def _state(marks: Sequence[str]) -> str:
     return (
         "contributed" if "contributed" in marks
         else "left-out" if "left-out" in marks
+        else "missed" if "missed" in marks
         else "joined" if "joined" in marks
+        else "sat-out" if "sat-out" in marks
         else "absent"
     )  # fmt: skip
 
@@ -1039,8 +1115,8 @@ def _line_chart(title: str, series: Mapping[str, Sequence[tuple[int, float]]]) -
     return f'<figure>{"".join(parts)}<ul class="clegend">{"".join(legend)}</ul></figure>'
 
 
-_STRIP_COLOURS = {"contributed": "#9fd8ae", "left-out": "#f3c66b", "joined": "#a9c7ee",
-                  "absent": "#eef0f3"}  # fmt: skip
+_STRIP_COLOURS = {"contributed": "#9fd8ae", "left-out": "#f3c66b", "missed": "#f0a39c",
+                  "joined": "#a9c7ee", "sat-out": "#cfc3ea", "absent": "#eef0f3"}  # fmt: skip
 
 
 def _participation_strip(
@@ -1148,12 +1224,15 @@ table.grid th.rowhead { font-weight: normal; white-space: nowrap; }
 td.cell.contributed { background: var(--okbg); }
 td.cell.left-out { background: var(--warnbg); }
 td.cell.joined { background: var(--infobg); }
+td.cell.missed { background: var(--errbg); }
+td.cell.sat-out { background: #efeaf9; }
 td.cell.absent { color: #c0c5cc; }
 .mk { display:inline-block; min-width: 15px; margin: 0 1px; padding: 0 2px; border-radius: 3px;
   font: 600 11px/16px ui-monospace, Menlo, Consolas, monospace; text-align:center; }
 .mk-merge-peer, .mk-key-steward { background: #1d2430; color: #fff; }
 .mk-replaced { background: var(--err); color: #fff; }
-.mk-left-out, .mk-dissent { color: var(--err); }
+.mk-left-out, .mk-dissent, .mk-missed, .mk-left { color: var(--err); }
+.mk-sat-out { color: #5b3fa8; }
 .mk-acked { color: var(--ok); }
 p.legend { color: var(--dim); font-size: 12px; }
 p.legend .mk { margin-left: 10px; }

@@ -1,5 +1,6 @@
-"""Everything an audit reads from the chain, in one snapshot: events, the newest round's derived
-state, and the facts the verifier checks the events against. Needs no key.
+"""Everything an audit reads from the chain, in one snapshot: both contracts' events, the newest
+round's derived state, and the facts the verifier checks the events against (each round's draw
+block hash, both contracts' code). Needs no key.
 """
 
 from __future__ import annotations
@@ -18,16 +19,34 @@ from swarm.ledger.types import RoundInfo
 
 @dataclass(frozen=True)
 class LedgerSnapshot:
-    contract: str
+    contract: str  # the SwarmLedger
     chain_url: str
     block_number: int  # events were read up to and including this block
     history: ConsortiumHistory
     current: RoundInfo | None  # the newest round as the contract's views derive it now
     facts: ChainFacts
+    consortium: str | None = None  # the Consortium the SwarmLedger reads
+
+
+def shipped_code(name: str) -> bytes:
+    """The runtime code this version of swarm ships for contract ``name``."""
+    return bytes.fromhex(load_artifact(name).deployed_bytecode.removeprefix("0x"))
+
+
+def code_matches(name: str, code: bytes, immutables: tuple[str, ...] = ()) -> bool:
+    """Whether ``code`` (read from the chain) is the shipped runtime code of ``name``.
+
+    The compiler leaves an immutable's slots zero in the shipped code and the constructor fills
+    them in: each address in ``immutables`` (the SwarmLedger's consortium) is zeroed again in
+    ``code`` before the comparison."""
+    for address in immutables:
+        word = bytes(12) + bytes.fromhex(address.removeprefix("0x"))
+        code = code.replace(word, bytes(32))
+    return code == shipped_code(name)
 
 
 def read_ledger(ledger: LedgerClient) -> LedgerSnapshot:
-    """Read the whole history of ``ledger``'s contract, and what verifying it needs."""
+    """Read the whole history of ``ledger``'s two contracts, and what verifying it needs."""
     w3 = ledger.w3
     try:
         # The view and the events at one block: a round cannot move between the two reads.
@@ -35,20 +54,40 @@ def read_ledger(ledger: LedgerClient) -> LedgerSnapshot:
         block = view.block_number
         history = build_history(ledger.events(to_block=block))
         current = view.round
-        # Each round's seed mixes in the hash of the block before the one that closed its
-        # join window: one header per round.
-        parents = {
-            e.block_number: bytes(w3.eth.get_block(e.block_number - 1)["hash"])
+        # Each round's seed mixes in the hash of its draw block (the block after the one that
+        # closed its join window): one header per round, once that block exists.
+        draws = {
+            int(e.args["drawBlock"])
             for e in history.events
-            if e.name == "JoinClosed"
+            if e.name == "JoinClosed" and int(e.args["drawBlock"]) <= block
         }
-        code = bytes(w3.eth.get_code(ledger.address))
+        hashes = {n: bytes(w3.eth.get_block(n)["hash"]) for n in sorted(draws)}
+        ledger_code = bytes(w3.eth.get_code(ledger.address))
+        consortium_code = bytes(w3.eth.get_code(ledger.consortium_address))
     except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
         if isinstance(exc, ChainUnavailableError):
             raise
         raise ChainUnavailableError(
             f"reading the ledger: the chain cannot be reached ({exc})"
         ) from exc
-    shipped = bytes.fromhex(load_artifact().deployed_bytecode.removeprefix("0x"))
-    facts = ChainFacts(ledger.address, code == shipped, parents)
-    return LedgerSnapshot(ledger.address, ledger.chain.url, block, history, current, facts)
+    problems = []
+    if not code_matches("SwarmLedger", ledger_code, (ledger.consortium_address,)):
+        problems.append(f"the SwarmLedger at {ledger.address}")
+    if not code_matches("Consortium", consortium_code):
+        problems.append(f"the Consortium at {ledger.consortium_address}")
+    facts = ChainFacts(
+        ledger.address,
+        not problems,
+        hashes,
+        consortium=ledger.consortium_address,
+        code_problem=" and ".join(problems) or None,
+    )
+    return LedgerSnapshot(
+        ledger.address,
+        ledger.chain.url,
+        block,
+        history,
+        current,
+        facts,
+        consortium=ledger.consortium_address,
+    )

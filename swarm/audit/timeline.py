@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from swarm.audit.history import role_name
 from swarm.ledger.events import LedgerEvent
 from swarm.ledger.types import LapseReason
 
@@ -22,12 +23,21 @@ def describe(event: LedgerEvent, names: Mapping[str, str]) -> str:
     a = event.args
     match event.name:
         case "RoundOpened":
-            return f"opened by {who(a['by'])}, needs {a['minPeers']} peers"
+            version = a.get("paramsVersion")
+            params = f" (parameters v{version})" if version is not None else ""
+            return f"opened by {who(a['by'])}, needs {a['minPeers']} peers{params}"
         case "Joined":
-            return f"{who(a['account'])} joined"
+            index = a.get("index")
+            return f"{who(a['account'])} joined" + (f" as #{index}" if index is not None else "")
         case "JoinClosed":
             return (
-                f"join closed: merge peer {who(a['mergePeer'])}, key steward {who(a['keySteward'])}"
+                f"join closed by {who(a['by'])}; the roles come from the hash of block "
+                f"{a['drawBlock']}"
+            )
+        case "RolesDrawn":
+            return (
+                f"roles drawn (seed {_short(a['seed'])}): merge peer {who(a['mergePeer'])}, "
+                f"key steward {who(a['keySteward'])}"
             )
         case "RoundKeyPosted":
             return (
@@ -36,13 +46,13 @@ def describe(event: LedgerEvent, names: Mapping[str, str]) -> str:
             )
         case "KeyStewardReplaced":
             return (
-                f"key steward {who(a['previous'])} missed its deadline; "
-                f"replaced by {who(a['next'])}"
+                f"key steward {who(a['previous'])} replaced by {who(a['next'])} "
+                f"(called by {who(a['by'])})"
             )
         case "MergePeerReplaced":
             return (
-                f"merge peer {who(a['previous'])} missed its deadline; "
-                f"replaced by {who(a['next'])}, attempt {a['attempt']} starts"
+                f"merge peer {who(a['previous'])} replaced by {who(a['next'])} "
+                f"(called by {who(a['by'])}), attempt {a['attempt']} starts"
             )
         case "UpdateCommitted":
             return (
@@ -52,8 +62,21 @@ def describe(event: LedgerEvent, names: Mapping[str, str]) -> str:
         case "AggregateSubmitted":
             return (
                 f"aggregate {_short(a['aggregateHash'])} by {who(a['mergePeer'])}: "
-                f"{len(a['contributors'])} contributors, {a['totalSamples']} samples"
+                f"{bin(int(a['contributorBits'])).count('1')} contributors, "
+                f"{a['totalSamples']} samples"
             )
+        case "CommitMissed":
+            return (
+                f"{who(a['account'])} did not commit in the final attempt "
+                f"({a['consecutiveMisses']} in a row)"
+            )
+        case "SittingOut":
+            return (
+                f"{who(a['account'])} sits out rounds {a['fromRound']} to {a['untilRound']} "
+                "(too many missed commits)"
+            )
+        case "ParticipantLeft":
+            return f"{who(a['account'])} left the round (removed from the consortium)"
         case "Acknowledged":
             return f"{who(a['account'])} acknowledged model {_short(a['modelHash'])}"
         case "RoundFinalized":
@@ -74,11 +97,31 @@ def describe(event: LedgerEvent, names: Mapping[str, str]) -> str:
         case "MemberRemoved":
             return f"removed {who(a['account'])} by {who(a['by'])}"
         case "ParamsSet":
-            return f"parameters set by {who(a['by'])}"
-        case "AdminAdded":
-            return f"admin role granted to {who(a['account'])} by {who(a['by'])}"
-        case "AdminRemoved":
-            return f"admin role revoked from {who(a['account'])} by {who(a['by'])}"
+            version = a.get("version")
+            label = f"parameters v{version}" if version is not None else "parameters"
+            return f"{label} set by {who(a['by'])}"
+        case "RoleGranted":
+            return (
+                f"{role_name(a['role'])} role granted to {who(a['account'])} by {who(a['sender'])}"
+            )
+        case "RoleRevoked":
+            return (
+                f"{role_name(a['role'])} role revoked from {who(a['account'])} "
+                f"by {who(a['sender'])}"
+            )
+        case "DefaultAdminTransferScheduled":
+            return (
+                f"owner role handover to {who(a['newAdmin'])} begun "
+                f"(it may accept after {a['acceptSchedule']})"
+            )
+        case "DefaultAdminTransferCanceled":
+            return "owner role handover cancelled"
+        case "DefaultAdminDelayChangeScheduled":
+            return f"owner handover delay to become {a['newDelay']} s"
+        case "LedgerBound":
+            return f"consortium bound to the ledger {_short(a['ledger'])} by {who(a['by'])}"
+        case "EncryptionKeySet":
+            return f"{who(a['account'])} encryption key {_short(a['key'])}"
         case "MemberAddressesUpdated":
             return f"{who(a['account'])} now listens on {', '.join(a['multiaddrs']) or 'nothing'}"
         case _:

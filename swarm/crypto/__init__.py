@@ -8,12 +8,15 @@ Steward::
 
     ctx = generate_round_keys()                    # SecretRoundContext
     publish(ctx.public_bytes); ledger(ctx.context_hash)
-    sealed = seal_secret_key(ctx, round_id=r, recipient_public_key=pk, recipient_address=addr)
+    binding = SealBinding.of(chain_id=cid, contract=ledger_address, round_id=r, attempt=a,
+                             context_hash=ctx.context_hash, recipient=member.address)
+    sealed = seal_secret_key(ctx, binding, member.encryption_key)   # HPKE, X25519
 
 Participant::
 
     public = PublicRoundContext.from_bytes(data, params_id=1, expected_hash=ledger_hash)
-    mine = open_sealed_key(sealed, public, round_id=r, private_key=sk)
+    mine = open_sealed_key(sealed, public, binding=binding_with_my_address,
+                           private_key=identity.encryption_private_key())
     blob = encrypt_update(delta, mine, layout=layout, weight=n_i, round_id=r, sender=me)
     commit(blob_id(blob))
     ...
@@ -46,15 +49,18 @@ from swarm.crypto.codec import (
 )
 from swarm.crypto.keys import (
     PublicRoundContext,
+    SealBinding,
     SealedKeyHeader,
     SecretRoundContext,
     address_of,
+    context_hash,
     generate_round_keys,
     max_public_context_size,
     max_sealed_key_size,
     open_sealed_key,
     read_sealed_key_header,
     seal_secret_key,
+    sealed_key_id,
 )
 from swarm.crypto.layout import Layout, TensorSpec, flatten, layout_of, unflatten
 from swarm.crypto.params import DEFAULT_PARAMS_ID, PARAMETER_SETS, CkksParams, get_params
@@ -69,6 +75,7 @@ __all__ = [
     "Layout",
     "PayloadKind",
     "PublicRoundContext",
+    "SealBinding",
     "SealedKeyHeader",
     "SecretRoundContext",
     "TensorSpec",
@@ -76,6 +83,7 @@ __all__ = [
     "aggregate",
     "blob_id",
     "check_header",
+    "context_hash",
     "decrypt_aggregate",
     "decrypt_blob",
     "encrypt_update",
@@ -92,5 +100,6 @@ __all__ = [
     "read_header",
     "read_sealed_key_header",
     "seal_secret_key",
+    "sealed_key_id",
     "unflatten",
 ]

@@ -3,16 +3,17 @@
 The header says, before anything is deserialized, what the blob claims to be (format, kind,
 parameter set, round, sender, context, model layout, size), so a receiver refuses a blob from
 another round, context or model with a typed error instead of feeding it to SEAL. A blob is
-identified by the sha256 of all its bytes (:func:`blob_id`): that is what a sender commits on
-the ledger and what the merge peer compares before accepting it.
+identified by the tagged hash (``swarm/v1/blob``, swarm.hashing) of all its bytes
+(:func:`blob_id`): that is what a sender commits on the ledger, what peers address it by, and
+what the merge peer compares before accepting it.
 
 Corruption defences, in order:
 
-1. the ledger commitment (sha256 of the whole blob) is the main one: a blob whose id is not the
-   one its sender committed is never used, whatever its content;
-2. the header carries the sha256 of the payload, so accidental corruption in transit or on
-   disk is caught cheaply even where no commitment is at hand (a forged blob recomputes it:
-   this check is not authentication);
+1. the ledger commitment (:func:`blob_id` of the whole blob) is the main one: a blob whose id
+   is not the one its sender committed is never used, whatever its content;
+2. the header carries the payload's digest (tag ``swarm/v1/blob-payload``), so accidental
+   corruption in transit or on disk is caught cheaply even where no commitment is at hand (a
+   forged blob recomputes it: this check is not authentication);
 3. SEAL's own validity checks when a ciphertext loads (coefficients in range, parameters).
 
 What none of these can show is that an encrypted update holds *sensible* numbers: a key-holding
@@ -22,23 +23,22 @@ Header layout (big-endian, 152 bytes)::
 
     offset size field
          0    4 magic           b"SWCT"
-         4    1 format version  1
+         4    1 format version  2 (1: untagged sha256 digests)
          5    1 payload kind    1 seeded update, 2 public-key update, 3 aggregate
          6    2 params id       CKKS parameter set (swarm.crypto.params)
          8    8 round           round id on the ledger
         16   20 sender          Ethereum address of the blob's author
-        36   32 context hash    sha256 of the round's public context
+        36   32 context hash    swarm.crypto.context_hash of the round's public context
         68    8 param count     values in the update (the model's float parameters)
-        76   32 layout hash     sha256 of the model layout's canonical encoding
+        76   32 layout hash     Layout.hash: tagged hash of the layout's canonical encoding
        108    4 count           updates summed in the blob (1 for an update)
        112    8 payload length  bytes after the header
-       120   32 payload sha256
+       120   32 payload digest  tagged hash (swarm/v1/blob-payload) of the payload
 """
 
 from __future__ import annotations
 
 import enum
-import hashlib
 import io
 import struct
 from dataclasses import dataclass
@@ -50,9 +50,10 @@ from swarm.errors import (
     MalformedBlobError,
     OversizedBlobError,
 )
+from swarm.hashing import Tag, tagged_hash, tagged_hasher
 
 MAGIC = b"SWCT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = struct.Struct(">4sBBHQ20s32sQ32sIQ32s")
 HEADER_SIZE = HEADER.size  # 152
 
@@ -87,7 +88,7 @@ class BlobHeader:
     layout_hash: bytes
     count: int
     payload_length: int
-    payload_sha256: bytes
+    payload_digest: bytes
     version: int = FORMAT_VERSION
 
     def pack(self) -> bytes:
@@ -103,13 +104,15 @@ class BlobHeader:
             self.layout_hash,
             self.count,
             self.payload_length,
-            self.payload_sha256,
+            self.payload_digest,
         )
 
 
-def blob_id(blob: bytes) -> bytes:
-    """sha256 of the whole blob: what the sender commits on the ledger."""
-    return hashlib.sha256(blob).digest()
+def blob_id(blob: bytes | memoryview) -> bytes:
+    """The tagged hash (``swarm/v1/blob``) of the whole blob: what the sender commits on the
+    ledger and what peers address it by (``swarm.p2p.content_digest`` of an update or an
+    aggregate is the same hash)."""
+    return tagged_hash(Tag.BLOB, blob)
 
 
 def max_blob_size(param_count: int, params_id: int) -> int:
@@ -162,7 +165,7 @@ class BlobWriter:
         )
         self._buffer = io.BytesIO()
         self._buffer.write(bytes(HEADER_SIZE))
-        self._digest = hashlib.sha256()
+        self._digest = tagged_hasher(Tag.BLOB_PAYLOAD)
 
     def write(self, data: bytes | memoryview) -> None:
         self._buffer.write(data)
@@ -172,7 +175,7 @@ class BlobWriter:
         payload_length = self._buffer.tell() - HEADER_SIZE
         header = BlobHeader(
             payload_length=payload_length,
-            payload_sha256=self._digest.digest(),
+            payload_digest=self._digest.digest(),
             **self._fields,  # type: ignore[arg-type]
         )
         self._buffer.seek(0)
@@ -228,7 +231,7 @@ def read_header(blob: bytes, *, verify_payload: bool = True) -> BlobHeader:
         layout_hash,
         count,
         payload_length,
-        payload_sha256,
+        payload_digest,
     ) = HEADER.unpack_from(blob, 0)
     if magic != MAGIC:
         raise MalformedBlobError("not a swarm ciphertext blob (bad magic)")
@@ -251,7 +254,8 @@ def read_header(blob: bytes, *, verify_payload: bool = True) -> BlobHeader:
             f"payload length {payload_length} does not match the blob "
             f"({len(blob) - HEADER_SIZE} bytes after the header): truncated or padded"
         )
-    if verify_payload and hashlib.sha256(memoryview(blob)[HEADER_SIZE:]).digest() != payload_sha256:
+    payload = memoryview(blob)[HEADER_SIZE:]
+    if verify_payload and tagged_hash(Tag.BLOB_PAYLOAD, payload) != payload_digest:
         raise MalformedBlobError("payload digest mismatch: the payload is corrupted")
     return BlobHeader(
         kind=payload_kind,
@@ -263,7 +267,7 @@ def read_header(blob: bytes, *, verify_payload: bool = True) -> BlobHeader:
         layout_hash=layout_hash,
         count=count,
         payload_length=payload_length,
-        payload_sha256=payload_sha256,
+        payload_digest=payload_digest,
         version=version,
     )
 

@@ -10,14 +10,17 @@ Two context types keep the roles apart *by construction*:
   a sealed key addressed to you (a participant). It encrypts compactly (seeded symmetric) and
   decrypts.
 
-A sealed key is the SEAL secret key encrypted with ECIES (eciespy: secp256k1 ECDH, HKDF-SHA256,
-AES-256-GCM) to the recipient's secp256k1 public key, the same key that gives the recipient its
-Ethereum address and PeerID. eciespy has no associated-data input, so the binding header
-(round, context hash, recipient address, parameter set) is sent in clear *and* repeated inside
-the authenticated plaintext: a recipient compares the two, so a sealed key replayed into another
-round or context, or forwarded to another peer, is refused. Opening also checks that the secret
-key belongs to the context's public key, so a peer cannot be handed a key that silently decrypts
-garbage.
+A sealed key is the SEAL secret key encrypted with HPKE (RFC 9180, base mode: DHKEM(X25519,
+HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305) to the recipient's X25519 *encryption* key, the key
+its identity key signed and the ledger records (never the secp256k1 signing key itself). HPKE's
+``info`` is :meth:`SealBinding.info`: a fixed-layout encoding, under its own label, of the chain
+id, the ledger contract, the round, the attempt, the public context's hash and the recipient's
+address. A sealed key opened under any other binding fails its authentication tag: it cannot be
+replayed into another chain, contract, round, attempt or context, nor forwarded to another peer.
+The same binding is also sent in clear in front of the ciphertext, so a mismatch is reported by
+field (:class:`SealedKeyMismatchError`) before anything is decrypted; a clear header rewritten
+to match still fails the tag. Opening also checks that the secret key belongs to the context's
+public key, so a peer cannot be handed a key that silently decrypts garbage.
 
 Note (TenSEAL): ``serialize(save_secret_key=True)`` on a context whose key was dropped silently
 leaves the key out; we never rely on it, and we read the key out of the steward's private
@@ -26,16 +29,17 @@ context explicitly.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import coincurve
-import ecies
 import numpy as np
 import tenseal as ts
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric import x25519
+from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from eth_utils import keccak
 
 from swarm.crypto import _proto
@@ -48,6 +52,7 @@ from swarm.errors import (
     SealedKeyError,
     SealedKeyMismatchError,
 )
+from swarm.hashing import SEAL_INFO_LABEL, Tag, tagged_hash
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +64,18 @@ _PUB_KEY, _PUB_FLAGS, _PUB_SCALE, _PUB_RELIN, _PUB_GALOIS = 1, 2, 3, 4, 5
 _PRIV_SECRET_KEY = 1
 
 SEALED_MAGIC = b"SWSK"
-SEALED_VERSION = 1
-#: magic, version, params id, round, recipient address, public-context hash
-SEALED_HEADER = struct.Struct(">4sBHQ20s32s")
-SEALED_HEADER_SIZE = SEALED_HEADER.size  # 67
-#: ECIES overhead: 65-byte ephemeral public key, 16-byte nonce, 16-byte tag
-ECIES_OVERHEAD = 65 + 16 + 16
+SEALED_VERSION = 2
+#: the binding, fixed layout: chain id (uint256), contract, round, attempt, public-context
+#: hash, recipient address
+SEAL_BINDING = struct.Struct(">32s20sQQ32s20s")
+#: magic, version, params id, then the binding
+SEALED_HEADER = struct.Struct(">4sBH" + SEAL_BINDING.format[1:])
+SEALED_HEADER_SIZE = SEALED_HEADER.size  # 127
+#: HPKE overhead: 32-byte encapsulated X25519 key, 16-byte Poly1305 tag
+HPKE_OVERHEAD = 32 + 16
+#: the one HPKE suite of sealed round keys (RFC 9180 ids: KEM 0x0020, KDF 0x0001, AEAD 0x0003)
+HPKE_SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
+X25519_KEY_SIZE = 32
 #: SEAL serialization overhead allowance (headers, members, zstd framing)
 _SEAL_SLACK = 4096
 
@@ -93,8 +104,15 @@ def address_of(public_key: coincurve.PublicKey | bytes) -> bytes:
     return bytes(keccak(_uncompressed(public_key)[1:])[-ADDRESS_SIZE:])
 
 
-def _address_of_private(private_key: bytes) -> bytes:
-    return address_of(coincurve.PrivateKey(bytes(private_key)).public_key)
+def context_hash(data: bytes | memoryview) -> bytes:
+    """The hash of a round's public context (its serialized bytes): what the steward posts on
+    the ledger and what peers address the context by (tag ``swarm/v1/round-context``)."""
+    return tagged_hash(Tag.ROUND_CONTEXT, data)
+
+
+def sealed_key_id(sealed: bytes | memoryview) -> bytes:
+    """The hash peers address a sealed round key by (tag ``swarm/v1/sealed-key``)."""
+    return tagged_hash(Tag.SEALED_KEY, sealed)
 
 
 def max_public_context_size(params_id: int) -> int:
@@ -108,7 +126,7 @@ def max_sealed_key_size(params_id: int) -> int:
     """Upper bound on the bytes of a sealed round key for this parameter set."""
     p = get_params(params_id)
     secret = p.poly_modulus_degree * len(p.coeff_mod_bit_sizes) * 8 + _SEAL_SLACK
-    return SEALED_HEADER_SIZE * 2 + secret + ECIES_OVERHEAD
+    return SEALED_HEADER_SIZE + secret + HPKE_OVERHEAD
 
 
 def _check_params(bridge: SealBridge, params: CkksParams) -> None:
@@ -153,7 +171,7 @@ class PublicRoundContext:
         if len(data) > limit:
             raise OversizedBlobError(len(data), limit)
         data = bytes(data)
-        digest = hashlib.sha256(data).digest()
+        digest = context_hash(data)
         if expected_hash is not None and digest != expected_hash:
             raise BlobMismatchError("context_hash", expected_hash, digest)
         try:
@@ -301,38 +319,134 @@ def _check_key_pair(public: PublicRoundContext, bridge: SealBridge, tenseal_cont
         raise SealedKeyError("the secret key does not belong to the round's public context")
 
 
-@dataclass(frozen=True)
-class SealedKeyHeader:
-    """The clear-text binding of a sealed key (repeated inside the authenticated plaintext)."""
+def _u256(value: int, name: str) -> bytes:
+    if not 0 <= value < 2**256:
+        raise ValueError(f"{name} {value} is not a uint256")
+    return value.to_bytes(32, "big")
 
-    params_id: int
+
+@dataclass(frozen=True)
+class SealBinding:
+    """Everything a sealed round key is bound to (HPKE ``info``; also sent in clear).
+
+    ``chain_id`` and ``contract`` (the SwarmLedger's 20-byte address) name the consortium's
+    ledger; ``round_id`` and ``attempt`` the key's attempt; ``context_hash`` the public context
+    it is the secret key of; ``recipient`` the 20-byte address of the member it is sealed to.
+    """
+
+    chain_id: int
+    contract: bytes
     round_id: int
-    recipient: bytes
+    attempt: int
     context_hash: bytes
+    recipient: bytes
+
+    #: the fields in wire order (the order mismatches are reported in)
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "chain_id",
+        "contract",
+        "round_id",
+        "attempt",
+        "context_hash",
+        "recipient",
+    )
+
+    def __post_init__(self) -> None:
+        _u256(self.chain_id, "chain id")
+        if not 0 <= self.round_id < 2**64 or not 0 <= self.attempt < 2**64:
+            raise ValueError("round and attempt must fit in 64 bits")
+        for name, size in (("contract", 20), ("context_hash", 32), ("recipient", 20)):
+            value = getattr(self, name)
+            if not isinstance(value, bytes) or len(value) != size:
+                raise ValueError(f"{name} must be {size} bytes")
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        chain_id: int,
+        contract: str | bytes,
+        round_id: int,
+        attempt: int,
+        context_hash: bytes,
+        recipient: str | bytes,
+    ) -> SealBinding:
+        """A binding from addresses as hex strings (``0x…``, checksummed or not) or bytes."""
+        return cls(
+            chain_id,
+            _address(contract),
+            round_id,
+            attempt,
+            bytes(context_hash),
+            _address(recipient),
+        )
 
     def pack(self) -> bytes:
+        """The fixed-layout encoding (120 bytes)."""
+        return SEAL_BINDING.pack(
+            _u256(self.chain_id, "chain id"),
+            self.contract,
+            self.round_id,
+            self.attempt,
+            self.context_hash,
+            self.recipient,
+        )
+
+    def info(self) -> bytes:
+        """HPKE ``info``: ``"swarm/v1/round-key-seal" || 0x00 || version || pack()``."""
+        return SEAL_INFO_LABEL + b"\0" + bytes([SEALED_VERSION]) + self.pack()
+
+
+def _address(value: str | bytes) -> bytes:
+    if isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value.removeprefix("0x"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an address") from None
+    else:
+        raw = bytes(value)
+    if len(raw) != ADDRESS_SIZE:
+        raise ValueError(f"an address is {ADDRESS_SIZE} bytes, not {len(raw)}")
+    return raw
+
+
+@dataclass(frozen=True)
+class SealedKeyHeader:
+    """The clear-text header of a sealed key: the parameter set and the binding."""
+
+    params_id: int
+    binding: SealBinding
+
+    def pack(self) -> bytes:
+        b = self.binding
         return SEALED_HEADER.pack(
             SEALED_MAGIC,
             SEALED_VERSION,
             self.params_id,
-            self.round_id,
-            self.recipient,
-            self.context_hash,
+            _u256(b.chain_id, "chain id"),
+            b.contract,
+            b.round_id,
+            b.attempt,
+            b.context_hash,
+            b.recipient,
         )
 
 
 def read_sealed_key_header(sealed: bytes) -> SealedKeyHeader:
     """The clear-text header of a sealed key (to route it or refuse it before decrypting)."""
-    if len(sealed) < SEALED_HEADER_SIZE + ECIES_OVERHEAD:
+    if len(sealed) < SEALED_HEADER_SIZE + HPKE_OVERHEAD:
         raise SealedKeyError(f"sealed key of {len(sealed)} bytes is truncated")
-    magic, version, params_id, round_id, recipient, context_hash = SEALED_HEADER.unpack_from(
-        sealed, 0
+    magic, version, params_id, chain, contract, round_id, attempt, ctx_hash, recipient = (
+        SEALED_HEADER.unpack_from(sealed, 0)
     )
     if magic != SEALED_MAGIC:
         raise SealedKeyError("not a sealed round key (bad magic)")
     if version != SEALED_VERSION:
         raise SealedKeyError(f"sealed key format version {version} is not supported")
-    return SealedKeyHeader(params_id, round_id, recipient, context_hash)
+    binding = SealBinding(
+        int.from_bytes(chain, "big"), contract, round_id, attempt, ctx_hash, recipient
+    )
+    return SealedKeyHeader(params_id, binding)
 
 
 def generate_round_keys(params_id: int = DEFAULT_PARAMS_ID) -> SecretRoundContext:
@@ -366,64 +480,83 @@ def generate_round_keys(params_id: int = DEFAULT_PARAMS_ID) -> SecretRoundContex
     return ctx
 
 
+def _x25519_public(key: x25519.X25519PublicKey | bytes) -> x25519.X25519PublicKey:
+    if isinstance(key, x25519.X25519PublicKey):
+        return key
+    raw = bytes(key)
+    if len(raw) != X25519_KEY_SIZE or not any(raw):
+        raise SealedKeyError("the recipient's encryption key is not a 32-byte X25519 key")
+    return x25519.X25519PublicKey.from_public_bytes(raw)
+
+
+def _x25519_private(key: x25519.X25519PrivateKey | bytes) -> x25519.X25519PrivateKey:
+    if isinstance(key, x25519.X25519PrivateKey):
+        return key
+    raw = bytes(key)
+    if len(raw) != X25519_KEY_SIZE:
+        raise SealedKeyError("an X25519 private key is 32 bytes")
+    return x25519.X25519PrivateKey.from_private_bytes(raw)
+
+
 def seal_secret_key(
     ctx: SecretRoundContext,
-    *,
-    round_id: int,
-    recipient_public_key: coincurve.PublicKey | bytes,
-    recipient_address: bytes | None = None,
+    binding: SealBinding,
+    recipient_key: x25519.X25519PublicKey | bytes,
 ) -> bytes:
-    """Seal the round's secret key to one recipient (only its secp256k1 private key opens it).
+    """Seal the round's secret key to one recipient's X25519 encryption key (the member's
+    ``encryption_key`` on the ledger), bound to ``binding``.
 
-    ``recipient_address``, if given (e.g. from the ledger), must be the address of
-    ``recipient_public_key``; a mismatch raises :class:`SealedKeyMismatchError`.
+    ``binding.context_hash`` must be ``ctx``'s (SealedKeyMismatchError otherwise).
     """
     if not isinstance(ctx, SecretRoundContext):
         raise TypeError("sealing needs the SecretRoundContext that holds the key")
+    if binding.context_hash != ctx.context_hash:
+        raise SealedKeyMismatchError("context_hash", ctx.context_hash, binding.context_hash)
+    public_key = _x25519_public(recipient_key)
+    header = SealedKeyHeader(ctx.params_id, binding).pack()
     try:
-        public_key = _uncompressed(recipient_public_key)
-    except ValueError as exc:
-        raise SealedKeyError(f"recipient public key: {exc}") from exc
-    address = address_of(public_key)
-    if recipient_address is not None and bytes(recipient_address) != address:
-        raise SealedKeyMismatchError("recipient", bytes(recipient_address), address)
-    header = SealedKeyHeader(ctx.params_id, round_id, address, ctx.context_hash).pack()
-    return header + ecies.encrypt(public_key, header + ctx._secret_key)
+        sealed = HPKE_SUITE.encrypt(ctx._secret_key, public_key, info=binding.info())
+    except ValueError as exc:  # a low-order point: the shared secret would be zero
+        raise SealedKeyError(f"cannot seal to this encryption key: {exc}") from exc
+    return header + sealed
 
 
 def open_sealed_key(
     sealed: bytes,
     public: PublicRoundContext,
     *,
-    round_id: int,
-    private_key: bytes,
+    binding: SealBinding,
+    private_key: x25519.X25519PrivateKey | bytes,
 ) -> SecretRoundContext:
-    """Open a sealed round key addressed to ``private_key``'s owner, for ``public``'s round.
+    """Open a sealed round key with our X25519 decryption key
+    (``Identity.encryption_private_key()``), expecting ``binding`` (built from what *we* know:
+    the ledger, the round, our own address) and ``public``'s context.
 
-    Raises :class:`SealedKeyMismatchError` when the key is bound to another round, context,
-    parameter set or recipient, :class:`OversizedBlobError` when it is larger than any sealed
-    key, and :class:`SealedKeyError` when it cannot be opened (not sealed to this key,
-    tampered with, truncated) or is not the secret key of ``public``.
+    Raises :class:`SealedKeyMismatchError` when the clear header names another binding or
+    parameter set (``field`` says which), :class:`OversizedBlobError` when it is larger than any
+    sealed key, and :class:`SealedKeyError` when it cannot be opened (not sealed to this key,
+    sealed under another binding, tampered with, truncated) or is not the secret key of
+    ``public``.
     """
     limit = max_sealed_key_size(public.params_id)
     if len(sealed) > limit:
         raise OversizedBlobError(len(sealed), limit)
+    if binding.context_hash != public.context_hash:
+        raise SealedKeyMismatchError("context_hash", public.context_hash, binding.context_hash)
     header = read_sealed_key_header(sealed)
-    me = _address_of_private(private_key)
     if header.params_id != public.params_id:
         raise SealedKeyMismatchError("params_id", public.params_id, header.params_id)
-    if header.round_id != round_id:
-        raise SealedKeyMismatchError("round", round_id, header.round_id)
-    if header.context_hash != public.context_hash:
-        raise SealedKeyMismatchError("context_hash", public.context_hash, header.context_hash)
-    if header.recipient != me:
-        raise SealedKeyMismatchError("recipient", me, header.recipient)
+    for field in SealBinding.FIELDS:
+        expected, found = getattr(binding, field), getattr(header.binding, field)
+        if expected != found:
+            raise SealedKeyMismatchError(field, expected, found)
     try:
-        plaintext = ecies.decrypt(bytes(private_key), sealed[SEALED_HEADER_SIZE:])
-    except Exception as exc:  # eciespy raises ValueError or cryptography's InvalidTag
+        # info from the binding we expect, never from the clear header
+        secret_key = HPKE_SUITE.decrypt(
+            bytes(sealed[SEALED_HEADER_SIZE:]), _x25519_private(private_key), info=binding.info()
+        )
+    except (InvalidTag, ValueError) as exc:
         raise SealedKeyError(
-            "cannot open the sealed key: not sealed to this key, or tampered"
+            "cannot open the sealed key: not sealed to this key or binding, or tampered"
         ) from exc
-    if plaintext[:SEALED_HEADER_SIZE] != sealed[:SEALED_HEADER_SIZE]:
-        raise SealedKeyError("the sealed key's clear header differs from its authenticated copy")
-    return SecretRoundContext._attach(public, plaintext[SEALED_HEADER_SIZE:])
+    return SecretRoundContext._attach(public, secret_key)

@@ -13,7 +13,6 @@ refused rather than silently converted: the precision budget is stated for float
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy.typing as npt
 import torch
 
 from swarm.errors import LayoutMismatchError
+from swarm.hashing import Tag, tagged_hash
 
 #: bumped if the canonical encoding below ever changes (it is hashed into every blob)
 LAYOUT_ENCODING_VERSION = 1
@@ -67,8 +67,9 @@ class Layout:
 
     @cached_property
     def hash(self) -> bytes:
-        """sha256 of :meth:`canonical_bytes`: 32 bytes, carried in every blob header."""
-        return hashlib.sha256(self.canonical_bytes()).digest()
+        """Tagged hash (``swarm/v1/layout``) of :meth:`canonical_bytes`: 32 bytes, carried in
+        every blob header."""
+        return tagged_hash(Tag.LAYOUT, self.canonical_bytes())
 
 
 def layout_of(state: Mapping[str, torch.Tensor]) -> Layout:

@@ -61,6 +61,11 @@ class Chain:
         """Move the chain's clock forward and mine a block (development chains only)."""
         raise LedgerError(f"{self.url}: cannot move this chain's clock")
 
+    def mine(self, blocks: int = 1) -> None:
+        """Mine ``blocks`` empty blocks (development chains only): e.g. the block whose hash
+        draws a round's roles, on a chain that mines only when transactions come."""
+        raise LedgerError(f"{self.url}: cannot mine blocks on demand on this chain")
+
     def timestamp(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
@@ -109,6 +114,9 @@ class EmbeddedChain(Chain):
     def advance_time(self, seconds: int) -> None:
         self.tester.time_travel(self.timestamp() + int(seconds))
 
+    def mine(self, blocks: int = 1) -> None:
+        self.tester.mine_blocks(int(blocks))
+
 
 class RpcChain(Chain):
     """Any EVM node by URL. On anvil, funding and the clock use anvil's own RPC methods."""
@@ -142,6 +150,9 @@ class RpcChain(Chain):
     def advance_time(self, seconds: int) -> None:
         self._rpc("evm_increaseTime", [int(seconds)])
         self._rpc("evm_mine", [])
+
+    def mine(self, blocks: int = 1) -> None:
+        self._rpc("anvil_mine", [hex(int(blocks))])
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,4 +1,9 @@
-"""The ledger client: typed reads and signed writes against the SwarmLedger contract.
+"""The ledger client: typed reads and signed writes against the consortium's two contracts.
+
+A consortium is two contracts (contracts/src): ``Consortium`` (members, admin roles, versioned
+parameters) and ``SwarmLedger`` (the rounds), bound to each other. A client is made from the
+SwarmLedger's address and finds the Consortium through it (``consortium()``); its methods talk to
+whichever contract holds what they read or change.
 
 Transactions are signed locally with the caller's :class:`~swarm.identity.Identity`
 (eth-account, coincurve) and sent raw, so the node never holds a key. Every revert comes back as
@@ -38,7 +43,8 @@ from typing import Any, TypeVar
 
 import requests
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_typing import ChecksumAddress
+from eth_utils import is_address, to_checksum_address
 from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
@@ -49,11 +55,12 @@ from swarm.errors import (
     ChainUnavailableError,
     ConfigError,
     ContractNotFoundError,
+    InvalidContributorsError,
     LedgerError,
     OutOfGasError,
     TransactionError,
 )
-from swarm.identity import Identity, address_of_public_key, peer_id_of_public_key
+from swarm.identity import Identity, parse_member_card, peer_id_of_public_key
 from swarm.ledger.artifacts import load_artifact
 from swarm.ledger.chain import Chain
 from swarm.ledger.events import LedgerEvent, decode_logs
@@ -70,14 +77,15 @@ ZERO_HASH = b"\0" * 32
 #: extra gas for the longer path a transaction may take when others land first (see GasPolicy)
 DEFAULT_EXTRA_GAS: Mapping[str, int] = MappingProxyType(
     {
-        # the finalizing acknowledgement: +44.8k gas measured (the first finalization of a
-        # consortium, 72.4k -> 117.2k), whatever the number of participants
+        # the finalizing acknowledgement: +24.6k..+36.4k gas measured (4..30 participants;
+        # the first finalization of a consortium costs most)
         "acknowledge": 60_000,
-        # the join that closes the window: +77.6k + 3.70k per participant measured (4..30)
-        "join": 100_000,
+        # the join that closes the window: it records the draw block (+7.0k gas measured at
+        # 4..30 members: the roles are drawn later, from that block's hash)
+        "join": 40_000,
     }
 )
-DEFAULT_EXTRA_GAS_PER_MEMBER: Mapping[str, int] = MappingProxyType({"join": 4_000})
+DEFAULT_EXTRA_GAS_PER_MEMBER: Mapping[str, int] = MappingProxyType({"join": 1_000})
 
 #: how many times one call sends (or resends) its transaction before giving up
 SEND_ATTEMPTS = 4
@@ -143,8 +151,21 @@ def _ledger_call(what: str) -> Iterator[None]:
         raise LedgerError(f"{what}: the chain refused the request ({exc})") from exc
 
 
+#: keccak256("swarm.ADMIN_ROLE"): admits/removes members and sets parameters (Consortium)
+ADMIN_ROLE = bytes.fromhex("285d678ce4fb26b8c269b7317e06b9784b0b1bb3cd860770ce6e3a8e0142357e")
+#: OpenZeppelin's DEFAULT_ADMIN_ROLE: the consortium's owner (grants ADMIN_ROLE; two-step handover)
+DEFAULT_ADMIN_ROLE = ZERO_HASH
+
+
+def _checked_address(address: str, what: str) -> ChecksumAddress:
+    if not isinstance(address, str) or not is_address(address):
+        raise ConfigError(f"{what} {address!r} is not an Ethereum address (0x and 40 hex digits)")
+    return to_checksum_address(address)
+
+
 class LedgerClient:
-    """One contract on one chain, optionally acting as one identity."""
+    """A consortium's SwarmLedger (and through it its Consortium) on one chain, optionally
+    acting as one identity. ``contract`` is the SwarmLedger, ``consortium`` the Consortium."""
 
     def __init__(
         self,
@@ -156,11 +177,10 @@ class LedgerClient:
     ) -> None:
         self.chain = chain
         self.w3 = chain.w3
-        self.address = to_checksum_address(address)
+        self.address = _checked_address(address, "contract address")
         self.identity = identity
         self.gas_policy = gas_policy or GasPolicy()
         self._lock = threading.Lock()
-        artifact = load_artifact()
         with _ledger_call("reading the contract's code"):
             code = self.w3.eth.get_code(self.address)
         if not code:
@@ -168,7 +188,21 @@ class LedgerClient:
                 f"no contract at {self.address} on {chain.url} "
                 "(wrong address, or a development chain that was restarted without its state)"
             )
-        self.contract: Contract = self.w3.eth.contract(address=self.address, abi=artifact.abi)
+        self.contract: Contract = self.w3.eth.contract(
+            address=self.address, abi=load_artifact("SwarmLedger").abi
+        )
+        try:
+            with _ledger_call("reading the ledger's consortium"):
+                consortium = self.contract.functions.consortium().call()
+        except LedgerError as exc:  # not a SwarmLedger (e.g. the Consortium's address)
+            raise ContractNotFoundError(
+                f"the contract at {self.address} on {chain.url} is not a SwarmLedger "
+                "(give the SwarmLedger's address, not the Consortium's)"
+            ) from exc
+        self.consortium_address = to_checksum_address(consortium)
+        self.consortium: Contract = self.w3.eth.contract(
+            address=self.consortium_address, abi=load_artifact("Consortium").abi
+        )
 
     # --- deployment ----------------------------------------------------------------------
 
@@ -180,23 +214,18 @@ class LedgerClient:
         params: Params,
         *,
         gas_policy: GasPolicy | None = None,
+        admin_delay: int = 0,
     ) -> LedgerClient:
-        """Deploy a new consortium contract; ``identity`` becomes its first admin."""
-        artifact = load_artifact()
-        factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        with _ledger_call("deploying the contract"):
-            tx = factory.constructor(params_to_tuple(params)).build_transaction(
-                {"from": identity.address, "nonce": _pending_nonce(chain, identity.address)}
-            )
-            tx["gas"] = min(math.ceil(int(tx["gas"]) * 1.1), chain.block_gas_limit())
-            signed = Account.sign_transaction(tx, identity.private_key)
-            tx_hash = chain.w3.eth.send_raw_transaction(signed.raw_transaction)
-            receipt = _wait_for_receipt(chain, HexBytes(tx_hash))
-        if receipt["status"] != 1:
-            raise TransactionError(f"deploying the contract failed ({tx_hash.to_0x_hex()})")
-        address = receipt["contractAddress"]
-        log.info("deployed SwarmLedger at %s (gas %d)", address, receipt["gasUsed"])
-        return cls(chain, address, identity, gas_policy=gas_policy)
+        """Deploy a new consortium: the Consortium (``identity`` becomes its owner and first
+        admin; ``admin_delay`` seconds between beginning and accepting an ownership handover),
+        the SwarmLedger reading it, and bind the two. A client of the SwarmLedger."""
+        consortium = _deploy(
+            chain, identity, "Consortium", int(admin_delay), params_to_tuple(params)
+        )
+        ledger = _deploy(chain, identity, "SwarmLedger", consortium)
+        client = cls(chain, ledger, identity, gas_policy=gas_policy)
+        client._send(client.consortium.functions.bindLedger(ledger))
+        return client
 
     def as_identity(self, identity: Identity) -> LedgerClient:
         """The same contract, acting as another identity (with the same gas policy)."""
@@ -209,17 +238,28 @@ class LedgerClient:
             return fn()
 
     def is_admin(self, address: str) -> bool:
-        return bool(self._read(lambda: self.contract.functions.isAdmin(address).call(), "isAdmin"))
+        """Whether ``address`` holds ADMIN_ROLE (admits members, sets parameters)."""
+        return bool(
+            self._read(
+                lambda: self.consortium.functions.hasRole(ADMIN_ROLE, address).call(), "hasRole"
+            )
+        )
+
+    def owner(self) -> str:
+        """The consortium's owner (DEFAULT_ADMIN_ROLE): it grants and revokes ADMIN_ROLE."""
+        return to_checksum_address(
+            self._read(lambda: self.consortium.functions.defaultAdmin().call(), "defaultAdmin")
+        )
 
     def is_member(self, address: str) -> bool:
         return bool(
-            self._read(lambda: self.contract.functions.isMember(address).call(), "isMember")
+            self._read(lambda: self.consortium.functions.isMember(address).call(), "isMember")
         )
 
     def member(self, address: str) -> Member | None:
         """The record of ``address``, or None if it was never admitted."""
-        raw = self._read(lambda: self.contract.functions.getMember(address).call(), "getMember")
-        public_key, peer_id, multiaddrs, name, added_at, active = raw
+        raw = self._read(lambda: self.consortium.functions.getMember(address).call(), "getMember")
+        public_key, encryption_key, peer_id, multiaddrs, name, added_at, active = raw
         if added_at == 0:
             return None
         return Member(
@@ -230,12 +270,13 @@ class LedgerClient:
             name=name,
             active=bool(active),
             added_at=int(added_at),
+            encryption_key=bytes(encryption_key),
         )
 
     def members(self, *, include_removed: bool = True) -> list[Member]:
         """Every member in order of admission (removed ones too unless asked not to)."""
         addresses = self._read(
-            lambda: self.contract.functions.memberAddresses().call(), "memberAddresses"
+            lambda: self.consortium.functions.memberAddresses().call(), "memberAddresses"
         )
         found = [m for m in (self.member(a) for a in addresses) if m is not None]
         return [m for m in found if include_removed or m.active]
@@ -244,8 +285,36 @@ class LedgerClient:
         return self.members(include_removed=False)
 
     def params(self) -> Params:
-        raw = self._read(lambda: self.contract.functions.params().call(), "params")
+        """The newest parameters (the next round opens with them)."""
+        raw = self._read(lambda: self.consortium.functions.params().call(), "params")
         return params_from_tuple(raw)
+
+    def params_version(self) -> int:
+        """The newest parameter version's index (0: the deployment's)."""
+        return int(
+            self._read(lambda: self.consortium.functions.paramsVersion().call(), "paramsVersion")
+        )
+
+    def params_at(self, version: int) -> Params:
+        """Parameter version ``version`` (what a round that opened with it uses)."""
+        raw = self._read(lambda: self.consortium.functions.paramsAt(version).call(), "paramsAt")
+        return params_from_tuple(raw)
+
+    def missed_commits(self, address: str) -> int:
+        """``address``'s consecutive missed commits (reset by a commit and by sitting out)."""
+        return int(
+            self._read(
+                lambda: self.contract.functions.missedCommits(address).call(), "missedCommits"
+            )
+        )
+
+    def sitting_out_until(self, address: str) -> int:
+        """The last round ``address`` sits out (0: it never sat out)."""
+        return int(
+            self._read(
+                lambda: self.contract.functions.sittingOutUntil(address).call(), "sittingOutUntil"
+            )
+        )
 
     def current_round(self) -> int:
         return int(self._read(lambda: self.contract.functions.currentRound().call(), "round"))
@@ -265,8 +334,10 @@ class LedgerClient:
         return bytes(self._read(lambda: self.contract.functions.latestModel().call(), "model"))
 
     def round(self, round_id: int) -> RoundInfo:
+        """``round_id`` as the contract's views describe it now, with its parameter snapshot."""
         raw = self._read(lambda: self.contract.functions.getRound(round_id).call(), "getRound")
-        return _round_from_tuple(raw)
+        params = None if RoundState(raw[1]) == RoundState.NONE else self.params_at(int(raw[24]))
+        return _round_from_tuple(raw, params)
 
     def commitment(self, round_id: int, attempt: int, address: str) -> tuple[bytes, int]:
         """(sha256 of the update, sample count) that ``address`` committed; zeros if none."""
@@ -296,7 +367,7 @@ class LedgerClient:
     def active_member_count(self) -> int:
         return int(
             self._read(
-                lambda: self.contract.functions.activeMemberCount().call(), "activeMemberCount"
+                lambda: self.consortium.functions.activeMemberCount().call(), "activeMemberCount"
             )
         )
 
@@ -310,12 +381,16 @@ class LedgerClient:
     def events(
         self, from_block: int = 0, to_block: BlockIdentifier = "latest"
     ) -> list[LedgerEvent]:
-        """Every event the contract emitted in the block range, in chain order."""
+        """Every event both contracts emitted in the block range, in chain order."""
         with _ledger_call("reading events"):
             logs = self.w3.eth.get_logs(
-                {"address": self.address, "fromBlock": from_block, "toBlock": to_block}
+                {
+                    "address": [self.address, self.consortium_address],
+                    "fromBlock": from_block,
+                    "toBlock": to_block,
+                }
             )
-            return decode_logs(self.w3, self.contract, logs)
+            return decode_logs(self.w3, [self.contract, self.consortium], logs)
 
     # --- writes: membership and parameters -------------------------------------------------
 
@@ -326,8 +401,14 @@ class LedgerClient:
         name: str,
         multiaddrs: Sequence[str] = (),
         peer_id: str | None = None,
+        *,
+        encryption_key: bytes,
+        encryption_key_sig: bytes,
     ) -> TxResult:
-        """Admit a hospital. The PeerID defaults to (and must equal) the one of its public key."""
+        """Admit a hospital (ADMIN_ROLE). The PeerID defaults to (and must equal) the one of its
+        public key; ``encryption_key`` (32-byte X25519) must carry ``encryption_key_sig``, the
+        identity key's 65-byte signature (``Identity.encryption_key_signature()``): the contract
+        checks both."""
         public_key = _raw_public_key(public_key)
         derived_peer_id = peer_id_of_public_key(public_key)
         if peer_id is not None and peer_id != derived_peer_id:
@@ -335,25 +416,78 @@ class LedgerClient:
                 f"PeerID {peer_id} is not the PeerID of that public key ({derived_peer_id})"
             )
         return self._send(
-            self.contract.functions.addMember(
-                to_checksum_address(account), public_key, derived_peer_id, list(multiaddrs), name
+            self.consortium.functions.addMember(
+                _checked_address(account, "member address"),
+                public_key,
+                _hash32(encryption_key, "encryption_key"),
+                bytes(encryption_key_sig),
+                derived_peer_id,
+                list(multiaddrs),
+                name,
             )
         )
 
+    def add_member_identity(
+        self, identity: Identity, name: str, multiaddrs: Sequence[str] = ()
+    ) -> TxResult:
+        """Admit ``identity``'s hospital (development chains and tests: the admin holds the key)."""
+        return self.add_member(
+            identity.address,
+            identity.public_key,
+            name,
+            multiaddrs,
+            encryption_key=identity.encryption_public_key,
+            encryption_key_sig=identity.encryption_key_signature(),
+        )
+
     def remove_member(self, account: str) -> TxResult:
-        return self._send(self.contract.functions.removeMember(to_checksum_address(account)))
+        """Remove a hospital (ADMIN_ROLE); it leaves the running round too."""
+        return self._send(
+            self.consortium.functions.removeMember(_checked_address(account, "member address"))
+        )
 
     def add_admin(self, account: str) -> TxResult:
-        return self._send(self.contract.functions.addAdmin(to_checksum_address(account)))
+        """Grant ADMIN_ROLE (the owner only)."""
+        return self._send(
+            self.consortium.functions.grantRole(
+                ADMIN_ROLE, _checked_address(account, "admin address")
+            )
+        )
 
     def remove_admin(self, account: str) -> TxResult:
-        return self._send(self.contract.functions.removeAdmin(to_checksum_address(account)))
+        """Revoke ADMIN_ROLE (the owner only)."""
+        return self._send(
+            self.consortium.functions.revokeRole(
+                ADMIN_ROLE, _checked_address(account, "admin address")
+            )
+        )
+
+    def begin_ownership_transfer(self, new_owner: str) -> TxResult:
+        """Begin handing the consortium's ownership (DEFAULT_ADMIN_ROLE) to ``new_owner``."""
+        return self._send(
+            self.consortium.functions.beginDefaultAdminTransfer(
+                _checked_address(new_owner, "new owner")
+            )
+        )
+
+    def accept_ownership_transfer(self) -> TxResult:
+        """The pending owner accepts, once the consortium's delay has passed."""
+        return self._send(self.consortium.functions.acceptDefaultAdminTransfer())
 
     def set_params(self, params: Params) -> TxResult:
-        return self._send(self.contract.functions.setParams(params_to_tuple(params)))
+        """Append a parameter version (ADMIN_ROLE); running rounds keep theirs."""
+        return self._send(self.consortium.functions.setParams(params_to_tuple(params)))
 
     def update_multiaddrs(self, multiaddrs: Sequence[str]) -> TxResult:
-        return self._send(self.contract.functions.updateMultiaddrs(list(multiaddrs)))
+        return self._send(self.consortium.functions.updateMultiaddrs(list(multiaddrs)))
+
+    def set_encryption_key(self, encryption_key: bytes, signature: bytes) -> TxResult:
+        """Rotate this member's encryption key (signed by its identity key)."""
+        return self._send(
+            self.consortium.functions.setEncryptionKey(
+                _hash32(encryption_key, "encryption_key"), bytes(signature)
+            )
+        )
 
     # --- writes: the round protocol --------------------------------------------------------
 
@@ -377,6 +511,10 @@ class LedgerClient:
             self.contract.functions.postRoundKey(round_id, _hash32(key_hash, "key_hash"))
         )
 
+    def draw_roles(self, round_id: int) -> TxResult:
+        """Store the round's seed while its draw block's hash is within reach (256 blocks)."""
+        return self._send(self.contract.functions.drawRoles(round_id))
+
     def replace_key_steward(self, round_id: int) -> TxResult:
         return self._send(self.contract.functions.replaceKeySteward(round_id))
 
@@ -390,11 +528,15 @@ class LedgerClient:
     def submit_aggregate(
         self, round_id: int, aggregate_hash: bytes, contributors: Sequence[str]
     ) -> TxResult:
-        """Submit the aggregate; contributors are sorted as the contract requires."""
-        ordered = sorted({to_checksum_address(c) for c in contributors}, key=lambda a: int(a, 16))
+        """Submit the aggregate; the contributors (addresses) go to the contract as a bitmap over
+        the round's participant indexes. An address that is not a participant is refused here
+        (InvalidContributorsError) before anything is sent."""
+        participants = self.round(round_id).participants
         return self._send(
             self.contract.functions.submitAggregate(
-                round_id, _hash32(aggregate_hash, "aggregate_hash"), ordered
+                round_id,
+                _hash32(aggregate_hash, "aggregate_hash"),
+                contributor_bits(round_id, participants, contributors),
             )
         )
 
@@ -449,7 +591,7 @@ class LedgerClient:
         name = getattr(fn, "fn_name", "")
         estimate = int(fn.estimate_gas({"from": sender}))
         members = (
-            int(self.contract.functions.activeMemberCount().call())
+            int(self.consortium.functions.activeMemberCount().call())
             if self.gas_policy.needs_member_count(name)
             else 0
         )
@@ -574,6 +716,46 @@ def _send_refusal(exc: BaseException) -> str | None:
     return None
 
 
+def _deploy(chain: Chain, identity: Identity, name: str, *args: Any) -> str:
+    """Deploy artifact ``name`` with constructor ``args``; its address."""
+    artifact = load_artifact(name)
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    with _ledger_call(f"deploying {name}"):
+        tx = factory.constructor(*args).build_transaction(
+            {"from": identity.address, "nonce": _pending_nonce(chain, identity.address)}
+        )
+        tx["gas"] = min(math.ceil(int(tx["gas"]) * 1.1), chain.block_gas_limit())
+        signed = Account.sign_transaction(tx, identity.private_key)
+        tx_hash = chain.w3.eth.send_raw_transaction(signed.raw_transaction)
+        receipt = _wait_for_receipt(chain, HexBytes(tx_hash))
+    if receipt["status"] != 1:
+        raise TransactionError(f"deploying {name} failed ({tx_hash.to_0x_hex()})")
+    address = to_checksum_address(receipt["contractAddress"])
+    log.info("deployed %s at %s (gas %d)", name, address, receipt["gasUsed"])
+    return address
+
+
+def contributor_bits(
+    round_id: int, participants: Sequence[str], contributors: Sequence[str]
+) -> int:
+    """The bitmap ``submitAggregate`` takes: bit i set for participant i among ``contributors``."""
+    index = {to_checksum_address(p): i for i, p in enumerate(participants)}
+    bits = 0
+    for c in contributors:
+        address = to_checksum_address(c)
+        if address not in index:
+            raise InvalidContributorsError(
+                "NotAParticipant", {"round": round_id, "account": address}
+            )
+        bits |= 1 << index[address]
+    return bits
+
+
+def bits_to_addresses(participants: Sequence[str], bits: int) -> tuple[str, ...]:
+    """The participants whose bit is set, in participant (index) order."""
+    return tuple(p for i, p in enumerate(participants) if bits >> i & 1)
+
+
 def _pending_nonce(chain: Chain, address: str) -> int:
     return int(chain.w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
 
@@ -613,26 +795,17 @@ def _raw_public_key(public_key: bytes) -> bytes:
 
 def member_card(identity: Identity) -> dict[str, str]:
     """What a hospital hands its consortium admin to be admitted (no secret in it)."""
-    return {
-        "address": identity.address,
-        "public_key": "0x" + identity.public_key.hex(),
-        "peer_id": identity.peer_id,
-    }
+    from swarm.identity import member_card as card
+
+    return card(identity)
 
 
-def check_member_card(card: dict[str, Any]) -> tuple[str, bytes, str]:
-    """Validate a member card: the public key must give both the address and the PeerID."""
-    try:
-        public_key = _raw_public_key(bytes.fromhex(str(card["public_key"]).removeprefix("0x")))
-        address = to_checksum_address(card["address"])
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"invalid member card: {exc}") from exc
-    if address_of_public_key(public_key) != address:
-        raise ConfigError(f"member card: the public key does not belong to {address}")
-    peer_id = card.get("peer_id") or peer_id_of_public_key(public_key)
-    if peer_id != peer_id_of_public_key(public_key):
-        raise ConfigError("member card: the PeerID does not belong to the public key")
-    return address, public_key, peer_id
+def check_member_card(card: dict[str, Any]) -> tuple[str, bytes, str, bytes, bytes]:
+    """Validate a member card (swarm.identity.parse_member_card): the public key must give the
+    address and the PeerID, and the encryption key must carry the identity key's signature.
+    (address, public key, PeerID, encryption key, its signature)."""
+    c = parse_member_card(card)
+    return c.address, c.public_key, c.peer_id, c.encryption_key, c.encryption_key_sig
 
 
 def params_to_tuple(p: Params) -> tuple[Any, ...]:
@@ -647,6 +820,8 @@ def params_to_tuple(p: Params) -> tuple[Any, ...]:
         _hash32(p.task_id, "task_id"),
         _hash32(p.initial_model_hash, "initial_model_hash"),
         p.metrics_enabled,
+        p.max_missed_commits,
+        p.sit_out_rounds,
     )
 
 
@@ -662,6 +837,8 @@ def params_from_tuple(raw: Sequence[Any]) -> Params:
         task_id=bytes(raw[7]),
         initial_model_hash=bytes(raw[8]),
         metrics_enabled=bool(raw[9]),
+        max_missed_commits=int(raw[10]),
+        sit_out_rounds=int(raw[11]),
     )
 
 
@@ -669,7 +846,7 @@ def _address_or_none(value: str) -> str | None:
     return None if int(value, 16) == 0 else to_checksum_address(value)
 
 
-def _round_from_tuple(raw: Sequence[Any]) -> RoundInfo:
+def _round_from_tuple(raw: Sequence[Any], params: Params | None = None) -> RoundInfo:
     (
         round_id,
         state,
@@ -694,14 +871,22 @@ def _round_from_tuple(raw: Sequence[Any]) -> RoundInfo:
         commit_deadline,
         merge_deadline,
         ack_deadline,
+        draw_block,
+        params_version,
+        seed_stored,
+        commit_bits,
+        contributor_bits,
+        ack_bits,
+        left_bits,
     ) = raw
+    members = tuple(to_checksum_address(a) for a in participants)
     return RoundInfo(
         round_id=int(round_id),
         state=RoundState(state),
         lapse_reason=LapseReason(lapse),
         base_model=bytes(base_model),
         attempt=int(attempt),
-        participants=tuple(to_checksum_address(a) for a in participants),
+        participants=members,
         order=tuple(to_checksum_address(a) for a in order),
         merge_peer=_address_or_none(merge_peer),
         key_steward=_address_or_none(key_steward),
@@ -719,6 +904,14 @@ def _round_from_tuple(raw: Sequence[Any]) -> RoundInfo:
         seed=bytes(seed),
         commit_count=int(commit_count),
         ack_eligible=int(ack_eligible),
+        draw_block=int(draw_block),
+        params_version=int(params_version),
+        seed_stored=bool(seed_stored),
+        commit_bits=int(commit_bits),
+        contributor_bits=int(contributor_bits),
+        ack_bits=int(ack_bits),
+        left=bits_to_addresses(members, int(left_bits)),
+        params=params,
     )
 
 
@@ -730,13 +923,19 @@ def _view_from_tuple(raw: Sequence[Any]) -> LedgerView:
         last_finalized,
         finalized_count,
         latest_model,
+        params_version,
         params,
+        round_params,
         round_raw,
         commit_hashes,
         commit_samples,
         acks,
+        _left,
     ) = raw
-    info = _round_from_tuple(round_raw)
+    state = RoundState(round_raw[1])
+    info = _round_from_tuple(
+        round_raw, None if state == RoundState.NONE else params_from_tuple(round_params)
+    )
     participants = info.participants
     return LedgerView(
         block_number=int(block_number),
@@ -759,17 +958,22 @@ def _view_from_tuple(raw: Sequence[Any]) -> LedgerView:
         acks=MappingProxyType(
             {p: bytes(a) for p, a in zip(participants, acks, strict=True) if bytes(a) != ZERO_HASH}
         ),
+        params_version=int(params_version),
     )
 
 
 __all__ = [
+    "ADMIN_ROLE",
+    "DEFAULT_ADMIN_ROLE",
     "EXACT_ESTIMATE",
     "ZERO_HASH",
     "GasPolicy",
     "LedgerClient",
     "LedgerError",
     "TxResult",
+    "bits_to_addresses",
     "check_member_card",
+    "contributor_bits",
     "member_card",
     "params_from_tuple",
     "params_to_tuple",

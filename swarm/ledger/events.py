@@ -35,21 +35,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def decode_logs(w3: Web3, contract: Contract, logs: Sequence[Any]) -> list[LedgerEvent]:
-    by_topic: dict[bytes, Any] = {}
-    abi: list[dict[str, Any]] = list(contract.abi)  # type: ignore[arg-type]
-    for item in abi:
-        if item.get("type") == "event":
-            event = contract.events[item["name"]]()
-            types = ",".join(_abi_type(i) for i in item["inputs"])
-            by_topic[Web3.keccak(text=f"{item['name']}({types})")] = event
+def decode_logs(
+    w3: Web3, contracts: Contract | Sequence[Contract], logs: Sequence[Any]
+) -> list[LedgerEvent]:
+    """The logs of ``contracts`` (each decoded with the ABI of the contract that emitted it;
+    others skipped), in chain order."""
+    if isinstance(contracts, Contract):
+        contracts = [contracts]
+    by_topic: dict[tuple[str, bytes], Any] = {}
+    for contract in contracts:
+        abi: list[dict[str, Any]] = list(contract.abi)  # type: ignore[arg-type]
+        for item in abi:
+            if item.get("type") == "event":
+                event = contract.events[item["name"]]()
+                types = ",".join(_abi_type(i) for i in item["inputs"])
+                topic = bytes(Web3.keccak(text=f"{item['name']}({types})"))
+                by_topic[(to_checksum_address(contract.address), topic)] = event
     timestamps: dict[int, int] = {}
     out: list[LedgerEvent] = []
     for raw in logs:
         topics = raw["topics"]
-        if not topics or bytes(topics[0]) not in by_topic:
+        key = (to_checksum_address(raw["address"]), bytes(topics[0]) if topics else b"")
+        if key not in by_topic:
             continue
-        decoded = by_topic[bytes(topics[0])].process_log(raw)
+        decoded = by_topic[key].process_log(raw)
         block = int(raw["blockNumber"])
         if block not in timestamps:
             timestamps[block] = int(w3.eth.get_block(block)["timestamp"])

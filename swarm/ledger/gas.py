@@ -2,11 +2,12 @@
 
 Gas per transaction is measured by ``benchmarks/ledger_bench.py`` (docs/benchmarks.md, "Ledger
 gas and latency"). Per round, a hospital that only participates sends ``join``, ``commitUpdate``
-and ``acknowledge`` (and ``reportMetrics`` where metrics are on): about 350k gas. The one that
+and ``acknowledge`` (and ``reportMetrics`` where metrics are on): about 250k gas. The one that
 also opens the round, closes the join, is key steward and merge peer sends more; at 30
-participants ``openRound`` 106k + the closing ``join`` 272k + ``postRoundKey`` 69k +
-``commitUpdate`` 88k + ``submitAggregate`` 855k + ``acknowledge`` 90k is about 1.5M gas. A
-hospital should budget :data:`ROUND_GAS_MAX` per round: the roles are drawn at random.
+participants ``openRound`` 98k + the closing ``join`` 92k + ``postRoundKey`` 112k (it stores
+the drawn seed) + ``commitUpdate`` 71k + ``submitAggregate`` 135k is about 510k gas, and at
+the CKKS set's 64 participants about 560k; replacements and metrics add to it. A hospital should
+budget :data:`ROUND_GAS_MAX` per round: the roles are drawn at random.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from swarm.errors import InsufficientFundsError
 from swarm.ledger.chain import Chain, EmbeddedChain, RpcChain
 
 #: gas a hospital spends in a round where it only participates (join, commit, acknowledge)
-ROUND_GAS_TYPICAL = 350_000
-#: gas a hospital spends in a round where it takes every role, at 30 participants
-ROUND_GAS_MAX = 1_500_000
+ROUND_GAS_TYPICAL = 250_000
+#: gas a hospital spends in a round where it takes every role (up to 64 participants)
+ROUND_GAS_MAX = 700_000
 #: a balance that pays for fewer rounds than this (at ROUND_GAS_MAX) is warned about
 LOW_BALANCE_ROUNDS = 20
 

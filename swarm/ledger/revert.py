@@ -22,32 +22,41 @@ from eth_utils import keccak, to_checksum_address
 from swarm import errors
 from swarm.ledger.artifacts import load_artifact
 
-# Solidity error name -> our class. Names not listed decode to plain ContractRevertError.
+# Solidity error name -> our class (both contracts, OpenZeppelin's included). Names not listed
+# decode to plain ContractRevertError.
 ERROR_CLASSES: dict[str, type[errors.ContractRevertError]] = {
-    "NotAdmin": errors.NotAdminError,
-    "LastAdmin": errors.NotAdminError,
-    "AdminAlreadyExists": errors.MemberExistsError,
+    # Consortium (and OpenZeppelin AccessControl / AccessControlDefaultAdminRules)
+    "AccessControlUnauthorizedAccount": errors.NotAdminError,
+    "AccessControlBadConfirmation": errors.NotAdminError,
+    "AccessControlEnforcedDefaultAdminRules": errors.NotAdminError,
+    "AccessControlEnforcedDefaultAdminDelay": errors.NotAdminError,
+    "AccessControlInvalidDefaultAdmin": errors.NotAdminError,
+    "InvalidAccount": errors.InvalidParameterError,
     "NotAMember": errors.NotAMemberError,
     "MemberAlreadyExists": errors.MemberExistsError,
     "PublicKeyMismatch": errors.PublicKeyMismatchError,
     "InvalidPublicKeyLength": errors.PublicKeyMismatchError,
+    "EncryptionKeySignatureInvalid": errors.PublicKeyMismatchError,
     "InvalidParameter": errors.InvalidParameterError,
-    "WrongRound": errors.WrongRoundError,
+    "UnknownParamsVersion": errors.InvalidParameterError,
+    # SwarmLedger
     "WrongBaseModel": errors.WrongRoundStateError,
-    "RoundNotOver": errors.WrongRoundStateError,
     "WrongRoundState": errors.WrongRoundStateError,
-    "TooFewJoined": errors.WrongRoundStateError,
+    "RoundFull": errors.WrongRoundStateError,
+    "NotLatestFinalized": errors.WrongRoundError,
     "DeadlinePassed": errors.DeadlinePassedError,
     "DeadlineNotPassed": errors.DeadlineNotPassedError,
     "AlreadyJoined": errors.AlreadyDoneError,
     "AlreadyCommitted": errors.AlreadyDoneError,
     "AlreadyAcknowledged": errors.AlreadyDoneError,
     "MetricsAlreadyReported": errors.AlreadyDoneError,
+    "RolesAlreadyDrawn": errors.AlreadyDoneError,
     "NotParticipant": errors.NotParticipantError,
     "NotContributor": errors.NotParticipantError,
+    "SittingOut": errors.NotParticipantError,
     "NotMergePeer": errors.NotYourRoleError,
     "NotKeySteward": errors.NotYourRoleError,
-    "InvalidContributor": errors.InvalidContributorsError,
+    "InvalidContributors": errors.InvalidContributorsError,
     "TooFewContributors": errors.InvalidContributorsError,
     "MetricsDisabled": errors.InvalidParameterError,
 }
@@ -66,7 +75,8 @@ class _ErrorAbi:
 @cache
 def _selectors() -> dict[bytes, _ErrorAbi]:
     table: dict[bytes, _ErrorAbi] = {}
-    for item in load_artifact().abi:
+    abi = [*load_artifact("SwarmLedger").abi, *load_artifact("Consortium").abi]
+    for item in abi:
         if item.get("type") != "error":
             continue
         entry = _ErrorAbi(
@@ -94,6 +104,11 @@ def decode_revert_data(data: bytes) -> errors.ContractRevertError | None:
             entry.fields, entry.types, entry.internal, values, strict=False
         )
     }
+    if entry.name == "WrongRoundState" and isinstance(decoded.get("expectedMask"), int):
+        from swarm.ledger.types import RoundState
+
+        states = RoundState.from_mask(decoded["expectedMask"])
+        decoded["expected"] = "|".join(state.name for state in states)
     cls = ERROR_CLASSES.get(entry.name, errors.ContractRevertError)
     return cls(entry.name, decoded)
 

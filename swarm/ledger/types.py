@@ -21,6 +21,7 @@ class Member:
     name: str  # display name, e.g. "Cleveland Clinic"
     active: bool  # False once removed
     added_at: int  # unix time of admission
+    encryption_key: bytes = b"\0" * 32  # X25519 public key (round keys are sealed to it)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Params:
     task_id: bytes  # 32 bytes
     initial_model_hash: bytes  # 32 bytes: the base model of the first round
     metrics_enabled: bool
+    max_missed_commits: int = 0  # consecutive missed commits before a member sits out; 0 = never
+    sit_out_rounds: int = 0  # rounds such a member sits out (1..1000 when the above > 0)
 
 
 class RoundState(IntEnum):
@@ -44,12 +47,23 @@ class RoundState(IntEnum):
 
     NONE = 0
     JOINING = 1
-    KEYING = 2
-    COMMITTING = 3
-    MERGING = 4
-    ACKNOWLEDGING = 5
-    FINALIZED = 6
-    LAPSED = 7
+    DRAWING = 2  # the join window closed; the block whose hash draws the roles is not mined yet
+    KEYING = 3
+    COMMITTING = 4
+    MERGING = 5
+    ACKNOWLEDGING = 6
+    FINALIZED = 7
+    LAPSED = 8
+
+    @property
+    def mask_bit(self) -> int:
+        """This state's bit in a ``WrongRoundState`` error's ``expectedMask``."""
+        return 1 << int(self)
+
+    @classmethod
+    def from_mask(cls, mask: int) -> tuple[RoundState, ...]:
+        """The states an ``expectedMask`` names."""
+        return tuple(s for s in cls if mask & s.mask_bit)
 
 
 class LapseReason(IntEnum):
@@ -61,6 +75,7 @@ class LapseReason(IntEnum):
     NO_STEWARD_LEFT = 3
     NO_MERGE_PEER_LEFT = 4
     NO_AGREEMENT = 5
+    DRAW_EXPIRED = 6  # the draw block's hash left the 256-block horizon before anyone stored it
 
 
 @dataclass(frozen=True)
@@ -87,9 +102,17 @@ class RoundInfo:
     merge_deadline: int
     ack_deadline: int
     min_peers: int
-    seed: bytes  # drives the role order (zero until the join window closed)
+    seed: bytes  # drives the role order (zero while Drawing)
     commit_count: int  # commitments in the current attempt
     ack_eligible: int  # contributors that hold the key and so may acknowledge
+    draw_block: int = 0  # the block whose hash seeds the roles (0 while Joining)
+    params_version: int = 0  # the parameter version the round opened with
+    seed_stored: bool = False  # the seed is on chain (else derived from blockhash(draw_block))
+    commit_bits: int = 0  # bit i: participant i committed in the current attempt
+    contributor_bits: int = 0  # bit i: participant i is in the aggregate
+    ack_bits: int = 0  # bit i: participant i acknowledged
+    left: tuple[str, ...] = ()  # participants removed from the consortium during the round
+    params: Params | None = None  # the round's parameter snapshot (version params_version)
 
 
 @dataclass(frozen=True)
@@ -103,9 +126,10 @@ class LedgerView:
     last_finalized: int  # the newest finalized round's id (0 before the first)
     finalized_count: int  # how many rounds were finalized (lapsed ones do not count)
     latest_model: bytes
-    params: Params
+    params: Params  # the newest parameters (the next round opens with them)
     round: RoundInfo | None  # None when there is no such round yet (current_round == 0)
     # participant -> (update hash, samples), only those that committed in the current attempt
     commitments: Mapping[str, tuple[bytes, int]]
     # participant -> acknowledged model hash, only those that acknowledged
     acks: Mapping[str, bytes]
+    params_version: int = 0  # the newest parameter version's index

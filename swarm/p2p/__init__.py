@@ -2,7 +2,7 @@
 
 One secp256k1 key per hospital gives both its ledger address and its PeerID; connections are
 TCP + Noise + yamux only, and a connection whose key is not an active member's is refused.
-Payloads move over stream protocols (length-prefixed, chunked, sha256-checked, with deadlines
+Payloads move over stream protocols (length-prefixed, chunked, digest-checked, with deadlines
 and retries). No pubsub runs: every exchange is a request on a stream. See docs/p2p.md.
 
 This package never imports swarm.crypto, swarm.training or swarm.merge: it moves opaque bytes.
@@ -44,10 +44,18 @@ if TYPE_CHECKING:
         Verdict,
     )
     from swarm.p2p.service import P2PService, open_p2p
-    from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore
+    from swarm.p2p.store import (
+        CONTENT_TAGS,
+        BlobKind,
+        BlobRef,
+        BlobStore,
+        MemoryBlobStore,
+        content_digest,
+    )
 
 __all__ = [
     "AGGREGATE_PROTOCOL",
+    "CONTENT_TAGS",
     "MODEL_PROTOCOL",
     "RETRYABLE_REFUSALS",
     "ROUND_KEY_FETCH_PROTOCOL",
@@ -73,6 +81,7 @@ __all__ = [
     "StaticMembershipSource",
     "TransferPolicy",
     "Verdict",
+    "content_digest",
     "member_of_identity",
     "open_p2p",
     "write_members_file",
@@ -113,7 +122,10 @@ _HOME = {
         "swarm.p2p.protocols",
     ),
     **dict.fromkeys(("P2PService", "open_p2p"), "swarm.p2p.service"),
-    **dict.fromkeys(("BlobKind", "BlobRef", "BlobStore", "MemoryBlobStore"), "swarm.p2p.store"),
+    **dict.fromkeys(
+        ("CONTENT_TAGS", "BlobKind", "BlobRef", "BlobStore", "MemoryBlobStore", "content_digest"),
+        "swarm.p2p.store",
+    ),
 }
 
 

@@ -6,20 +6,19 @@ encryption would not match the hash it committed), and, as merge peer, the updat
 None of these is secret on disk: contexts are public, keys are sealed to our own key, updates are
 ciphertexts.
 
-Files are ``<kind>/<round>-<sender>-<sha256>.blob``, written atomically (temporary file, fsync,
-rename); the index is rebuilt from the names at start-up, and a file whose bytes do not hash to
-its name (a torn write from a crash) is dropped.
+Files are ``<kind>/<round>-<sender>-<content digest>.blob``, written atomically (temporary file,
+fsync, rename); the index is rebuilt from the names at start-up, and a file whose bytes do not
+hash to its name (a torn write from a crash) is dropped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from pathlib import Path
 
 from swarm._files import write_atomic
-from swarm.p2p.store import BlobKind, BlobRef
+from swarm.p2p.store import BlobKind, BlobRef, content_digest
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ class DirectoryBlobStore:
                 except (ValueError, OSError):
                     log.warning("ignoring unreadable blob file %s", path)
                     continue
-                if hashlib.sha256(data).digest() != digest:
+                if content_digest(kind, data) != digest:
                     log.warning("dropping %s: its bytes do not match its hash (torn write?)", path)
                     path.unlink(missing_ok=True)
                     continue

@@ -5,8 +5,9 @@ Wire format (all integers big-endian):
 * control message: ``u32 length || UTF-8 JSON object``, at most :data:`MAX_CONTROL_BYTES`;
 * payload of a size announced beforehand in a control message: chunks ``u32 length || bytes``
   (1 <= length <= :data:`MAX_CHUNK_BYTES`) whose lengths add up to exactly that size (or to
-  ``size - offset`` when resuming), followed by a 32-byte trailer: the sender's sha256 of the
-  *whole* payload.
+  ``size - offset`` when resuming), followed by a 32-byte trailer: the sender's digest of the
+  *whole* payload (the tagged hash of the payload's kind, swarm.hashing: the same digest the
+  ledger records, so one hash does both jobs).
 
 The receiver hashes as it copies, then checks its own hash against the trailer (corruption on
 the way) and against the digest its caller expects (the one committed on the ledger). Nothing
@@ -15,7 +16,6 @@ here waits on a clock: callers put every call under a trio deadline.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Mapping
@@ -28,6 +28,7 @@ from swarm.errors import (
     TransferInterruptedError,
     TransferRefusedError,
 )
+from swarm.hashing import Tag, tagged_hasher
 
 #: a control message (header, answer, status) is small by construction
 MAX_CONTROL_BYTES = 64 * 1024
@@ -46,10 +47,6 @@ class ByteStream(Protocol):
     async def read(self, max_bytes: int) -> bytes: ...
 
     async def write(self, data: bytes) -> None: ...
-
-
-def sha256(data: bytes | bytearray | memoryview) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 async def read_exactly(stream: ByteStream, n: int) -> bytes:
@@ -114,13 +111,15 @@ async def send_payload(
     stream: ByteStream,
     data: bytes | bytearray | memoryview,
     *,
+    tag: Tag,
     offset: int = 0,
     whole_digest: bytes | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> bytes:
     """Send ``data[offset:]`` in chunks, then the trailer; returns the trailer's digest.
 
-    ``whole_digest`` is the sha256 of all of ``data`` when the sender already knows it (a blob
+    ``tag`` is the payload's hash tag (``swarm.p2p.store.CONTENT_TAGS[kind]``).
+    ``whole_digest`` is the tagged hash of all of ``data`` when the sender already knows it (a blob
     it verified when storing it); otherwise it is computed while sending, so the trailer
     describes the bytes that actually went out.
     """
@@ -130,7 +129,10 @@ async def send_payload(
     if not 0 <= offset <= len(view):
         raise ValueError(f"offset {offset} outside a payload of {len(view)} bytes")
     # hash what actually goes out unless the sender already knows the whole payload's digest
-    hasher = hashlib.sha256(view[:offset]) if whole_digest is None else None
+    hasher = None
+    if whole_digest is None:
+        hasher = tagged_hasher(tag)
+        hasher.update(view[:offset])
     pos = offset
     while pos < len(view):
         chunk = view[pos : pos + chunk_bytes]
@@ -150,18 +152,19 @@ class PartialPayload:
     The hash runs as bytes arrive, so resuming never re-reads the prefix.
     """
 
-    def __init__(self, size: int, expected_digest: bytes, limit: int) -> None:
+    def __init__(self, size: int, expected_digest: bytes, limit: int, *, tag: Tag) -> None:
         if size < 0:
             raise ProtocolViolationError(f"negative payload size {size}")
         if size > limit:
             raise PayloadTooLargeError(size, limit)
         if len(expected_digest) != DIGEST_BYTES:
-            raise ValueError("expected digest must be 32 bytes (sha256)")
+            raise ValueError("expected digest must be 32 bytes (a tagged sha256)")
+        self.tag = tag
         self.size = size
         self.expected_digest = expected_digest
         self.received = 0
         self._buffer = bytearray(size)
-        self._hasher = hashlib.sha256()
+        self._hasher = tagged_hasher(tag)
 
     @property
     def complete(self) -> bool:
@@ -170,7 +173,7 @@ class PartialPayload:
     def reset(self) -> None:
         """Forget what was received (after a hash mismatch: the prefix cannot be trusted)."""
         self.received = 0
-        self._hasher = hashlib.sha256()
+        self._hasher = tagged_hasher(self.tag)
 
     def _take(self, data: bytes) -> None:
         end = self.received + len(data)

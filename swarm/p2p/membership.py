@@ -97,6 +97,7 @@ def member_to_json(member: Member) -> dict[str, Any]:
         "name": member.name,
         "active": member.active,
         "added_at": member.added_at,
+        "encryption_key": member.encryption_key.hex(),
     }
 
 
@@ -110,6 +111,9 @@ def member_from_json(data: Mapping[str, Any]) -> Member:
             name=str(data.get("name", "")),
             active=bool(data.get("active", True)),
             added_at=int(data.get("added_at", 0)),
+            encryption_key=bytes.fromhex(
+                str(data.get("encryption_key", "00" * 32)).removeprefix("0x")
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"member entry is malformed: {exc}") from exc
@@ -156,6 +160,7 @@ def member_of_identity(
         name=name,
         active=active,
         added_at=added_at,
+        encryption_key=identity.encryption_public_key,
     )
 
 

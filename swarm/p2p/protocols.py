@@ -13,7 +13,8 @@
 
 A push: header ``{kind, round, digest, size}`` -> answer (refusal, or ok; ``stored`` when the
 receiver already holds exactly this blob) -> payload (framing.py) -> final answer after the
-receiver read *all* of it, checked its sha256 and stored it. A fetch: header
+receiver read *all* of it, checked its digest (``content_digest``: the tagged hash of its kind,
+the one the ledger records) and stored it. A fetch: header
 ``{kind, round, digest, offset}`` -> answer ``{size, digest, offset}`` -> payload from ``offset``.
 A round-key fetch: header ``{round}`` -> answer ``{round, context_size, context_digest, key_size,
 key_digest}`` (the key fields null when the requester gets no key) -> the context's payload,
@@ -58,11 +59,10 @@ from swarm.p2p.framing import (
     read_message,
     refusal,
     send_payload,
-    sha256,
     write_message,
 )
 from swarm.p2p.host import P2PHost, reset_quietly, widen_receive_window
-from swarm.p2p.store import BlobKind, BlobRef, BlobStore
+from swarm.p2p.store import CONTENT_TAGS, BlobKind, BlobRef, BlobStore, content_digest
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class PushRequest:
     sender: str  # checksummed address, derived from the connection's authenticated key
     kind: BlobKind
     round_id: int
-    digest: bytes  # the sha256 the sender declares (and, in production, committed on the ledger)
+    digest: bytes  # the content digest the sender declares (in production, the ledger's)
     size: int
 
 
@@ -430,7 +430,9 @@ class ProtocolServer:
         try:
             await widen_receive_window(io.stream, request.size)
             await write_message(io, accepted())
-            partial = PartialPayload(request.size, request.digest, limit)
+            partial = PartialPayload(
+                request.size, request.digest, limit, tag=CONTENT_TAGS[request.kind]
+            )
             with trio.move_on_after(self.policy.deadline_s(request.size)):
                 try:
                     # read everything before any processing: a receiver that stops reading for
@@ -480,6 +482,7 @@ class ProtocolServer:
                 await send_payload(
                     io,
                     data,
+                    tag=CONTENT_TAGS[kind],
                     offset=offset,
                     whole_digest=digest,
                     chunk_bytes=self.policy.chunk_bytes,
@@ -548,8 +551,10 @@ class ProtocolServer:
         ):
             raise TypeError(f"a round key provider returned {bundle!r:.80}")
         context, key = bytes(bundle.context), bundle.sealed_key
-        context_digest = await trio.to_thread.run_sync(sha256, context)
-        key_digest = None if key is None else sha256(key)
+        context_digest = await trio.to_thread.run_sync(
+            content_digest, BlobKind.ROUND_CONTEXT, context
+        )
+        key_digest = None if key is None else content_digest(BlobKind.ROUND_KEY, key)
         await write_message(
             io,
             accepted(
@@ -562,9 +567,21 @@ class ProtocolServer:
         )
         chunk = self.policy.chunk_bytes
         with trio.move_on_after(self.policy.deadline_s(len(context) + len(key or b""))):
-            await send_payload(io, context, whole_digest=context_digest, chunk_bytes=chunk)
+            await send_payload(
+                io,
+                context,
+                tag=CONTENT_TAGS[BlobKind.ROUND_CONTEXT],
+                whole_digest=context_digest,
+                chunk_bytes=chunk,
+            )
             if key is not None:
-                await send_payload(io, key, whole_digest=key_digest, chunk_bytes=chunk)
+                await send_payload(
+                    io,
+                    key,
+                    tag=CONTENT_TAGS[BlobKind.ROUND_KEY],
+                    whole_digest=key_digest,
+                    chunk_bytes=chunk,
+                )
             logger.info(
                 "served round %d's context%s to %s",
                 round_id,
@@ -691,13 +708,16 @@ async def push(
 ) -> None:
     """Push ``payload`` to the member at ``address``; returns once it is stored there.
 
-    ``digest`` is the sha256 the sender committed to (computed when not given); the receiver
+    ``digest`` is the content digest the sender committed to (computed when not given); the
+    receiver
     refuses the payload (``hash_mismatch``) if the bytes do not hash to it.
     """
     member = host.member(address)
     protocol = PROTOCOL_OF_PUSH[kind]
     # hashing 100 MB takes ~60 ms: not on the event loop, where other transfers run
-    claimed = await trio.to_thread.run_sync(sha256, payload) if digest is None else digest
+    claimed = (
+        await trio.to_thread.run_sync(content_digest, kind, payload) if digest is None else digest
+    )
     header = {
         "v": WIRE_VERSION,
         "kind": str(kind),
@@ -716,7 +736,9 @@ async def push(
                 answer = await read_message(io)
                 raise_if_refused(answer)
                 if not answer.get("stored"):
-                    await send_payload(io, payload, chunk_bytes=policy.chunk_bytes)
+                    await send_payload(
+                        io, payload, tag=CONTENT_TAGS[kind], chunk_bytes=policy.chunk_bytes
+                    )
                     raise_if_refused(await read_message(io))
                 ok = True
             except TransferRefusedError:
@@ -774,7 +796,9 @@ async def fetch(
                 if _digest_field(answer) != digest or _field(answer, "offset", int) != offset:
                     raise ProtocolViolationError("the answer does not match the request")
                 if partial is None or partial.size != size:
-                    partial = state["partial"] = PartialPayload(size, digest, max_size)
+                    partial = state["partial"] = PartialPayload(
+                        size, digest, max_size, tag=CONTENT_TAGS[kind]
+                    )
                     if offset:
                         raise ProtocolViolationError("size changed between attempts")
                 deadline.extend_to(policy.deadline_s(size - offset))
@@ -832,7 +856,7 @@ async def fetch_round_key(
     the key steward at ``address``.
 
     Sizes over ``max_context`` / ``max_key`` are refused before a byte of them is read
-    (PayloadTooLargeError); each part is checked against the sha256 the steward announced
+    (PayloadTooLargeError); each part is checked against the digest the steward announced
     (transport integrity only: the caller checks the context against the ledger's hash and
     opens the sealed key itself).
     """
@@ -865,12 +889,17 @@ async def fetch_round_key(
                     raise ProtocolViolationError("negative size in the answer")
                 deadline.extend_to(policy.deadline_s(context_size + key_size))
                 await widen_receive_window(stream, context_size + key_size)
-                context = await PartialPayload(context_size, context_digest, max_context).receive(
-                    io
-                )
+                context = await PartialPayload(
+                    context_size,
+                    context_digest,
+                    max_context,
+                    tag=CONTENT_TAGS[BlobKind.ROUND_CONTEXT],
+                ).receive(io)
                 key = None
                 if key_digest is not None:
-                    key = await PartialPayload(key_size, key_digest, max_key).receive(io)
+                    key = await PartialPayload(
+                        key_size, key_digest, max_key, tag=CONTENT_TAGS[BlobKind.ROUND_KEY]
+                    ).receive(io)
                 ok = True
                 return RoundKeyBundle(context=context, sealed_key=key)
             except TransferRefusedError:

@@ -28,7 +28,6 @@ from swarm.identity import Identity
 from swarm.ledger.types import Member
 from swarm.p2p import protocols
 from swarm.p2p.config import P2PConfig, TransferPolicy
-from swarm.p2p.framing import sha256
 from swarm.p2p.host import P2PHost, own_key_answers_at
 from swarm.p2p.membership import (
     MembershipChange,
@@ -44,7 +43,7 @@ from swarm.p2p.protocols import (
     SizeLimit,
     StatusProvider,
 )
-from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore
+from swarm.p2p.store import BlobKind, BlobRef, BlobStore, MemoryBlobStore, content_digest
 
 if TYPE_CHECKING:
     # trio-typing's stubs (a dependency of libp2p) shadow trio's own annotations for mypy
@@ -234,7 +233,7 @@ class P2PService:
 
     async def offer(self, kind: BlobKind, round_id: int, data: bytes) -> BlobRef:
         """Put a blob of our own (an aggregate, a finalized model) where peers can fetch it."""
-        digest = await trio.to_thread.run_sync(sha256, data)
+        digest = await trio.to_thread.run_sync(content_digest, kind, data)
         ref = BlobRef(kind, round_id, self.address, digest, len(data))
         await trio.to_thread.run_sync(self.store.put, ref, data)
         return ref

@@ -1,8 +1,11 @@
 """Where received and served blobs live: a small interface the peer state machine can replace.
 
-Blobs are addressed two ways: by what they are (kind, round, sender) and by their sha256, which
-is what the ledger records. Store methods are blocking (a store may write to disk); the
-protocols call them from a worker thread, so an implementation must be thread-safe.
+Blobs are addressed two ways: by what they are (kind, round, sender) and by their content digest
+(:func:`content_digest`: the tagged hash of the kind, swarm.hashing), which is what the ledger
+records: an update's or aggregate's digest is ``swarm.crypto.blob_id``, a context's is the round
+key hash (``swarm.crypto.context_hash``), a model's is its model hash
+(``swarm.training.checkpoint.model_hash``). Store methods are blocking (a store may write to
+disk); the protocols call them from a worker thread, so an implementation must be thread-safe.
 """
 
 from __future__ import annotations
@@ -10,7 +13,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from swarm.hashing import Tag, tagged_hash, tagged_hasher
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from hashlib import _Hash
 
 
 class BlobKind(StrEnum):
@@ -19,6 +28,26 @@ class BlobKind(StrEnum):
     MODEL = "model"  # a finalized model, fetched by late joiners (catch-up)
     ROUND_KEY = "round_key"  # a round's secret key sealed to one participant, pushed by the steward
     ROUND_CONTEXT = "round_context"  # a round's public CKKS context, pushed by the steward
+
+
+#: the hash tag each kind is addressed by: the tag of the commitment the ledger records for it
+CONTENT_TAGS: Mapping[BlobKind, Tag] = {
+    BlobKind.UPDATE: Tag.BLOB,
+    BlobKind.AGGREGATE: Tag.BLOB,
+    BlobKind.MODEL: Tag.MODEL,
+    BlobKind.ROUND_KEY: Tag.SEALED_KEY,
+    BlobKind.ROUND_CONTEXT: Tag.ROUND_CONTEXT,
+}
+
+
+def content_digest(kind: BlobKind, data: bytes | bytearray | memoryview) -> bytes:
+    """The digest a blob of ``kind`` is addressed, transferred and stored by (32 bytes)."""
+    return tagged_hash(CONTENT_TAGS[kind], data)
+
+
+def content_hasher(kind: BlobKind) -> _Hash:
+    """An incremental :func:`content_digest` (feed it with ``update``)."""
+    return tagged_hasher(CONTENT_TAGS[kind])
 
 
 @dataclass(frozen=True)
@@ -30,7 +59,7 @@ class BlobRef:
     kind: BlobKind
     round_id: int
     sender: str
-    digest: bytes  # sha256 of the bytes
+    digest: bytes  # content_digest(kind, the bytes)
     size: int
 
     def matches(
@@ -51,11 +80,11 @@ class BlobRef:
 
 class BlobStore(Protocol):
     def put(self, ref: BlobRef, data: bytes) -> None:
-        """Keep ``data`` (already verified to hash to ``ref.digest``) under ``ref``."""
+        """Keep ``data`` (already verified: its content digest is ``ref.digest``) under ``ref``."""
         ...
 
     def get(self, digest: bytes) -> bytes | None:
-        """The bytes whose sha256 is ``digest``, or None."""
+        """The bytes whose content digest is ``digest``, or None."""
         ...
 
     def find(

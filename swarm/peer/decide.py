@@ -10,10 +10,13 @@ Stages, from the ledger's derived round state and our place in the round::
 
     our model is not the ledger's latest   adopt the one we computed, or catch up
     no round / finalized / lapsed          open the next round
-    joining                                join (if we hold the base); train; close the window
-                                           after its deadline
+    joining                                join (if we hold the base and do not sit out); train;
+                                           close the window after its deadline
+    drawing                                train; the roles are drawn from a block hash that
+                                           does not exist yet: nobody acts on a role
     keying                                 steward: make the key, post its hash; others: replace
-                                           a steward past its deadline
+                                           a steward past its deadline, or one that was removed
+                                           from the consortium at once (likewise a merge peer)
     committing / merging                   pull the key if it did not arrive; commit; push to
                                            the merge peer; merge peer: merge when all are in or
                                            the commit window closed; others: replace a merge
@@ -77,7 +80,7 @@ def _decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
     if r.base_model != local.model_hash:
         return actions  # cannot happen while our model is the latest; wait for the ledger
     progress = local.progress_in(r.round_id).for_attempt(r.attempt)
-    actions += _in_round(ledger, r, local.me, progress, now)
+    actions += _in_round(ledger, r, local, progress, now)
     return actions
 
 
@@ -104,12 +107,14 @@ def _get_latest(ledger: LedgerView, local: LocalView) -> Action:
 
 
 def _in_round(
-    ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress, now: float
+    ledger: LedgerView, r: RoundInfo, local: LocalView, p: RoundProgress, now: float
 ) -> list[Action]:
-    rid = r.round_id
+    rid, me = r.round_id, local.me
     joined = me in r.participants
     if r.state == RoundState.JOINING:
         joining: list[Action] = []
+        if not joined and rid <= local.sitting_out_until:
+            return []  # benched for missed commits: the contract would refuse the join
         if not joined:
             joining.append(Join(rid))
         elif not p.trained:
@@ -117,10 +122,10 @@ def _in_round(
         if deadline_passed(r.join_deadline, now) and len(r.participants) >= r.min_peers:
             joining.append(CloseJoin(rid))
         return joining
-    if not joined:
-        return []  # not in this round: wait for the next one
+    if not joined or me in r.left:
+        return []  # not in this round (or removed from the consortium): wait
     # Training only helps while our update can still be committed.
-    may_commit = r.state in (RoundState.KEYING, RoundState.COMMITTING)
+    may_commit = r.state in (RoundState.DRAWING, RoundState.KEYING, RoundState.COMMITTING)
     out: list[Action] = []
     if may_commit and not p.trained and me not in ledger.commitments:
         out.append(Train(rid))
@@ -134,11 +139,14 @@ def _in_round(
 
 
 def _keying(r: RoundInfo, me: str, p: RoundProgress, now: float) -> list[Action]:
+    if r.merge_peer in r.left and me != r.merge_peer:
+        # a removed merge peer must not get this attempt's contributions: a new attempt now
+        return [ReplaceMergePeer(r.round_id, r.attempt)]
     if me == r.key_steward:
         if not p.steward_key:
             return [MakeRoundKey(r.round_id, r.attempt)]
         return [PostRoundKey(r.round_id, r.attempt)]
-    if deadline_passed(r.key_deadline, now):
+    if deadline_passed(r.key_deadline, now) or r.key_steward in r.left:
         return [ReplaceKeySteward(r.round_id, r.attempt)]
     return []
 
@@ -168,7 +176,9 @@ def _committing(
         out.append(PushUpdate(rid, attempt, r.merge_peer))
     if me == r.merge_peer:
         out += _merging(ledger, r, p, now)
-    elif r.state == RoundState.MERGING and deadline_passed(r.merge_deadline, now):
+    elif r.merge_peer in r.left or (
+        r.state == RoundState.MERGING and deadline_passed(r.merge_deadline, now)
+    ):
         out.append(ReplaceMergePeer(rid, attempt))
     return out
 
@@ -190,8 +200,12 @@ def _merging(ledger: LedgerView, r: RoundInfo, p: RoundProgress, now: float) -> 
         steward = r.key_steward
         return [FetchRoundKey(r.round_id, r.attempt, steward)] if steward else []
     held = dict(p.held_updates)
-    ready = [a for a, (digest, _) in ledger.commitments.items() if held.get(a) == digest]
-    everyone = len(ready) == len(r.participants)
+    ready = [
+        a
+        for a, (digest, _) in ledger.commitments.items()
+        if held.get(a) == digest and a not in r.left
+    ]
+    everyone = len(ready) == len([a for a in r.participants if a not in r.left])
     window_closed = deadline_passed(r.commit_deadline, now)
     if (everyone or window_closed) and len(ready) >= r.min_peers and now <= r.merge_deadline:
         return [Merge(r.round_id, r.attempt)]

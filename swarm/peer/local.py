@@ -45,6 +45,7 @@ class LocalView:
     progress: RoundProgress | None = None  # in the ledger's current round, if any
     in_flight: frozenset[str] = field(default_factory=frozenset)  # keys of running actions
     idle_since: float | None = None  # when we first saw no round running (wall clock)
+    sitting_out_until: int = 0  # the ledger benched us (missed commits) through this round
 
     def progress_in(self, round_id: int) -> RoundProgress:
         if self.progress is not None and self.progress.round_id == round_id:

@@ -33,6 +33,8 @@ async def validate_update(peer: Peer, req: PushRequest) -> str | None:
         return "this peer is not the round's merge peer"
     if req.sender not in info.participants:
         return "sender is not a participant of this round"
+    if req.sender in info.left:
+        return "sender was removed from the consortium during this round"
     committed = view.commitments.get(req.sender)
     if committed is None or committed[0] != req.digest:
         return "no matching commitment on the ledger (a late, replayed or altered update)"
@@ -52,7 +54,10 @@ async def merge(peer: Peer, action: Merge) -> None:
         raise ActionSupersededError("no public context for this attempt yet")
     if work.aggregate is None:
         peer.hook("before-merge", info)
-        commitments = {a: digest for a, (digest, _) in view.commitments.items()}
+        # a member removed mid-round is left out (it may have been removed for what it sends)
+        commitments = {
+            a: digest for a, (digest, _) in view.commitments.items() if a not in info.left
+        }
         public = work.public
         t0 = time.perf_counter()
 

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from swarm import crypto
-from swarm.errors import CryptoError, P2PError
+from swarm.errors import CryptoError, NotParticipantError, P2PError
 from swarm.p2p import BlobKind, BlobRef, PushRequest
 from swarm.peer import steward
 from swarm.peer.actions import (
@@ -44,7 +44,16 @@ async def open_round(peer: Peer, action: OpenRound) -> None:
 
 
 async def join(peer: Peer, action: Join) -> None:
-    await peer.tx(peer.ledger.join, action.round_id)
+    try:
+        await peer.tx(peer.ledger.join, action.round_id)
+    except NotParticipantError as exc:
+        if exc.name != "SittingOut":
+            raise
+        # benched for missed commits: say so once, and stop asking until the bench ends
+        until = int(exc.values.get("untilRound", action.round_id))
+        peer.sitting_out_until = until
+        peer.emit("sitting out", round=action.round_id, until=until)
+        return
     peer.emit("joined", round=action.round_id)
 
 
@@ -108,8 +117,14 @@ def load_round_keys(peer: Peer, info: RoundInfo, work: RoundWork) -> None:
         if sealed is None:
             continue
         try:
+            binding = steward.seal_binding(
+                peer, info.round_id, info.attempt, work.public.context_hash, peer.me
+            )
             work.secret = crypto.open_sealed_key(
-                sealed, work.public, round_id=info.round_id, private_key=peer.identity.private_key
+                sealed,
+                work.public,
+                binding=binding,
+                private_key=peer.identity.encryption_private_key(),
             )
         except CryptoError:
             continue  # an earlier attempt's key
@@ -137,7 +152,7 @@ async def fetch_round_key(peer: Peer, action: FetchRoundKey) -> None:
         max_context=crypto.max_public_context_size(ckks),
         max_key=crypto.max_sealed_key_size(ckks),
     )
-    if crypto.blob_id(bundle.context) != info.key_hash:
+    if crypto.context_hash(bundle.context) != info.key_hash:
         raise CryptoError("the steward served a context that is not the one on the ledger")
     await peer.call(
         peer.store.put,
@@ -145,7 +160,7 @@ async def fetch_round_key(peer: Peer, action: FetchRoundKey) -> None:
             BlobKind.ROUND_CONTEXT,
             action.round_id,
             action.steward,
-            crypto.blob_id(bundle.context),
+            crypto.context_hash(bundle.context),
             len(bundle.context),
         ),
         bundle.context,
@@ -157,7 +172,7 @@ async def fetch_round_key(peer: Peer, action: FetchRoundKey) -> None:
                 BlobKind.ROUND_KEY,
                 action.round_id,
                 action.steward,
-                crypto.blob_id(bundle.sealed_key),
+                crypto.sealed_key_id(bundle.sealed_key),
                 len(bundle.sealed_key),
             ),
             bundle.sealed_key,

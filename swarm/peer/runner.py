@@ -156,6 +156,7 @@ class Peer:
         self._stopped = False
         self._idle_since: float | None = None
         self._finished = 0  # actions ended so far (a view read across one is not decided on)
+        self.sitting_out_until = 0  # benched by the ledger for missed commits, through this round
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -238,10 +239,15 @@ class Peer:
             progress=progress,
             in_flight=frozenset(self._in_flight | cooling),
             idle_since=self._idle_since,
+            sitting_out_until=self.sitting_out_until,
         )
 
     def _observe(self, view: LedgerView) -> None:
         """Keep the working state on the ledger's round and attempt; say when a round ends."""
+        if view.params.task_id != self.params.task_id:
+            # the consortium switched tasks: this peer's model and data are for the old one
+            check_task_id(view.params.task_id, self.config.task, self.config.seed)
+        self.params = view.params
         info = view.round
         running = info is not None and info.state not in _OVER
         if running:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from swarm import crypto
-from swarm.errors import P2PError
+from swarm.errors import P2PError, SealedKeyError
 from swarm.p2p import BlobKind, RoundKeyBundle
 from swarm.peer.actions import DeliverRoundKeys, MakeRoundKey, PostRoundKey
 from swarm.peer.work import ActionSupersededError, RoundWork, StewardKeys
@@ -37,6 +37,22 @@ def restore(peer: Peer, round_id: int, attempt: int) -> StewardKeys | None:
     return keys
 
 
+def seal_binding(
+    peer: Peer, round_id: int, attempt: int, context_hash: bytes, recipient: str
+) -> crypto.SealBinding:
+    """What a sealed round key is bound to: this consortium's chain and ledger contract, the
+    round, the attempt, the public context and the recipient (blocking: the chain id may be read
+    from the node once)."""
+    return crypto.SealBinding.of(
+        chain_id=peer.ledger.chain.chain_id,
+        contract=peer.ledger.address,
+        round_id=round_id,
+        attempt=attempt,
+        context_hash=context_hash,
+        recipient=recipient,
+    )
+
+
 def _use(peer: Peer, work: RoundWork, keys: StewardKeys) -> None:
     """Make the steward a key holder of its own key (it contributes like everyone else)."""
     public = crypto.PublicRoundContext.from_bytes(
@@ -46,7 +62,10 @@ def _use(peer: Peer, work: RoundWork, keys: StewardKeys) -> None:
     own = keys.sealed.get(peer.me)
     if own is not None:
         work.secret = crypto.open_sealed_key(
-            own, public, round_id=keys.round_id, private_key=peer.identity.private_key
+            own,
+            public,
+            binding=seal_binding(peer, keys.round_id, keys.attempt, keys.context_hash, peer.me),
+            private_key=peer.identity.encryption_private_key(),
         )
         peer.secret_keys_held.add((keys.round_id, keys.attempt))
     work.steward = keys
@@ -68,12 +87,11 @@ async def make_round_key(peer: Peer, action: MakeRoundKey) -> None:
             if member is None:
                 log.warning("round %d: %s is not an active member: no key", info.round_id, address)
                 continue
-            sealed[address] = crypto.seal_secret_key(
-                secret,
-                round_id=info.round_id,
-                recipient_public_key=member.public_key,
-                recipient_address=bytes.fromhex(address[2:]),
-            )
+            binding = seal_binding(peer, info.round_id, info.attempt, secret.context_hash, address)
+            try:
+                sealed[address] = crypto.seal_secret_key(secret, binding, member.encryption_key)
+            except SealedKeyError as exc:  # no usable encryption key on record: no key
+                log.warning("round %d: %s: %s", info.round_id, address, exc)
         keys = StewardKeys(
             info.round_id, info.attempt, secret.public_bytes, secret.context_hash, sealed
         )

@@ -1,18 +1,19 @@
 """Model bytes, model hashes and checkpoints: one canonical encoding of a state_dict.
 
-The hash every peer acknowledges on the ledger is ``sha256(model_bytes(state_dict))``. The
+The hash every peer acknowledges on the ledger is the tagged hash (``swarm/v1/model``,
+swarm.hashing) of ``model_bytes(state_dict)``. The
 encoding is canonical (tensors in sorted name order, each with its name, dtype and shape, then
 its little-endian bytes), so honest peers that compute bit-identical weights get the same hash,
 whatever their torch version or platform.
 
 A checkpoint file is ``MAGIC``, a length-prefixed JSON header (round, model hash, config) and the
-model bytes. Loading never unpickles anything: a checkpoint from another peer is data, not code.
-Writes are atomic (temporary file, fsync, rename), so a crash never leaves half a checkpoint.
+model bytes; the header's model hash is checked against the bytes. Loading never unpickles
+anything: a checkpoint from another peer is data, not code. Writes are atomic (temporary file,
+fsync, rename), so a crash never leaves half a checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import struct
@@ -26,6 +27,7 @@ import torch
 
 from swarm._files import write_atomic
 from swarm.errors import CheckpointError
+from swarm.hashing import Tag, tagged_hash
 
 MAGIC = b"SWARMCK1"
 _MODEL_MAGIC = b"SWARMMD1"
@@ -59,8 +61,15 @@ def model_bytes(state_dict: Mapping[str, torch.Tensor]) -> bytes:
 
 
 def model_hash(state_dict: Mapping[str, torch.Tensor]) -> bytes:
-    """sha256 of the canonical encoding: the hash peers acknowledge on the ledger."""
-    return hashlib.sha256(model_bytes(state_dict)).digest()
+    """The hash peers acknowledge on the ledger: :func:`model_bytes_hash` of the canonical
+    encoding."""
+    return model_bytes_hash(model_bytes(state_dict))
+
+
+def model_bytes_hash(data: bytes | memoryview) -> bytes:
+    """The model hash of an already encoded model (:func:`model_bytes`): tag
+    ``swarm/v1/model``. A finalized model fetched from a peer is addressed by it too."""
+    return tagged_hash(Tag.MODEL, data)
 
 
 def state_dict_from_bytes(data: bytes) -> dict[str, torch.Tensor]:
@@ -116,7 +125,7 @@ def write_checkpoint(
 ) -> Path:
     """Write atomically; the hash stored is recomputed from the bytes written."""
     body = model_bytes(state_dict)
-    digest = hashlib.sha256(body).digest()
+    digest = model_bytes_hash(body)
     header = json.dumps(
         {"round": round_id, "model_hash": "0x" + digest.hex(), "config": dict(config or {})},
         sort_keys=True,
@@ -143,7 +152,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint header is corrupt") from exc
     body = data[16 + header_len :]
-    actual = hashlib.sha256(body).digest()
+    actual = model_bytes_hash(body)
     if actual != stated:
         raise CheckpointError(
             f"{path}: model bytes hash to 0x{actual.hex()}, header says 0x{stated.hex()}"

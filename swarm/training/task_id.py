@@ -4,9 +4,9 @@ One function, :func:`task_fingerprint`, computes both from the task's name and s
 admin's deployment (``swarm admin deploy``), a local network (``localnet``), ``swarm task info``
 and every peer's start-up check agree by construction.
 
-- the **task id** is a tagged hash of the name and the seed:
-  ``sha256(b"swarm/task-id/v1\\0" + name + b"\\0" + decimal seed)``. The tag keeps it apart from
-  any other sha256 of the same bytes; the seed is in it because a different seed is a different
+- the **task id** is a tagged hash (``swarm/v1/task``, swarm.hashing) of the name and the
+  seed: ``tagged_hash(Tag.TASK, name + b"\\0" + decimal seed)``. The tag keeps it apart from
+  any other hash of the same bytes; the seed is in it because a different seed is a different
   initial model, so a peer with the wrong seed is told so by the id, not only by the hash;
 - the **initial model hash** is :func:`swarm.training.checkpoint.model_hash` of
   ``get_task(name).build_model(seed).state_dict()``: the first round's base.
@@ -14,22 +14,22 @@ and every peer's start-up check agree by construction.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from swarm.errors import TaskMismatchError
+from swarm.hashing import Tag, tagged_hash
 from swarm.training.checkpoint import model_hash
 from swarm.training.registry import get_task
 
-#: domain separation of the task id; bump the version if what goes into the id changes
-TASK_ID_TAG = b"swarm/task-id/v1\0"
+#: domain separation of the task id (a new tag if what goes into the id ever changes)
+TASK_ID_TAG = Tag.TASK
 
 
 def task_id(name: str, seed: int = 0) -> bytes:
     """The 32-byte task id of task ``name`` built with ``seed`` (cheap: builds no model)."""
     if seed < 0:
         raise ValueError(f"seed must be at least 0, not {seed}")
-    return hashlib.sha256(TASK_ID_TAG + name.encode() + b"\0" + str(seed).encode()).digest()
+    return tagged_hash(TASK_ID_TAG, name.encode() + b"\0" + str(seed).encode())
 
 
 @dataclass(frozen=True)

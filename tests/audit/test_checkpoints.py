@@ -12,7 +12,7 @@ from swarm.audit.checkpoints import read_checkpoints
 from swarm.audit.verify import verify_checkpoints
 from swarm.errors import ConfigError
 from swarm.training.checkpoint import checkpoint_path, model_hash, write_checkpoint
-from tests.audit.driven import driven, model
+from tests.audit.driven import FINALIZED, driven, model
 
 
 def _write_all(directory: Path) -> None:
@@ -28,7 +28,7 @@ def test_checkpoints_of_the_finalized_models_verify(tmp_path: Path) -> None:
     records = read_checkpoints(tmp_path)
     history = build_history(d.ledger.events())
     assert [(r.round_id, r.model_hash) for r in records] == [
-        (rid, history.rounds[rid].final_model) for rid in (1, 2, 4)
+        (rid, history.rounds[rid].final_model) for rid in FINALIZED
     ]
     assert verify_checkpoints(history, records) == []
 
@@ -48,8 +48,8 @@ def test_tampered_missing_and_misplaced_checkpoints(tmp_path: Path) -> None:
     tampered = {k: v.clone() for k, v in d.models[2].items()}
     tampered["linear.bias"][0] += 1e-3
     write_checkpoint(tmp_path, 2, tampered)
-    # Round 4's checkpoint is renamed to round 5 (in progress): round 4 has none now.
-    checkpoint_path(tmp_path, 4).rename(checkpoint_path(tmp_path, 5))
+    # Round 4's checkpoint is renamed to round 7 (in progress): round 4 has none now.
+    checkpoint_path(tmp_path, 4).rename(checkpoint_path(tmp_path, 7))
     # Round 3 lapsed: nothing was finalized to checkpoint.
     write_checkpoint(tmp_path, 3, model(3))
 
@@ -59,12 +59,12 @@ def test_tampered_missing_and_misplaced_checkpoints(tmp_path: Path) -> None:
         ("error", "checkpoint-corrupt", 1),
         ("error", "checkpoint-mismatch", 2),
         ("warning", "checkpoint-not-finalized", 3),
-        ("error", "checkpoint-mismatch", 5),
+        ("error", "checkpoint-mismatch", 7),
         ("warning", "checkpoint-missing", 4),
     }
     by_round = {f.round_id: f.message for f in found}
     assert model_hash(tampered).hex() in by_round[2]
-    assert "header says round 4" in by_round[5]
+    assert "header says round 4" in by_round[7]
 
 
 def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:

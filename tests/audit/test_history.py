@@ -1,16 +1,22 @@
-"""The events of a round, read back, reconstruct its history exactly."""
+"""The events of both contracts, read back, reconstruct the consortium's history exactly."""
 
 from __future__ import annotations
 
-from swarm.audit import build_history
+import coincurve
+
+from swarm.audit import build_history, verify
 from swarm.audit.history import round_summary
+from swarm.audit.verify import Severity
+from swarm.identity import encryption_key_digest
 from swarm.ledger import LapseReason
 from tests.conftest import WINDOW, Consortium, h
 from tests.ledger.rounds import finalize, join_all, open_round
 
 
 def test_history_of_round_with_replaced_merge_peer(consortium: Consortium) -> None:
-    """A merge peer replaced mid-round: the history shows who held which role and when."""
+    """A merge peer replaced mid-round: the history shows who held which role and when, the
+    order derived from the stored seed, and the contributors decoded from the bitmap (the
+    fault would be a history that differs from the contract's own view)."""
     c = consortium
     rid = open_round(c, opener=c.addresses[1])
     info = join_all(c, rid)
@@ -31,7 +37,9 @@ def test_history_of_round_with_replaced_merge_peer(consortium: Consortium) -> No
     r = history.rounds[rid]
     assert r.opened_by == c.addresses[1]
     assert r.base_model == h("model-0")
+    assert r.params_version == 0 and r.params is not None and r.params["minPeers"] == 3
     assert r.joined == list(info.participants)
+    assert r.draw_block == info.draw_block
     assert r.order == list(info.order)
     assert r.seed == info.seed
     assert r.merge_peers == [first_merge, second_merge]
@@ -47,17 +55,22 @@ def test_history_of_round_with_replaced_merge_peer(consortium: Consortium) -> No
     ]
     assert r.aggregate_hash == h(f"aggregate-{rid}") and r.aggregate_attempt == 1
     assert r.aggregate_by == second_merge
+    assert r.contributor_bits == final.contributor_bits == 0b1111
+    assert r.contributors == list(final.contributors)
     assert r.contributors == sorted(info.participants, key=lambda a: int(a, 16))
     assert r.total_samples == final.total_samples == sum(20 + i for i in range(4))
     assert r.acks == {a: h("model-1") for a in info.participants if a != second_merge}
     assert r.final_model == h("model-1") and r.outcome == "finalized"
+    assert r.missed == [] and r.sit_outs == [] and r.left == []
     # Every one of the round's events, and nothing else, was attributed to it.
     assert all(e.args.get("round") == rid for e in r.events)
     assert len(r.events) == sum(1 for e in history.events if e.args.get("round") == rid)
 
 
 def test_history_of_membership_and_lapsed_round(consortium_factory: object) -> None:
-    """A lapsed round and a removed member, as the history records them."""
+    """A lapsed round, a removed member and its encryption key, the consortium's owner and
+    parameter versions, as the history records them (the fault would be a fold that drops
+    the Consortium's events or keeps only the newest parameters)."""
     c: Consortium = consortium_factory(3, min_peers=3)  # type: ignore[operator]
     rid = open_round(c)
     join_all(c, rid, c.addresses[:2])
@@ -68,13 +81,65 @@ def test_history_of_membership_and_lapsed_round(consortium_factory: object) -> N
     history = build_history(c.admin.events())
     assert history.rounds[rid].lapse_reason == LapseReason.TOO_FEW_JOINED
     assert history.rounds[rid].outcome == "lapsed (too few joined)"
+    assert history.rounds[rid].left == []  # it did not join: nothing to leave
     assert history.rounds[rid2].outcome == "in progress"
     admin = c.admin.identity
     assert admin is not None
     assert history.admins == {admin.address: True}
+    assert history.owner == admin.address
+    assert history.ledger == c.admin.address
     removed = history.members[c.addresses[2]]
     assert not removed.active and removed.removed_by == admin.address
+    assert removed.encryption_key == c.hospitals[2].encryption_public_key
+    assert removed.key_rotations == []
     assert [m.name for m in history.members.values()] == ["Hospital 0", "Hospital 1", "Hospital 2"]
-    assert len(history.params) == 1 and history.params[0][2]["minPeers"] == 3
+    assert len(history.params) == 1 and history.params[0].values["minPeers"] == 3
+    assert history.params[0].version == 0 and history.params_of(0) is history.params[0].values
     summary = round_summary(history.rounds[rid])
     assert summary["lapse_reason"] == "TOO_FEW_JOINED" and summary["final_model"] is None
+
+
+def test_roles_handover_and_a_member_leaving_a_round(consortium: Consortium) -> None:
+    """On the real contracts: the owner grants a second admin, hands the owner role over in two
+    steps; a participant is removed while a round runs (ParticipantLeft); an encryption key is
+    rotated. The history follows each change and the verifier finds no error in them (the
+    fault would be an auditor that reads OpenZeppelin's role events as someone acting without
+    the role)."""
+    c = consortium
+    admin = c.admin.identity
+    assert admin is not None
+    new_owner = c.addresses[0]
+    c.admin.add_admin(c.addresses[1])
+    c.admin.begin_ownership_transfer(new_owner)
+    c.chain.advance_time(2)
+    c.client(new_owner).accept_ownership_transfer()
+    c.client(new_owner).remove_admin(c.addresses[1])
+    # A key rotation: the member signs another X25519 key with its identity key.
+    rotated = h("another X25519 key")
+    member = c.hospitals[3]
+    digest = encryption_key_digest(member.address, rotated)
+    rsv = coincurve.PrivateKey(member.private_key).sign_recoverable(digest, hasher=None)
+    c.client(member).set_encryption_key(rotated, rsv[:64] + bytes([rsv[64] + 27]))
+
+    rid = open_round(c)
+    info = join_all(c, rid)
+    c.admin.remove_member(c.addresses[2])
+
+    history = build_history(c.admin.events())
+    assert history.owner == new_owner and history.owners == {admin.address: False,
+                                                             new_owner: True}  # fmt: skip
+    assert history.admins == {admin.address: True, c.addresses[1]: False}
+    assert [(x.role, x.account, x.added) for x in history.admin_log] == [
+        ("owner", admin.address, True),
+        ("admin", admin.address, True),
+        ("admin", c.addresses[1], True),
+        ("owner", admin.address, False),
+        ("owner", new_owner, True),
+        ("admin", c.addresses[1], False),
+    ]
+    assert history.members[member.address].encryption_key == rotated
+    assert [k for _, k in history.members[member.address].key_rotations] == [rotated]
+    assert history.rounds[rid].left == [c.addresses[2]]
+    assert c.addresses[2] in info.participants
+    errors = [f for f in verify(history) if f.severity == Severity.ERROR]
+    assert errors == []

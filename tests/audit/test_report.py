@@ -24,8 +24,8 @@ from swarm.audit.report import (
 from swarm.audit.source import read_ledger
 from swarm.audit.verify import verify
 from swarm.ledger.types import LapseReason
-from tests.audit.driven import HOSTILE_NAME, METRICS, driven
-from tests.audit.events import ADMIN, INITIAL_MODEL, EventLog, H, params
+from tests.audit.driven import FINALIZED, HOSTILE_NAME, METRICS, driven
+from tests.audit.events import INITIAL_MODEL, EventLog, H
 from tests.conftest import h
 
 SCRIPT_NAME = "<script>alert(1)</script>"
@@ -44,6 +44,7 @@ def driven_report() -> dict[str, Any]:
         generated_at=1_800_000_000,
         block_number=snap.block_number,
         current=snap.current,
+        consortium=snap.consortium,
     )
 
 
@@ -54,7 +55,8 @@ def test_member_names_are_escaped() -> None:
     log.deploy(members=[])
     log.add_member(H[0], SCRIPT_NAME)
     log.add_member(H[1], ATTRIBUTE_NAME)
-    log.clean_round(1, INITIAL_MODEL, h("m1"), joined=H[:2])
+    log.add_member(H[2], "Hospital 2")
+    log.clean_round(1, INITIAL_MODEL, h("m1"), joined=H[:3])
     history = build_history(log.events)
     page = render_html(
         build_report(
@@ -69,25 +71,31 @@ def test_member_names_are_escaped() -> None:
 
 
 def test_report_data_of_the_driven_history() -> None:
-    """The JSON data: every round, who did what in it, the metrics, and the findings."""
+    """The JSON data of both contracts' history: every round, who did what in it (the
+    stalling member's missed commits and sit-out, the member removed mid-round), the
+    metrics, parameter versions, role changes and the findings."""
     d = driven()
     data = driven_report()
     json.dumps(data)  # plain values only
-    assert [r["round"] for r in data["rounds"]] == [1, 2, 3, 4, 5]
+    assert data["consortium"] == d.ledger.consortium_address
+    assert [r["round"] for r in data["rounds"]] == list(range(1, 8))
     summary = data["summary"]
     assert {k: summary[k] for k in ("members", "active_members", "rounds", "finalized")} == {
         "members": 5,
         "active_members": 4,
-        "rounds": 5,
-        "finalized": 3,
+        "rounds": 7,
+        "finalized": len(FINALIZED),
     }
     assert summary["lapsed"] == 1 and summary["replacements"] == 1
-    assert summary["findings"] == {"error": 0, "warning": 2, "info": 2}
-    assert summary["latest_model"]["round"] == 4
+    assert summary["missed_commits"] == 2 and summary["sit_outs"] == 1
+    assert summary["findings"] == {"error": 0, "warning": 4, "info": 4}
+    assert summary["latest_model"]["round"] == 6
     hospitals = {x["account"]: x for x in data["hospitals"]}
     assert hospitals[d.dissenter]["counts"]["dissent"] == 1
     assert hospitals[d.left_out]["counts"]["left-out"] == 1
-    assert hospitals[d.hostile]["last_round"] is None and not hospitals[d.hostile]["active"]
+    assert hospitals[d.staller]["counts"]["missed"] == 2
+    assert hospitals[d.staller]["counts"]["sat-out"] == 1
+    assert hospitals[d.hostile]["last_round"] == 3 and not hospitals[d.hostile]["active"]
     marks = {
         row["account"]: {c["round"]: c["marks"] for c in row["rounds"]}
         for row in data["participation"]
@@ -95,12 +103,23 @@ def test_report_data_of_the_driven_history() -> None:
     assert "dissent" in marks[d.dissenter][1]
     assert "replaced" in marks[d.replaced_merge_peer][2]
     assert "left-out" in marks[d.left_out][4] and "contributed" not in marks[d.left_out][4]
-    assert marks[d.hostile] == {r: [] for r in range(1, 6)}
+    assert "missed" in marks[d.staller][5] and "contributed" not in marks[d.staller][5]
+    assert marks[d.staller][7] == ["sat-out"]
+    assert marks[d.hostile] == {r: ["joined", "left"] if r == 3 else [] for r in range(1, 8)}
+    staller = next(m for m in data["members"] if m["address"] == d.staller)
+    assert staller["missed_commits"] == [{"round": 5, "in_a_row": 1}, {"round": 6, "in_a_row": 2}]
+    assert staller["sit_outs"] == [{"from": 7, "until": 7}]
     assert len(data["metrics"]) == sum(len(v) for v in METRICS.values())
-    assert data["current_round"]["round"] == 5 and data["current_round"]["derived"]
+    assert data["current_round"]["round"] == 7 and data["current_round"]["derived"]
     assert data["current_round"]["state"] == "JOINING"
     assert [p["changed"] for p in data["params"]] == [[], ["joinWindow"]]
-    assert {c["account"] for c in data["admin_changes"]} == {d.admin, d.hospitals[0]}
+    assert [p["version"] for p in data["params"]] == [0, 1]
+    assert data["owner"] == d.admin
+    assert {(c["role"], c["account"]) for c in data["admin_changes"]} == {
+        ("owner", d.admin),
+        ("admin", d.admin),
+        ("admin", d.hospitals[0]),
+    }
 
 
 def _chromium() -> str:
@@ -138,10 +157,11 @@ def test_report_renders_in_a_browser(tmp_path: Path) -> None:
     assert dom.returncode == 0, dom.stderr[-2000:]
     console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
-    for rid in range(1, 6):
+    for rid in range(1, 8):
         assert f'id="row-round-{rid}"' in dom.stdout
         assert f'id="round-{rid}"' in dom.stdout
-    assert dom.stdout.count('class="sev-') == 4  # the four findings
+    assert dom.stdout.count('class="sev-') == 8  # the eight findings
+    assert "sits out" in dom.stdout and "missed commit" in dom.stdout
     assert 'id="participation"' in dom.stdout and "<svg" in dom.stdout
     assert "<script" not in dom.stdout
     assert "&lt;script&gt;alert(1)&lt;/script&gt;[/]" in dom.stdout
@@ -170,15 +190,14 @@ def long_history(rounds: int) -> EventLog:
     """``rounds`` rounds of four hospitals that report metrics every round; every 97th round
     lapses (only one hospital joins). Built from events, as the contract emits them."""
     log = EventLog()
-    log.emit("AdminAdded", account=ADMIN, by=ADMIN)
-    log.emit("ParamsSet", params=params(taskId=tagged_task_id(TASK, 0)), by=ADMIN)
+    log.deploy(members=[], taskId=tagged_task_id(TASK, 0))
     for account, name in zip(H[:4], LONG_NAMES, strict=True):
         log.add_member(account, name)
     base = INITIAL_MODEL
     for rid in range(1, rounds + 1):
         if rid % 97 == 0:
             log.open(rid, base, by=H[0])
-            log.emit("Joined", round=rid, account=H[0])
+            log.join(rid, H[0])
             log.wait(200)
             log.lapse(rid, LapseReason.TOO_FEW_JOINED)
             continue
@@ -308,8 +327,7 @@ def test_task_ids_read_as_names() -> None:
         (h("some other task"), "0x" + h("some other task").hex()),
     ]:
         log = EventLog()
-        log.emit("AdminAdded", account=ADMIN, by=ADMIN)
-        log.emit("ParamsSet", params=params(taskId=recorded), by=ADMIN)
+        log.deploy(members=[], taskId=recorded)
         history = build_history(log.events)
         data = build_report(history, [], contract="0x" + "cc" * 20, chain_url="x", generated_at=0)
         assert data["summary"]["task"] == shown

@@ -23,7 +23,7 @@ from swarm.audit.verify import (
 )
 from swarm.ledger import LapseReason, RoundInfo, RoundState
 from tests.audit.driven import driven
-from tests.audit.events import ADMIN, INITIAL_MODEL, WINDOW, EventLog, H, params
+from tests.audit.events import ADMIN, INITIAL_MODEL, WINDOW, EventLog, H
 from tests.conftest import h
 
 Key = tuple[str, str, int | None, str | None]
@@ -75,7 +75,7 @@ def test_anomalous_history_is_reported_exactly() -> None:
     log.finalize(1, h("m1"), 2, 3)
     log.ack(1, voters[2], h("something else"))
     # A hospital, not an admin, sets the parameters.
-    log.emit("ParamsSet", params=params(), by=H[0])
+    log.set_params(by=H[0])
     # Round 2: opened from a stale model; the merge peer is replaced; H3 is removed mid-round
     # and commits anyway.
     log.open(2, h("stale model"), by=H[1])
@@ -85,7 +85,7 @@ def test_anomalous_history_is_reported_exactly() -> None:
         log.commit(2, a)
     log.wait(2 * WINDOW + 1)
     log.replace_merge_peer(2, order[0], order[2], attempt=1, by=order[1])
-    log.emit("MemberRemoved", account=H[3], by=ADMIN)
+    log.remove_member(H[3])  # (the ledger's ParticipantLeft is missing: a forged log)
     log.key(2, order[1], attempt=1)
     for a in H[:4]:
         log.commit(2, a, attempt=1)
@@ -95,7 +95,7 @@ def test_anomalous_history_is_reported_exactly() -> None:
     log.finalize(2, h("m2"), 2, 3)
     # Round 3: one hospital joins; the lapse is recorded when round 4 opens.
     log.open(3, h("m2"))
-    log.emit("Joined", round=3, account=H[0])
+    log.join(3, H[0])
     log.wait(WINDOW + 1)
     log.lapse(3, LapseReason.TOO_FEW_JOINED)
     log.open(4, h("m2"))
@@ -127,60 +127,130 @@ def test_hand_built_clean_history_has_no_findings() -> None:
 
 
 def test_driven_history_verifies_without_errors() -> None:
-    """A clean history on the embedded chain (a dissent, a replacement, a lapse, a committer
-    left out, membership changes): exactly the expected warnings and notes, no error; the
-    seeds check against the chain's block hashes and the contract's code is the shipped one."""
+    """A clean history on the embedded chain, read from both contracts (a dissent, a
+    replacement, a member removed mid-round, a lapse, a committer left out, a member that
+    stalls two rounds and sits one out, membership, parameter and role changes): exactly the
+    expected warnings and notes, no error (the fault would be an auditor that cannot read the
+    OpenZeppelin role events, the draw or the contributor bitmaps); the seeds check against the
+    draw blocks' hashes and both contracts' code is the shipped code."""
     d = driven()
     snap = read_ledger(d.ledger)
-    assert snap.facts.code_matches
-    assert len(snap.facts.parent_hashes) == 3  # rounds 1, 2, 4 closed
+    assert snap.facts.code_matches and snap.facts.code_problem is None
+    assert snap.consortium == d.ledger.consortium_address
+    assert len(snap.facts.block_hashes) == 5  # rounds 1, 2, 4, 5 and 6 drew their roles
     found = verify(snap.history, chain=snap.facts, current=snap.current)
     assert keys(found) == {
         ("warning", "ack-mismatch", 1, d.dissenter),
         ("info", "role-replaced", 2, d.replaced_merge_peer),
+        ("info", "participant-left", 3, d.hostile),
         ("info", "round-lapsed", 3, None),
         ("warning", "committer-left-out", 4, d.left_out),
+        ("warning", "commit-missed", 5, d.staller),
+        ("warning", "commit-missed", 6, d.staller),
+        ("info", "sitting-out", 6, d.staller),
     }
+    sit = next(f for f in found if f.kind == FindingKind.SITTING_OUT)
+    assert "rounds 7 to 7" in sit.message
+
+
+def test_driven_seed_of_another_block_is_found() -> None:
+    """The same real history checked against a forged draw-block hash: wrong-seed for that
+    round only (the fault would be a seed check that never compares anything)."""
+    d = driven()
+    snap = read_ledger(d.ledger)
+    first = min(snap.facts.block_hashes)
+    forged = {**snap.facts.block_hashes, first: h("another block")}
+    facts = ChainFacts(snap.facts.contract, True, forged)
+    wrong = [f for f in verify(snap.history, chain=facts) if f.severity == Severity.ERROR]
+    assert keys(wrong) == {("error", "wrong-seed", 1, None)}
 
 
 def test_role_order_is_the_contracts_shuffle() -> None:
-    """Python's Fisher-Yates over the seed gives the order the contract put in JoinClosed."""
-    history = build_history(driven().ledger.events())
-    closed = [r for r in history.rounds.values() if r.seed is not None]
-    assert len(closed) == 3
-    for r in closed:
-        assert r.seed is not None
-        assert role_order(r.seed, r.joined) == r.order
+    """Python's Fisher-Yates over the stored seed gives the order the contract's view has, and
+    the contributors decoded from the bitmap are the view's (the fault: an auditor's order or
+    contributor list that differs from the contract's)."""
+    d = driven()
+    history = build_history(d.ledger.events())
+    drawn = [r for r in history.rounds.values() if r.seed is not None]
+    assert [r.round_id for r in drawn] == [1, 2, 4, 5, 6]
+    for r in drawn:
+        info = d.ledger.round(r.round_id)
+        assert r.seed == info.seed and r.order == list(info.order)
+        assert r.order == role_order(r.seed, r.joined)
+        assert r.contributors == list(info.contributors)
+        assert r.draw_block == info.draw_block
 
 
 # --- roles ----------------------------------------------------------------------------------
 
 
-def test_order_that_is_not_the_seeds_shuffle() -> None:
-    """JoinClosed carries an order the seed does not give: wrong-order."""
+def test_roles_that_are_not_the_seeds_draw() -> None:
+    """RolesDrawn names a merge peer and key steward the seed does not give: wrong-order."""
     log = base_log()
     log.open(2, h("m1"))
-    seed = h("seed-2")
-    forged = list(reversed(role_order(seed, H[:4])))
-    log.close(2, H[:4], seed=seed, order=forged)
+    order = role_order(h("seed-2"), H[:4])
+    log.close(2, H[:4], merge_peer=order[1], key_steward=order[0])
     assert check(log) == {("error", "wrong-order", 2, None)}
 
 
 def test_seed_checked_against_the_chain() -> None:
-    """A seed that is not keccak(parent block hash, contract, round, participants): wrong-seed;
-    the right one passes."""
+    """A seed that is not keccak(tag, blockhash(drawBlock), contract, round): wrong-seed; the
+    right one passes."""
     contract = "0x" + "cc" * 20
-    parent = h("parent block")
+    block_hash = h("draw block")
     log = base_log()
     log.open(2, h("m1"))
-    log.close(2, H[:4], seed=round_seed(parent, contract, 2, H[:4]))
-    closing = log.events[-1].block_number
+    log.close(2, H[:4], seed=round_seed(block_hash, contract, 2))
+    draw = next(e for e in reversed(log.events) if e.name == "JoinClosed").args["drawBlock"]
 
-    def facts(parent_hash: bytes) -> ChainFacts:
-        return ChainFacts(contract, True, {closing: parent_hash})
+    def facts(draw_hash: bytes) -> ChainFacts:
+        return ChainFacts(contract, True, {draw: draw_hash})
 
-    assert check(log, chain=facts(parent)) == set()
+    assert check(log, chain=facts(block_hash)) == set()
     assert check(log, chain=facts(h("another block"))) == {("error", "wrong-seed", 2, None)}
+
+
+def test_draw_block_is_the_block_after_the_close() -> None:
+    """A JoinClosed whose draw block is not the next block (one a closer could already see or
+    wait for): wrong-seed; roles drawn before the draw block exists: out-of-phase."""
+    log = base_log()
+    log.open(2, h("m1"))
+    for a in H[:4]:
+        log.join(2, a)
+    log.emit("JoinClosed", round=2, drawBlock=log.block + 5, keyDeadline=log.time + WINDOW,
+             by=H[3])  # fmt: skip
+    order = role_order(h("seed-2"), H[:4])
+    log.emit("RolesDrawn", round=2, seed=h("seed-2"), mergePeer=order[0], keySteward=order[1])
+    assert check(log) == {("error", "wrong-seed", 2, None), ("error", "out-of-phase", 2, None)}
+
+
+def test_join_window_closed_early_without_everyone() -> None:
+    """The window closed before its deadline while an active member had not joined (nor sat
+    out): out-of-phase, by the closer."""
+    log = base_log()
+    log.open(2, h("m1"))
+    for a in H[:3]:
+        log.join(2, a)
+    log.emit("JoinClosed", round=2, drawBlock=log.block + 1, keyDeadline=log.time + WINDOW,
+             by=H[2])  # fmt: skip
+    assert check(log) == {("error", "out-of-phase", 2, H[2])}
+
+
+def test_join_index_out_of_order() -> None:
+    """A Joined whose index is not its place in the join order: the bitmaps cannot be read."""
+    log = base_log()
+    log.open(2, h("m1"))
+    log.emit("Joined", round=2, account=H[0], index=1)
+    assert check(log) == {("error", "wrong-participant-index", 2, H[0])}
+
+
+def test_round_opened_with_an_old_parameter_version() -> None:
+    """A round that opens with another than the newest parameter version: wrong-params."""
+    log = base_log()
+    log.set_params(commitWindow=2 * WINDOW)
+    log.emit("RoundOpened", round=2, baseModel=h("m1"), paramsVersion=0, minPeers=3,
+             joinDeadline=log.time + WINDOW, by=H[0])  # fmt: skip
+    assert check(log) == {("error", "wrong-params", 2, H[0])}
 
 
 def test_round_key_posted_by_someone_other_than_the_steward() -> None:
@@ -287,12 +357,16 @@ def test_committer_left_out_is_a_warning() -> None:
 
 
 def test_contributor_that_did_not_commit_is_an_error() -> None:
-    """The aggregate names a participant with no commitment in its attempt."""
+    """The aggregate's bitmap names a participant with no commitment in its attempt (its
+    missed commit is recorded too)."""
     log = base_log()
     order = _round_to_commits(log, H[:3])
     missing = H[3]
     log.aggregate(2, order[0], H[:4], total=30)
-    assert check(log) == {("error", "uncommitted-contributor", 2, missing)}
+    assert check(log) == {
+        ("error", "uncommitted-contributor", 2, missing),
+        ("warning", "commit-missed", 2, missing),
+    }
 
 
 def test_commit_after_the_deadline_does_not_count() -> None:
@@ -302,11 +376,22 @@ def test_commit_after_the_deadline_does_not_count() -> None:
     order = _round_to_commits(log, H[:3])
     log.wait(WINDOW + 1)
     log.commit(2, H[3])
-    log.aggregate(2, order[0], H[:4], total=30)
+    log.aggregate(2, order[0], H[:4], total=30, missed=[(H[3], 1)])
     assert check(log) == {
         ("error", "out-of-phase", 2, H[3]),
         ("error", "uncommitted-contributor", 2, H[3]),
+        ("warning", "commit-missed", 2, H[3]),
     }
+
+
+def test_bitmap_bits_past_the_participants() -> None:
+    """A contributor bit with no participant behind it: uncommitted-contributor."""
+    log = base_log()
+    order = _round_to_commits(log, H[:4])
+    log.emit("AggregateSubmitted", round=2, attempt=0, mergePeer=order[0],
+             aggregateHash=h("agg"), contributorBits=0b1_1111, totalSamples=40,
+             ackDeadline=log.time + WINDOW)  # fmt: skip
+    assert check(log) == {("error", "uncommitted-contributor", 2, order[0])}
 
 
 def test_total_samples_that_are_not_the_contributors_sum() -> None:
@@ -354,18 +439,183 @@ def test_finalized_without_a_majority() -> None:
     assert check(log) == {("error", "finalized-without-majority", 2, None)}
 
 
+def test_one_key_holder_never_decides() -> None:
+    """Two key holders leave the consortium before acknowledging; the one left is a majority
+    of the eligible but fewer than MIN_ACKS=2: finalized-without-majority. The leaves are
+    notes; the same round with two acknowledgements of two eligible is clean."""
+    log = base_log()
+    order = _round_to_commits(log, H[:4])
+    log.aggregate(2, order[0], H[:4], total=40)
+    log.remove_member(order[3], round_id=2)
+    base = list(log.events)
+    log.remove_member(order[2], round_id=2)
+    log.ack(2, order[1], h("m2"))
+    log.finalize(2, h("m2"), 1, 1)
+    assert check(log) == {
+        ("info", "participant-left", 2, order[3]),
+        ("info", "participant-left", 2, order[2]),
+        ("error", "finalized-without-majority", 2, None),
+    }
+    log.events = base
+    log.ack(2, order[1], h("m2"))
+    log.ack(2, order[2], h("m2"))
+    log.finalize(2, h("m2"), 2, 2)
+    assert check(log) == {("info", "participant-left", 2, order[3])}
+
+
+def test_a_member_that_left_acts_no_more() -> None:
+    """A participant removed mid-round (ParticipantLeft) commits anyway: not-a-member and
+    not-participant."""
+    log = base_log()
+    log.open(2, h("m1"))
+    order = log.close(2, H[:4])
+    log.key(2, order[1])
+    log.remove_member(H[3], round_id=2)
+    log.commit(2, H[3])
+    assert check(log) == {
+        ("info", "participant-left", 2, H[3]),
+        ("error", "not-a-member", 2, H[3]),
+        ("error", "not-participant", 2, H[3]),
+    }
+
+
+def test_role_holder_that_left_is_replaced_at_once() -> None:
+    """The key steward leaves: it is replaced before its deadline, by the next fallback that
+    did not leave too. Notes only; handing the role to a participant that left is
+    wrong-replacement."""
+    log = base_log()
+    log.open(2, h("m1"))
+    order = log.close(2, H[:4])
+    log.remove_member(order[1], round_id=2)
+    log.remove_member(order[2], round_id=2)
+    base = list(log.events)
+    log.emit("KeyStewardReplaced", round=2, attempt=0, previous=order[1], next=order[3],
+             keyDeadline=log.time + WINDOW, by=order[0])  # fmt: skip
+    notes = {
+        ("info", "participant-left", 2, order[1]),
+        ("info", "participant-left", 2, order[2]),
+        ("info", "role-replaced", 2, order[1]),
+    }
+    assert check(log) == notes
+    log.events = base
+    log.emit("KeyStewardReplaced", round=2, attempt=0, previous=order[1], next=order[2],
+             keyDeadline=log.time + WINDOW, by=order[0])  # fmt: skip
+    assert check(log) == notes | {("error", "wrong-replacement", 2, order[2])}
+
+
+# --- members that stall rounds ---------------------------------------------------------------
+
+
+def stalling_log() -> EventLog:
+    """maxMissedCommits 2, sitOutRounds 1: H3 joins rounds 2 and 3 and commits in neither."""
+    log = EventLog()
+    log.deploy(maxMissedCommits=2, sitOutRounds=1)
+    log.clean_round(1, INITIAL_MODEL, h("m1"))
+    for rid in (2, 3):
+        log.open(rid, h(f"m{rid - 1}"))
+        order = log.close(rid, H[:4])
+        log.key(rid, order[1])
+        for a in H[:3]:
+            log.commit(rid, a)
+        log.wait(WINDOW + 1)
+        log.aggregate(rid, order[0], H[:3], total=30)
+        voters = [a for a in H[:3] if a != order[0]]
+        log.acks_until_final(rid, voters, h(f"m{rid}"))
+    return log
+
+
+def test_a_stalling_member_is_visible_and_sits_out() -> None:
+    """A member that joins and never commits: a commit-missed warning per miss; at the
+    round's maxMissedCommits it sits out (a note); the round it sits out closes without it."""
+    log = stalling_log()
+    assert check(log) == {
+        ("warning", "commit-missed", 2, H[3]),
+        ("warning", "commit-missed", 3, H[3]),
+        ("info", "sitting-out", 3, H[3]),
+    }
+    log.clean_round(4, h("m3"), h("m4"), joined=H[:3])
+    history = build_history(log.events)
+    assert history.members[H[3]].missed_commits == [(2, 1), (3, 2)]
+    assert history.members[H[3]].sit_outs == [(4, 4)]
+    assert history.rounds[3].sit_outs == [(H[3], 4, 4)]
+    assert len(check(log)) == 3
+
+
+def test_joining_while_sitting_out_is_an_error() -> None:
+    """The member that sits out round 4 joins it (the contract refuses that): an error."""
+    log = stalling_log()
+    log.clean_round(4, h("m3"), h("m4"))
+    assert ("error", "joined-while-sitting-out", 4, H[3]) in check(log)
+
+
+def test_misses_the_ledger_records_wrongly() -> None:
+    """A miss recorded for a member that committed, a count that does not follow the
+    history, a miss not recorded, and a sit-out before the threshold: wrong-standing each."""
+    log = EventLog()
+    log.deploy(maxMissedCommits=3, sitOutRounds=2)
+    log.clean_round(1, INITIAL_MODEL, h("m1"))
+    log.open(2, h("m1"))
+    order = log.close(2, H[:4])
+    log.key(2, order[1])
+    for a in H[:2]:
+        log.commit(2, a)
+    log.wait(WINDOW + 1)
+    # H2 and H3 missed; the log records H0 (who committed) and H2 with a count of 2.
+    e = log.aggregate(2, order[0], H[:2], total=20, missed=[(H[0], 1), (H[2], 2)])
+    log.sit_out(H[2], 3, 4, tx=e.tx_hash)
+    found = check(log)
+    assert {k for k in found if k[1] == "wrong-standing"} == {
+        ("error", "wrong-standing", 2, H[0]),  # committed
+        ("error", "wrong-standing", 2, H[2]),  # 2 in a row, and a sit-out below 3
+        ("error", "wrong-standing", 2, H[3]),  # not recorded
+    }
+
+
 # --- membership, admins, the sequence of rounds ---------------------------------------------
 
 
 def test_removed_admin_admits_a_member() -> None:
     """An admin whose role was revoked still admits a hospital: not-admin (the admin set is
-    tracked through AdminAdded/AdminRemoved)."""
+    tracked through OpenZeppelin's RoleGranted/RoleRevoked of ADMIN_ROLE)."""
     log = base_log()
-    log.emit("AdminAdded", account=H[5], by=ADMIN)
+    log.grant_admin(H[5])
     log.add_member(H[4], "Newcomer", by=H[5])  # fine: H5 is an admin now
-    log.emit("AdminRemoved", account=H[5], by=ADMIN)
+    log.revoke_admin(H[5])
     log.add_member(H[5], "Self-admitted", by=H[5])
     assert check(log) == {("error", "not-admin", None, H[5])}
+
+
+def test_only_the_owner_grants_the_admin_role() -> None:
+    """An admin that is not the owner grants the admin role: not-admin; an admin renouncing
+    its own role is fine."""
+    log = base_log()
+    log.grant_admin(H[0])
+    log.grant_admin(H[1], by=H[0])
+    log.revoke_admin(H[0], by=H[0])  # renounced
+    assert check(log) == {("error", "not-admin", None, H[0])}
+
+
+def test_owner_handover_in_two_steps() -> None:
+    """The owner role changes hands only when the new owner accepts after the schedule: an
+    early acceptance is not-admin; after a proper one the new owner grants admin, the old one
+    no longer may."""
+    from swarm.audit.history import DEFAULT_ADMIN_ROLE
+
+    def accept(log: EventLog) -> None:
+        e = log.emit("RoleRevoked", role=DEFAULT_ADMIN_ROLE, account=ADMIN, sender=H[5])
+        log.emit("RoleGranted", tx=e.tx_hash, role=DEFAULT_ADMIN_ROLE, account=H[5], sender=H[5])
+
+    log = base_log()
+    log.emit("DefaultAdminTransferScheduled", newAdmin=H[5], acceptSchedule=log.time + 50)
+    early = EventLog(events=list(log.events), time=log.time, last_block=log.last_block)
+    accept(early)
+    assert check(early) == {("error", "not-admin", None, H[5])}
+    log.wait(60)
+    accept(log)
+    log.grant_admin(H[1], by=H[5])
+    log.grant_admin(H[2], by=ADMIN)
+    assert check(log) == {("error", "not-admin", None, ADMIN)}
+    assert build_history(log.events).owner == H[5]
 
 
 def test_non_member_opens_a_round() -> None:
@@ -379,7 +629,7 @@ def test_base_model_of_the_first_round_follows_the_parameters_in_force() -> None
     """Before any round finalized, the base is the initial model of the latest ParamsSet."""
     log = EventLog()
     log.deploy()
-    log.emit("ParamsSet", params=params(initialModelHash=h("pretrained")), by=ADMIN)
+    log.set_params(initialModelHash=h("pretrained"))
     log.clean_round(1, h("pretrained"), h("m1"))
     assert check(log) == set()
     log.clean_round(2, h("pretrained"), h("m2"))  # but round 2 must start from m1
@@ -406,9 +656,11 @@ def test_event_for_a_round_never_opened() -> None:
 
 
 def test_unknown_contract_code_is_a_warning() -> None:
-    """The contract's code is not the SwarmLedger this swarm ships: a warning."""
-    facts = ChainFacts("0x" + "cc" * 20, False, {})
+    """A contract's code is not what this swarm ships: a warning naming it."""
+    facts = ChainFacts("0x" + "cc" * 20, False, {}, code_problem="the Consortium at 0xdd")
     assert check(base_log(), chain=facts) == {("warning", "unknown-contract-code", None, None)}
+    (found,) = verify(build_history(base_log().events), chain=facts)
+    assert "the Consortium at 0xdd" in found.message
 
 
 @pytest.mark.parametrize("state", [RoundState.LAPSED, RoundState.COMMITTING])
@@ -446,7 +698,7 @@ def _round_info(rid: int, state: RoundState) -> RoundInfo:
         commit_deadline=0,
         merge_deadline=0,
         ack_deadline=0,
-        min_peers=2,
+        min_peers=3,
         seed=b"",
         commit_count=0,
         ack_eligible=0,

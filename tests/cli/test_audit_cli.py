@@ -40,17 +40,24 @@ def swarm(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str
 
 
 def test_verify_clean_history(where: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    """No error findings: exit 0, the warnings and notes listed, the same as JSON."""
+    """No error findings: exit 0, the warnings and notes listed (the stalling member's
+    missed commits and its sit-out among them: the fault would be a member that stalls rounds
+    and that nobody sees), the same as JSON."""
+    d = driven()
     code, out, err = swarm(capsys, "audit", "verify", *where)
     assert code == 0, err
-    assert "0 errors, 2 warnings, 2 notes" in out
+    assert "0 errors, 4 warnings, 4 notes" in out
     assert "committer-left-out" in out and "ack-mismatch" in out
+    assert out.count("commit-missed") == 2 and "sitting-out" in out
     code, out, _ = swarm(capsys, "audit", "verify", "--json", *where)
     data = json.loads(out)
-    assert code == 0 and data["counts"] == {"error": 0, "warning": 2, "info": 2}
+    assert code == 0 and data["counts"] == {"error": 0, "warning": 4, "info": 4}
     assert {f["kind"] for f in data["findings"]} == {
         "ack-mismatch", "role-replaced", "round-lapsed", "committer-left-out",
+        "participant-left", "commit-missed", "sitting-out",
     }  # fmt: skip
+    stalls = [f for f in data["findings"] if f["kind"] in ("commit-missed", "sitting-out")]
+    assert {f["account"] for f in stalls} == {d.staller}
 
 
 def test_verify_with_a_tampered_checkpoint_fails(
@@ -78,8 +85,11 @@ def test_round_timeline(where: list[str], capsys: pytest.CaptureFixture[str]) ->
     code, out, _ = swarm(capsys, "audit", "round", "4", *where)
     assert "left out" in out and "committer-left-out" in out
     code, out, _ = swarm(capsys, "audit", "round", "3", *where)
-    assert "too few joined" in out
-    code, out, _ = swarm(capsys, "audit", "round", "5", *where)
+    assert "too few joined" in out and "left the round" in out
+    code, out, _ = swarm(capsys, "audit", "round", "6", *where)
+    assert "did not commit" in out and "sits out rounds 7 to 7" in out
+    assert "roles drawn from the hash of block" in out
+    code, out, _ = swarm(capsys, "audit", "round", "7", *where)
     assert "derived now (not an event): joining" in out
     code, out, _ = swarm(capsys, "audit", "round", "4", "--json", *where)
     data = json.loads(out)
@@ -97,6 +107,29 @@ def test_hostile_member_name_is_printed_not_interpreted(
     assert HOSTILE_NAME in out
 
 
+def test_members_and_rounds_show_a_stalling_member(
+    where: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit members` says who sits out until when and its missed commits; `audit rounds`
+    counts each round's missed commits (the fault: a stalling member visible nowhere)."""
+    d = driven()
+    code, out, err = swarm(capsys, "audit", "members", *where)
+    assert code == 0, err
+    assert "sits out until round 7" in out
+    code, out, _ = swarm(capsys, "audit", "members", "--json", *where)
+    rows = {m["address"]: m for m in json.loads(out)}
+    assert rows[d.staller]["sitting_out_until"] == 7
+    assert not any(m["owner"] for m in rows.values())  # the deployer owns it, not a member
+    assert all(len(bytes.fromhex(m["encryption_key"].removeprefix("0x"))) == 32
+               for m in rows.values())  # fmt: skip
+    code, out, _ = swarm(capsys, "audit", "rounds", "--json", *where)
+    rounds = {r["round"]: r for r in json.loads(out)}
+    assert rounds[6]["missed_commits"] == [{"account": d.staller, "in_a_row": 2}]
+    assert rounds[6]["sit_outs"] == [{"account": d.staller, "from": 7, "until": 7}]
+    code, out, _ = swarm(capsys, "audit", "rounds", *where)
+    assert code == 0 and "current round 7: joining" in out
+
+
 def test_report_html_and_json(
     where: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -104,12 +137,12 @@ def test_report_html_and_json(
     page = tmp_path / "report.html"
     code, out, err = swarm(capsys, "audit", "report", "--out", str(page), *where)
     assert code == 0, err
-    assert "5 rounds, 0 errors, 2 warnings, 2 notes" in out
+    assert "7 rounds, 0 errors, 4 warnings, 4 notes" in out
     text = page.read_text(encoding="utf-8")
-    assert text.startswith("<!DOCTYPE html>") and 'id="row-round-5"' in text
+    assert text.startswith("<!DOCTYPE html>") and 'id="row-round-7"' in text
     code, out, _ = swarm(capsys, "audit", "report", "--json", *where)
     data = json.loads(out)
-    assert data["schema"] == "swarm-audit-report/1" and len(data["rounds"]) == 5
+    assert data["schema"] == "swarm-audit-report/1" and len(data["rounds"]) == 7
     code, _, err = swarm(
         capsys, "audit", "report", "--out", str(tmp_path / "no" / "r.html"), *where
     )

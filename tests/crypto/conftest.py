@@ -14,6 +14,7 @@ import torch
 from swarm.crypto import (
     Layout,
     PublicRoundContext,
+    SealBinding,
     SecretRoundContext,
     address_of,
     generate_round_keys,
@@ -21,8 +22,12 @@ from swarm.crypto import (
     open_sealed_key,
     seal_secret_key,
 )
+from swarm.identity import Identity
 
 ROUND = 7
+ATTEMPT = 0
+CHAIN_ID = 31337
+CONTRACT = bytes.fromhex("cc" * 20)
 
 
 def member_key(index: int) -> coincurve.PrivateKey:
@@ -32,6 +37,48 @@ def member_key(index: int) -> coincurve.PrivateKey:
 
 def member_address(index: int) -> bytes:
     return address_of(member_key(index).public_key)
+
+
+def member_identity(index: int) -> Identity:
+    """Hospital ``index``'s identity (same secret as :func:`member_key`): its X25519 encryption
+    key is derived from it."""
+    return Identity(member_key(index).secret)
+
+
+def binding(
+    ctx: PublicRoundContext | SecretRoundContext, index: int, **changes: object
+) -> SealBinding:
+    """The binding of a round key sealed to hospital ``index`` for ``ctx``; ``changes`` replace
+    fields (chain_id, contract, round_id, attempt, context_hash, recipient)."""
+    fields: dict[str, object] = dict(
+        chain_id=CHAIN_ID,
+        contract=CONTRACT,
+        round_id=ROUND,
+        attempt=ATTEMPT,
+        context_hash=ctx.context_hash,
+        recipient=member_address(index),
+    )
+    fields.update(changes)
+    return SealBinding(**fields)  # type: ignore[arg-type]
+
+
+def seal_to(steward: SecretRoundContext, index: int, **changes: object) -> bytes:
+    """The steward's secret key sealed to hospital ``index`` (its encryption key)."""
+    return seal_secret_key(
+        steward, binding(steward, index, **changes), member_identity(index).encryption_public_key
+    )
+
+
+def open_as(
+    sealed: bytes, public: PublicRoundContext, index: int, **changes: object
+) -> SecretRoundContext:
+    """Hospital ``index`` opens ``sealed``, expecting the binding ``changes`` describe."""
+    return open_sealed_key(
+        sealed,
+        public,
+        binding=binding(public, index, **changes),
+        private_key=member_identity(index).encryption_private_key(),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +97,7 @@ def public_ctx(steward: SecretRoundContext) -> PublicRoundContext:
 @pytest.fixture(scope="session")
 def holder(public_ctx: PublicRoundContext, steward: SecretRoundContext) -> SecretRoundContext:
     """Participant 1's context, opened from a key sealed to it."""
-    key = member_key(1)
-    sealed = seal_secret_key(steward, round_id=ROUND, recipient_public_key=key.public_key)
-    return open_sealed_key(sealed, public_ctx, round_id=ROUND, private_key=key.secret)
+    return open_as(seal_to(steward, 1), public_ctx, 1)
 
 
 @pytest.fixture(scope="session")

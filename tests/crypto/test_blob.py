@@ -17,6 +17,7 @@ from swarm.errors import (
     OversizedBlobError,
     UnknownParameterSetError,
 )
+from swarm.hashing import Tag, tagged_hash
 
 SENDER = bytes(range(20))
 CONTEXT = hashlib.sha256(b"context").digest()
@@ -58,7 +59,7 @@ def test_header_is_152_bytes_and_round_trips_every_field() -> None:
     """Header encoding: what is written is read back, at the documented offsets."""
     data = blob()
     assert HEADER_SIZE == 152 and len(data) == HEADER_SIZE + len(PAYLOAD)
-    assert data[:4] == b"SWCT" and data[4] == 1 and data[5] == PayloadKind.SEEDED_UPDATE
+    assert data[:4] == b"SWCT" and data[4] == 2 and data[5] == PayloadKind.SEEDED_UPDATE
     assert struct.unpack_from(">Q", data, 8)[0] == 3  # round
     assert data[16:36] == SENDER and data[36:68] == CONTEXT and data[76:108] == LAYOUT
     header = read_header(data)
@@ -66,13 +67,15 @@ def test_header_is_152_bytes_and_round_trips_every_field() -> None:
     assert (header.params_id, header.round_id, header.param_count, header.count) == (1, 3, 1000, 1)
     assert header.sender == SENDER and header.context_hash == CONTEXT
     assert header.layout_hash == LAYOUT and header.payload_length == len(PAYLOAD)
-    assert header.payload_sha256 == hashlib.sha256(PAYLOAD).digest()
+    assert header.payload_digest == tagged_hash(Tag.BLOB_PAYLOAD, PAYLOAD)
 
 
-def test_blob_id_is_sha256_of_the_whole_blob() -> None:
-    """Blob identity: the ledger commitment covers header and payload alike."""
+def test_blob_id_is_the_blob_tagged_hash_of_the_whole_blob() -> None:
+    """Blob identity: the ledger commitment covers header and payload alike, under the blob tag
+    (fault: an untagged hash that another kind of hash of the same bytes could equal)."""
     data = blob()
-    assert blob_id(data) == hashlib.sha256(data).digest()
+    assert blob_id(data) == tagged_hash(Tag.BLOB, data)
+    assert blob_id(data) != hashlib.sha256(data).digest()
     assert blob_id(blob(round_id=4)) != blob_id(data)
 
 

@@ -410,7 +410,7 @@ def test_second_update_from_the_same_sender_is_refused(
 def test_update_whose_id_is_not_the_committed_one_is_refused(
     public_ctx: PublicRoundContext, layout: Layout, good_blob: bytes
 ) -> None:
-    """Commitment check: a blob whose sha256 differs from the sender's ledger commitment."""
+    """Commitment check: a blob whose id differs from the sender's ledger commitment."""
     committed = hashlib.sha256(b"what the sender committed").digest()
     with pytest.raises(BlobMismatchError) as info:
         fresh(public_ctx, layout).add(good_blob, expected_id=committed)

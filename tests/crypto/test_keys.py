@@ -6,27 +6,28 @@ from __future__ import annotations
 import hashlib
 
 import coincurve
-import ecies
 import numpy as np
 import pytest
 import tenseal as ts
+from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from swarm.crypto import (
     PublicRoundContext,
+    SealBinding,
     SecretRoundContext,
     _proto,
     address_of,
+    context_hash,
     decrypt_blob,
     encrypt_vector,
     generate_round_keys,
     max_public_context_size,
     max_sealed_key_size,
-    open_sealed_key,
     read_sealed_key_header,
     seal_secret_key,
 )
 from swarm.crypto.blob import PayloadKind
-from swarm.crypto.keys import SEALED_HEADER_SIZE, SealedKeyHeader
+from swarm.crypto.keys import HPKE_OVERHEAD, SEALED_HEADER_SIZE, SealedKeyHeader
 from swarm.crypto.layout import Layout, TensorSpec
 from swarm.errors import (
     BlobMismatchError,
@@ -37,8 +38,18 @@ from swarm.errors import (
     SecretKeyUnavailableError,
     UnknownParameterSetError,
 )
+from swarm.hashing import Tag, tagged_hash
 
-from .conftest import ROUND, member_address, member_key
+from .conftest import (
+    ATTEMPT,
+    CHAIN_ID,
+    ROUND,
+    binding,
+    member_address,
+    member_identity,
+    open_as,
+    seal_to,
+)
 
 VECTOR_LAYOUT = Layout((TensorSpec("w", (100,)),))
 
@@ -85,8 +96,11 @@ def test_contexts_are_built_only_through_their_constructors() -> None:
 
 
 def test_public_context_is_small_and_hashed(steward: SecretRoundContext) -> None:
-    """Public context without relinearization or Galois keys; its hash is sha256 of its bytes."""
-    assert steward.context_hash == hashlib.sha256(steward.public_bytes).digest()
+    """Public context without relinearization or Galois keys; its hash is the round-context
+    tagged hash of its bytes (fault: an untagged hash that a blob hash could be mistaken for)."""
+    assert steward.context_hash == tagged_hash(Tag.ROUND_CONTEXT, steward.public_bytes)
+    assert steward.context_hash == context_hash(steward.public_bytes)
+    assert steward.context_hash != hashlib.sha256(steward.public_bytes).digest()
     assert len(steward.public_bytes) < 500_000  # 1.86 MB with relin/Galois keys (STACK.md)
     assert len(steward.public_bytes) <= max_public_context_size(1)
     loaded = ts.context_from(steward.public_bytes)
@@ -184,13 +198,14 @@ def test_oversized_public_context_is_refused() -> None:
 def test_sealed_key_opens_for_its_recipient_and_decrypts_the_round(
     steward: SecretRoundContext, public_ctx: PublicRoundContext
 ) -> None:
-    """Sealing round trip: the recipient's context decrypts what was encrypted for the round."""
-    key = member_key(2)
-    sealed = seal_secret_key(steward, round_id=ROUND, recipient_public_key=key.public_key)
+    """Sealing round trip (fault: a recipient cannot use its key): the recipient's context
+    decrypts what was encrypted for the round, and the clear header states the binding."""
+    sealed = seal_to(steward, 2)
     header = read_sealed_key_header(sealed)
-    assert header == SealedKeyHeader(1, ROUND, member_address(2), steward.context_hash)
+    assert header == SealedKeyHeader(1, binding(steward, 2))
     assert len(sealed) <= max_sealed_key_size(1)
-    opened = open_sealed_key(sealed, public_ctx, round_id=ROUND, private_key=key.secret)
+    assert len(sealed) == SEALED_HEADER_SIZE + HPKE_OVERHEAD + len(steward._secret_key)
+    opened = open_as(sealed, public_ctx, 2)
     assert opened.is_private() and opened.context_hash == steward.context_hash
     values = np.linspace(-3.0, 3.0, 100)
     blob = encrypt_vector(
@@ -211,82 +226,114 @@ def test_sealed_key_opens_for_its_recipient_and_decrypts_the_round(
     np.testing.assert_allclose(decrypted, 2.0 * values, atol=1e-7)
 
 
-def test_sealed_key_accepts_raw_public_key_bytes_and_checks_the_address(
+def test_sealed_key_is_standard_hpke_under_the_binding_info(
     steward: SecretRoundContext,
 ) -> None:
-    """Recipient given as 64 raw bytes; an address that is not the key's is refused."""
-    raw = member_key(3).public_key.format(compressed=False)[1:]
-    sealed = seal_secret_key(
-        steward, round_id=ROUND, recipient_public_key=raw, recipient_address=member_address(3)
+    """Interoperability (fault: a home-made envelope): the ciphertext after the clear header is
+    RFC 9180 base-mode HPKE, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305, with
+    ``info`` = the tagged binding, openable by any HPKE implementation."""
+    sealed = seal_to(steward, 2)
+    suite = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
+    info = binding(steward, 2).info()
+    assert info.startswith(b"swarm/v1/round-key-seal\0")
+    plain = suite.decrypt(
+        sealed[SEALED_HEADER_SIZE:], member_identity(2).encryption_private_key(), info=info
     )
-    assert read_sealed_key_header(sealed).recipient == member_address(3)
-    with pytest.raises(SealedKeyMismatchError) as info:
-        seal_secret_key(
-            steward, round_id=ROUND, recipient_public_key=raw, recipient_address=member_address(4)
-        )
-    assert info.value.field == "recipient"
+    assert plain == steward._secret_key
 
 
-def test_sealed_key_opened_by_the_wrong_recipient_is_refused(
-    steward: SecretRoundContext, public_ctx: PublicRoundContext
+def test_two_seals_of_the_same_key_differ(steward: SecretRoundContext) -> None:
+    """Fresh ephemeral key per seal (fault: a deterministic seal links recipients' keys)."""
+    assert seal_to(steward, 2)[SEALED_HEADER_SIZE:] != seal_to(steward, 2)[SEALED_HEADER_SIZE:]
+
+
+#: each binding field, and a value other than the one the recipient expects
+OTHER_BINDING = {
+    "chain_id": CHAIN_ID + 1,
+    "contract": bytes.fromhex("dd" * 20),
+    "round_id": ROUND + 1,
+    "attempt": ATTEMPT + 1,
+    "recipient": member_address(5),
+}
+
+
+@pytest.mark.parametrize("field", sorted(OTHER_BINDING))
+def test_sealed_key_bound_elsewhere_is_refused_by_field(
+    steward: SecretRoundContext, public_ctx: PublicRoundContext, field: str
 ) -> None:
-    """Sealed key opened by the wrong recipient (the merge peer, say)."""
-    sealed = seal_secret_key(steward, round_id=ROUND, recipient_public_key=member_key(2).public_key)
+    """Replay into another chain, contract, round, attempt, or forwarding to another member
+    (fault: a sealed key is accepted outside the binding it was made for): the clear header's
+    field differs from what the recipient expects, SealedKeyMismatchError names it."""
+    sealed = seal_to(steward, 2, **{field: OTHER_BINDING[field]})
     with pytest.raises(SealedKeyMismatchError) as info:
-        open_sealed_key(sealed, public_ctx, round_id=ROUND, private_key=member_key(5).secret)
-    assert info.value.field == "recipient"
+        open_as(sealed, public_ctx, 2)
+    assert info.value.field == field
+    assert info.value.actual == OTHER_BINDING[field]
     assert isinstance(info.value, SealedKeyError)
 
 
-def test_sealed_key_with_a_forged_recipient_header_cannot_be_opened(
-    steward: SecretRoundContext, public_ctx: PublicRoundContext
+@pytest.mark.parametrize("field", sorted(OTHER_BINDING))
+def test_sealed_key_whose_clear_header_was_rewritten_cannot_be_opened(
+    steward: SecretRoundContext, public_ctx: PublicRoundContext, field: str
 ) -> None:
-    """Wrong recipient who rewrites the clear header to its own address: ECIES still fails."""
-    sealed = seal_secret_key(steward, round_id=ROUND, recipient_public_key=member_key(2).public_key)
-    forged = SealedKeyHeader(1, ROUND, member_address(5), steward.context_hash).pack()
+    """Replay with the clear header rewritten to the binding the recipient expects (fault: the
+    binding lives only in the clear header): HPKE's info differs, the tag fails."""
+    sealed = seal_to(steward, 2, **{field: OTHER_BINDING[field]})
+    forged = SealedKeyHeader(1, binding(steward, 2)).pack() + sealed[SEALED_HEADER_SIZE:]
     with pytest.raises(SealedKeyError, match="cannot open"):
-        open_sealed_key(
-            forged + sealed[SEALED_HEADER_SIZE:],
-            public_ctx,
-            round_id=ROUND,
-            private_key=member_key(5).secret,
-        )
-
-
-def test_sealed_key_replayed_into_another_round_is_refused(
-    steward: SecretRoundContext, public_ctx: PublicRoundContext
-) -> None:
-    """Replayed sealed key from another round."""
-    key = member_key(2)
-    sealed = seal_secret_key(steward, round_id=ROUND - 1, recipient_public_key=key.public_key)
-    with pytest.raises(SealedKeyMismatchError) as info:
-        open_sealed_key(sealed, public_ctx, round_id=ROUND, private_key=key.secret)
-    assert (info.value.field, info.value.expected, info.value.actual) == ("round", ROUND, ROUND - 1)
-
-
-def test_sealed_key_whose_clear_round_was_rewritten_is_refused(
-    steward: SecretRoundContext, public_ctx: PublicRoundContext
-) -> None:
-    """Replay with the clear header edited to the new round: the authenticated copy differs."""
-    key = member_key(2)
-    old = seal_secret_key(steward, round_id=ROUND - 1, recipient_public_key=key.public_key)
-    rewritten = (
-        SealedKeyHeader(1, ROUND, member_address(2), steward.context_hash).pack()
-        + old[SEALED_HEADER_SIZE:]
-    )
-    with pytest.raises(SealedKeyError, match="authenticated copy"):
-        open_sealed_key(rewritten, public_ctx, round_id=ROUND, private_key=key.secret)
+        open_as(forged, public_ctx, 2)
 
 
 def test_sealed_key_for_another_context_is_refused(
     other_steward: SecretRoundContext, public_ctx: PublicRoundContext
 ) -> None:
-    """Sealed key of another context (another steward's round key)."""
-    key = member_key(2)
-    sealed = seal_secret_key(other_steward, round_id=ROUND, recipient_public_key=key.public_key)
+    """Sealed key of another context (fault: another steward's round key is accepted)."""
+    sealed = seal_to(other_steward, 2)
     with pytest.raises(SealedKeyMismatchError) as info:
-        open_sealed_key(sealed, public_ctx, round_id=ROUND, private_key=key.secret)
+        open_as(sealed, public_ctx, 2)
     assert info.value.field == "context_hash"
+
+
+def test_sealed_key_whose_context_hash_was_rewritten_cannot_be_opened(
+    steward: SecretRoundContext, other_steward: SecretRoundContext, public_ctx: PublicRoundContext
+) -> None:
+    """Another context's sealed key with the clear header's context hash rewritten (fault: the
+    context hash is not in HPKE's info): the tag fails."""
+    sealed = seal_to(other_steward, 2)
+    forged = SealedKeyHeader(1, binding(steward, 2)).pack() + sealed[SEALED_HEADER_SIZE:]
+    with pytest.raises(SealedKeyError, match="cannot open"):
+        open_as(forged, public_ctx, 2)
+
+
+def test_sealed_key_opened_by_the_wrong_recipient_is_refused(
+    steward: SecretRoundContext, public_ctx: PublicRoundContext
+) -> None:
+    """Wrong recipient (fault: the merge peer, say, opens another member's key): refused by the
+    recipient field; with the header forged to its own address, its key cannot open it."""
+    sealed = seal_to(steward, 2)
+    with pytest.raises(SealedKeyMismatchError) as info:
+        open_as(sealed, public_ctx, 5)
+    assert info.value.field == "recipient"
+    forged = SealedKeyHeader(1, binding(steward, 5)).pack() + sealed[SEALED_HEADER_SIZE:]
+    with pytest.raises(SealedKeyError, match="cannot open"):
+        open_as(forged, public_ctx, 5)
+
+
+def test_sealing_with_a_binding_for_another_context_is_refused(
+    steward: SecretRoundContext, other_steward: SecretRoundContext
+) -> None:
+    """Steward bug (fault: a key sealed under a binding that names another context)."""
+    with pytest.raises(SealedKeyMismatchError) as info:
+        seal_secret_key(
+            steward, binding(other_steward, 2), member_identity(2).encryption_public_key
+        )
+    assert info.value.field == "context_hash"
+
+
+def test_sealing_to_an_all_zero_encryption_key_is_refused(steward: SecretRoundContext) -> None:
+    """A degenerate X25519 key (fault: sealing to a key whose shared secret is known)."""
+    with pytest.raises(SealedKeyError):
+        seal_secret_key(steward, binding(steward, 2), bytes(32))
 
 
 def test_secret_key_that_does_not_match_the_public_context_is_refused(
@@ -294,45 +341,76 @@ def test_secret_key_that_does_not_match_the_public_context_is_refused(
     other_steward: SecretRoundContext,
     public_ctx: PublicRoundContext,
 ) -> None:
-    """A correctly bound and sealed blob holding another round's secret key (a lying steward):
-    the key-pair check catches it instead of letting the peer decrypt garbage."""
-    key = member_key(2)
-    header = SealedKeyHeader(1, ROUND, member_address(2), steward.context_hash).pack()
-    wrong_key = other_steward._secret_key
-    sealed = header + ecies.encrypt(key.public_key.format(compressed=False), header + wrong_key)
+    """A correctly bound and sealed blob holding another round's secret key (fault: a lying
+    steward): the key-pair check catches it instead of letting the peer decrypt garbage."""
+    bound = binding(steward, 2)
+    suite = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
+    public_key = member_identity(2).encryption_private_key().public_key()
+    sealed = SealedKeyHeader(1, bound).pack() + suite.encrypt(
+        other_steward._secret_key, public_key, info=bound.info()
+    )
     with pytest.raises(SealedKeyError, match="does not belong"):
-        open_sealed_key(sealed, public_ctx, round_id=ROUND, private_key=key.secret)
+        open_as(sealed, public_ctx, 2)
 
 
 def test_tampered_sealed_key_is_refused(
     steward: SecretRoundContext, public_ctx: PublicRoundContext
 ) -> None:
-    """Corrupted bytes inside the sealed ciphertext: the AES-GCM tag fails."""
-    key = member_key(2)
-    sealed = bytearray(
-        seal_secret_key(steward, round_id=ROUND, recipient_public_key=key.public_key)
-    )
+    """Corrupted bytes inside the sealed ciphertext (fault: tampering goes unnoticed): the
+    Poly1305 tag fails."""
+    sealed = bytearray(seal_to(steward, 2))
     sealed[-100] ^= 0x80
-    with pytest.raises(SealedKeyError):
-        open_sealed_key(bytes(sealed), public_ctx, round_id=ROUND, private_key=key.secret)
+    with pytest.raises(SealedKeyError, match="cannot open"):
+        open_as(bytes(sealed), public_ctx, 2)
 
 
 @pytest.mark.parametrize("cut", [0, 30, SEALED_HEADER_SIZE + 10, -1])
 def test_truncated_sealed_key_is_refused(
     steward: SecretRoundContext, public_ctx: PublicRoundContext, cut: int
 ) -> None:
-    """Truncated sealed key, in the header, the ECIES envelope or the last byte."""
-    key = member_key(2)
-    sealed = seal_secret_key(steward, round_id=ROUND, recipient_public_key=key.public_key)
+    """Truncated sealed key (fault: a short read is used), in the header, the encapsulated key
+    or the last byte."""
+    sealed = seal_to(steward, 2)
     with pytest.raises(SealedKeyError):
-        open_sealed_key(sealed[:cut], public_ctx, round_id=ROUND, private_key=key.secret)
+        open_as(sealed[:cut], public_ctx, 2)
 
 
 def test_oversized_sealed_key_is_refused(public_ctx: PublicRoundContext) -> None:
-    """A sealed key larger than any the parameter set produces is refused before decrypting."""
+    """A sealed key larger than any the parameter set produces (fault: unbounded buffering) is
+    refused before decrypting."""
     data = b"\x00" * (max_sealed_key_size(1) + 1)
     with pytest.raises(OversizedBlobError):
-        open_sealed_key(data, public_ctx, round_id=ROUND, private_key=member_key(2).secret)
+        open_as(data, public_ctx, 2)
+
+
+def test_binding_encoding_is_fixed_layout() -> None:
+    """The binding's encoding is fixed-size and injective (fault: two bindings that encode
+    alike, e.g. by shifting bytes between variable-length fields)."""
+    base = SealBinding(1, b"\x01" * 20, 2, 3, b"\x04" * 32, b"\x05" * 20)
+    assert len(base.pack()) == 120
+    assert base.pack() == (
+        (1).to_bytes(32, "big")
+        + b"\x01" * 20
+        + (2).to_bytes(8, "big")
+        + (3).to_bytes(8, "big")
+        + b"\x04" * 32
+        + b"\x05" * 20
+    )
+    assert (
+        SealBinding.of(
+            chain_id=1,
+            contract="0x" + "01" * 20,
+            round_id=2,
+            attempt=3,
+            context_hash=b"\x04" * 32,
+            recipient="0x" + "05" * 20,
+        )
+        == base
+    )
+    with pytest.raises(ValueError):
+        SealBinding(1, b"\x01" * 19, 2, 3, b"\x04" * 32, b"\x05" * 20)
+    with pytest.raises(ValueError):
+        SealBinding(-1, b"\x01" * 20, 2, 3, b"\x04" * 32, b"\x05" * 20)
 
 
 def test_repr_of_a_secret_context_shows_no_key_material(steward: SecretRoundContext) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 import torch
 
 from swarm.crypto import Layout, TensorSpec, flatten, layout_of, unflatten
 from swarm.errors import LayoutMismatchError
+from swarm.hashing import Tag, tagged_hash
 
 
 def hand_state() -> dict[str, torch.Tensor]:
@@ -27,12 +26,13 @@ def test_layout_keeps_float_tensors_in_order_and_skips_integer_buffers() -> None
     assert layout.param_count == 5
 
 
-def test_layout_hash_is_sha256_of_the_canonical_encoding() -> None:
-    """Layout hash: two peers must derive the same 32 bytes from the same architecture."""
+def test_layout_hash_is_the_layout_tagged_hash_of_the_canonical_encoding() -> None:
+    """Layout hash: two peers must derive the same 32 bytes from the same architecture (fault:
+    an encoding or tag that differs between peers)."""
     layout = layout_of(hand_state())
     canonical = b'{"tensors":[["a",[2,2],"float32"],["b",[1],"float32"]],"v":1}'
     assert layout.canonical_bytes() == canonical
-    assert layout.hash == hashlib.sha256(canonical).digest()
+    assert layout.hash == tagged_hash(Tag.LAYOUT, canonical)
 
 
 def test_layout_hash_differs_for_another_architecture() -> None:

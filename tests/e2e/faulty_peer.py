@@ -7,7 +7,9 @@ library feature). Run as ``python -m tests.e2e.faulty_peer <the arguments of cli
 - ``before-commit@R:P``: the same, right before it commits its update;
 - ``freeze@R:P``: the peer stops itself (SIGSTOP) as soon as it sees round R's roles: its
   connections stay open but nothing answers on them, a silently dead peer, until the test
-  sends SIGCONT.
+  sends SIGCONT;
+- ``stall`` (no round, no position: give it to one process): the peer joins every round and
+  never commits, a member that stalls rounds on purpose; it does everything else as usual.
 
 Positions make it deterministic which of the identically configured processes is hit.
 """
@@ -21,6 +23,7 @@ import sys
 from dataclasses import dataclass
 
 from swarm.ledger import RoundInfo
+from swarm.peer.work import ActionSupersededError
 
 log = logging.getLogger("swarm.tests.faults")
 
@@ -40,13 +43,20 @@ class FaultHooks:
 
     def __init__(self, spec: str) -> None:
         self.faults = []
+        self.stall = False
         for item in filter(None, spec.split(",")):
+            if item == "stall":
+                self.stall = True
+                continue
             name, _, where = item.partition("@")
             round_text, _, position = where.partition(":")
             self.faults.append(Fault(name, int(round_text), int(position)))
         self.fired: set[Fault] = set()
 
     def at(self, point: str, info: RoundInfo, me: str) -> None:
+        if self.stall and point == "before-commit":
+            # superseded: the peer drops this commit quietly and decides again, forever
+            raise ActionSupersededError("stalling on purpose (test fault)")
         for fault in self.faults:
             if fault in self.fired or fault.round_id != info.round_id or me not in info.order:
                 continue

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from swarm.identity import Identity
-from swarm.p2p.framing import sha256
 from swarm.p2p.membership import member_of_identity, write_members_file
+from swarm.p2p.store import BlobKind, content_digest
 from tests.p2p.helpers import free_port, loopback_addr
 from tests.support.node import NodeProcess, make_payload
 
@@ -140,7 +140,7 @@ def test_receiver_killed_mid_transfer_then_back(cluster: Cluster) -> None:
             "kind": "update",
             "round": 1,
             "sender": sender.address,
-            "digest": sha256(make_payload(seed, size)).hex(),
+            "digest": content_digest(BlobKind.UPDATE, make_payload(seed, size)).hex(),
             "size": size,
         }
     ]

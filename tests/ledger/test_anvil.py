@@ -11,7 +11,7 @@ from localnet.anvil import AnvilNode, start_anvil
 from swarm import errors
 from swarm.ledger import LedgerClient, RoundState, RpcChain
 from tests.conftest import WINDOW, Consortium, h, make_consortium
-from tests.ledger.rounds import finalize, join_all, open_round, run_to_merging
+from tests.ledger.rounds import draw, finalize, join_all, open_round, run_to_merging
 
 pytestmark = pytest.mark.anvil
 
@@ -35,9 +35,14 @@ def test_reverts_decode_the_same_as_on_embedded_chain(anvil: AnvilNode) -> None:
     with pytest.raises(errors.NotAMemberError) as exc:
         outsider.join(rid)
     assert exc.value.values == {"account": outsider.identity.address}  # type: ignore[union-attr]
-    with pytest.raises(errors.WrongRoundError) as wrong:
+    with pytest.raises(errors.WrongRoundStateError) as wrong:
         c.client(c.addresses[0]).join(rid + 1)
-    assert wrong.value.values == {"current": rid, "given": rid + 1}
+    assert wrong.value.values == {
+        "round": rid + 1,
+        "found": "NONE",
+        "expectedMask": 2,
+        "expected": "JOINING",
+    }
     info = join_all(c, rid)
     with pytest.raises(errors.NotYourRoleError):
         c.client(info.merge_peer).post_round_key(rid, h("key"))
@@ -77,7 +82,7 @@ def test_chain_restart_keeps_the_ledger(tmp_path: object, anvil: AnvilNode) -> N
         assert ledger.round(rid) == before
         assert [m.address for m in ledger.members()] == c.addresses
         c.client(c.addresses[2]).join(rid)  # the same clients carry on
-        assert c.admin.round(rid).state == RoundState.KEYING
+        assert draw(c, rid).state == RoundState.KEYING
     finally:
         restarted.stop()
 

@@ -15,7 +15,7 @@ from localnet.anvil import KEPT_STATES, MIN_BLOCK_TIME, AnvilNode, start_anvil
 from swarm import errors
 from swarm.ledger import EXACT_ESTIMATE, LedgerClient, RoundState, RpcChain
 from tests.conftest import Consortium, h, make_consortium
-from tests.ledger.rounds import open_round, run_to_merging
+from tests.ledger.rounds import draw, open_round, run_to_merging
 from tests.ledger.test_view import check_view, counted_requests
 
 pytestmark = pytest.mark.anvil
@@ -88,8 +88,8 @@ def test_two_acks_in_one_block_without_margin_one_runs_out_of_gas(anvil: AnvilNo
 
 
 def test_last_joins_in_one_block_both_succeed(anvil: AnvilNode) -> None:
-    """Fault: the last three members join in one block; the third closes the window (roles
-    drawn over all participants) though estimated as a plain join."""
+    """Fault: the last three members join in one block; the third closes the window (it records
+    the draw block) though estimated as a plain join."""
     c = make_consortium(RpcChain(anvil.url), 6)
     rid = open_round(c)
     for a in c.addresses[:3]:
@@ -99,13 +99,13 @@ def test_last_joins_in_one_block_both_succeed(anvil: AnvilNode) -> None:
         [(c.client(a), "join", (rid,)) for a in c.addresses[3:]],
     )
     assert all(not isinstance(r, Exception) for r in results), results
-    assert c.admin.round(rid).state == RoundState.KEYING
+    assert draw(c, rid).state == RoundState.KEYING
 
 
 def test_competing_open_round_in_one_block_is_decoded(anvil: AnvilNode) -> None:
     """Fault: two members open the next round in one block. The loser's replay at the parent
-    block succeeds (the round was not open yet); at its own block it says RoundNotOver, which
-    is what the caller gets, typed, with the transaction's hash."""
+    block succeeds (the round was not open yet); at its own block it says WrongRoundState
+    (found Joining), which is what the caller gets, typed, with the transaction's hash."""
     c = make_consortium(RpcChain(anvil.url), 3)
     model = c.admin.latest_model()
     results = in_one_block(
@@ -115,7 +115,7 @@ def test_competing_open_round_in_one_block_is_decoded(anvil: AnvilNode) -> None:
     failures = [r for r in results if isinstance(r, Exception)]
     assert len(failures) == 1, results
     assert isinstance(failures[0], errors.WrongRoundStateError), failures
-    assert failures[0].name == "RoundNotOver" and failures[0].tx_hash
+    assert failures[0].name == "WrongRoundState" and failures[0].tx_hash
     assert c.admin.current_round() == 1
 
 

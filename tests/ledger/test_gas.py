@@ -27,7 +27,7 @@ def test_a_low_balance_is_one_warning_line_with_the_cost_of_a_round() -> None:
     assert low.rounds_covered == 3
     line = low.warning()
     assert line is not None and "\n" not in line
-    assert "enough for 3 rounds" in line and "0.0015 ETH" in line and A in line
+    assert "enough for 3 rounds" in line and "0.0007 ETH" in line and A in line
     assert Funds(A, LOW_BALANCE_ROUNDS * per_round, GWEI).warning() is None
     assert Funds(A, 0, 0).warning() is None
 

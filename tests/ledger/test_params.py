@@ -1,4 +1,5 @@
-"""What the contract accepts as consortium parameters, and that the CLI checks the same bounds."""
+"""What the Consortium accepts as parameters, their versions, the per-round snapshot, and that the
+CLI checks the same bounds. Each test's docstring names the fault it exercises."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from cli import admin
 from swarm import errors
 from swarm.crypto import PARAMETER_SETS
-from tests.conftest import Consortium
+from swarm.ledger import RoundState
+from tests.conftest import WINDOW, Consortium, h
+from tests.ledger.rounds import join_all, open_round, run_to_merging
 
 
 @pytest.mark.parametrize(
@@ -17,6 +20,7 @@ from tests.conftest import Consortium
     [
         ({"min_peers": 2}, "minPeers", 2),
         ({"min_peers": 0}, "minPeers", 0),
+        ({"min_peers": 65}, "minPeers", 65),  # more than CKKS set 1 sums
         ({"join_window": 4}, "joinWindow", 4),
         ({"key_window": 0}, "keyWindow", 0),
         ({"commit_window": 86_401}, "commitWindow", 86_401),
@@ -24,32 +28,108 @@ from tests.conftest import Consortium
         ({"ack_window": 2**32 - 1}, "ackWindow", 2**32 - 1),
         ({"ckks_params_id": 0}, "ckksParamsId", 0),
         ({"ckks_params_id": 99}, "ckksParamsId", 99),
+        ({"task_id": b"\0" * 32}, "taskId", 0),
+        ({"initial_model_hash": b"\0" * 32}, "initialModelHash", 0),
+        ({"max_missed_commits": 2, "sit_out_rounds": 0}, "sitOutRounds", 0),
+        ({"max_missed_commits": 2, "sit_out_rounds": 1001}, "sitOutRounds", 1001),
     ],
 )
 def test_out_of_range_parameters_are_refused_with_the_value(
     consortium: Consortium, change: dict[str, int], name: str, value: int
 ) -> None:
+    """An out-of-range parameter: InvalidParameter names it and the value; nothing changes (no
+    new version), and the CLI refuses the same value before sending."""
     c = consortium
     before = c.admin.params()
+    bad = dataclasses.replace(before, **change)  # type: ignore[arg-type]
     with pytest.raises(errors.InvalidParameterError) as exc:
-        c.admin.set_params(dataclasses.replace(before, **change))  # type: ignore[arg-type]
+        c.admin.set_params(bad)
     assert exc.value.values == {"name": name, "value": value}
-    assert c.admin.params() == before
+    assert c.admin.params() == before and c.admin.params_version() == 0
+    if name not in ("taskId", "initialModelHash"):  # the CLI derives both from the task
+        with pytest.raises(errors.ConfigError):
+            admin.check_params(bad)
 
 
 def test_bounds_are_accepted(consortium: Consortium) -> None:
     c = consortium
     edge = dataclasses.replace(
-        c.admin.params(), min_peers=3, join_window=5, commit_window=86_400, ckks_params_id=1
+        c.admin.params(),
+        min_peers=64,
+        join_window=5,
+        commit_window=86_400,
+        ckks_params_id=1,
+        max_missed_commits=1,
+        sit_out_rounds=1000,
     )
+    admin.check_params(edge)
     c.admin.set_params(edge)
     assert c.admin.params() == edge
 
 
+def test_set_params_appends_a_version(consortium: Consortium) -> None:
+    """Parameters are versioned: an old version stays readable (auditors replay rounds with it),
+    and each change is an event with its version."""
+    c = consortium
+    v0 = c.admin.params()
+    v1 = dataclasses.replace(v0, min_peers=4, max_missed_commits=3, sit_out_rounds=2)
+    c.admin.set_params(v1)
+    assert c.admin.params_version() == 1
+    assert c.admin.params_at(0) == v0 and c.admin.params_at(1) == v1 == c.admin.params()
+    with pytest.raises(errors.InvalidParameterError) as exc:
+        c.admin.params_at(2)
+    assert exc.value.name == "UnknownParamsVersion"
+    sets = [e for e in c.admin.events() if e.name == "ParamsSet"]
+    assert [e.args["version"] for e in sets] == [0, 1]
+
+
+def test_set_params_never_changes_a_running_round(consortium: Consortium) -> None:
+    """An admin shortens the windows and raises minPeers while a round runs: the round keeps the
+    version it opened with (deadlines, minPeers, metrics); the next round uses the new one."""
+    c = consortium
+    rid = open_round(c)
+    c.admin.set_params(
+        dataclasses.replace(
+            c.admin.params(), min_peers=4, key_window=5, commit_window=5, metrics_enabled=False
+        )
+    )
+    info = join_all(c, rid, c.addresses[:3])  # 3 joined: enough for version 0's minPeers
+    assert info.params_version == 0 and info.min_peers == 3
+    assert info.params is not None and info.params.commit_window == WINDOW
+    c.chain.advance_time(WINDOW + 1)
+    c.client(c.addresses[0]).close_join(rid)
+    c.chain.mine(2)
+    info = c.admin.round(rid)
+    assert info.key_deadline - c.chain.timestamp() > 5  # version 0's key window
+    c.client(info.key_steward).post_round_key(rid, h("key"))  # type: ignore[arg-type]
+    info = c.admin.round(rid)
+    assert info.merge_deadline - info.commit_deadline == WINDOW
+    v = c.admin.view()
+    assert v.params.min_peers == 4 and v.params_version == 1  # what the next round gets
+    assert v.round is not None and v.round.params is not None and v.round.params.min_peers == 3
+    for a in info.participants:
+        c.client(a).commit_update(rid, h(f"u-{a}"), 5)
+    c.client(info.merge_peer).submit_aggregate(rid, h("agg"), info.participants)  # type: ignore[arg-type]
+    ackers = [a for a in info.participants if a != info.merge_peer]
+    for a in ackers:
+        c.client(a).acknowledge(rid, h("model-1"))
+    assert c.admin.round(rid).state == RoundState.FINALIZED
+    c.client(ackers[0]).report_metrics(rid, 10, 0.5, 0.5, 0.1)  # version 0: metrics on
+
+    rid2 = open_round(c)
+    info2 = c.admin.round(rid2)
+    assert info2.params_version == 1 and info2.min_peers == 4
+    run_to_merging(c, rid2)
+    assert c.admin.round(rid2).commit_deadline - c.chain.timestamp() <= 5
+
+
 def test_the_cli_checks_the_contract_s_bounds(consortium: Consortium) -> None:
     """cli/admin.py refuses before sending exactly what the contract would refuse."""
-    f = consortium.admin.contract.functions
+    f = consortium.admin.consortium.functions
     assert f.MIN_PEERS_FLOOR().call() == admin.MIN_PEERS_FLOOR
     assert f.MIN_WINDOW().call() == admin.MIN_WINDOW_S
     assert f.MAX_WINDOW().call() == admin.MAX_WINDOW_S
+    assert f.MAX_SIT_OUT_ROUNDS().call() == admin.MAX_SIT_OUT_ROUNDS
     assert set(range(1, f.MAX_CKKS_PARAMS_ID().call() + 1)) == set(PARAMETER_SETS)
+    for ckks, cap in admin.MAX_CONTRIBUTORS.items():
+        assert f.maxContributors(ckks).call() == cap

@@ -10,14 +10,15 @@ import pytest
 from swarm import errors
 from swarm.ledger import LapseReason, RoundState
 from tests.conftest import WINDOW, Consortium, h
-from tests.ledger.rounds import finalize, join_all, open_round, run_to_merging
+from tests.ledger.rounds import draw, finalize, join_all, open_round, run_to_merging
 
 
 def test_full_round_finalizes_on_majority(consortium: Consortium) -> None:
     c = consortium
     rid = open_round(c)
     info = join_all(c, rid)
-    # Everyone joined: the window closed by itself and fixed a permutation of the participants.
+    # Everyone joined: the window closed by itself; once the draw block exists, its hash fixed a
+    # permutation of the participants.
     assert info.state == RoundState.KEYING
     assert sorted(info.order) == sorted(c.addresses)
     assert info.merge_peer == info.order[0] and info.key_steward == info.order[1]
@@ -70,12 +71,15 @@ def test_next_round_starts_from_finalized_model(consortium: Consortium) -> None:
 
 
 def test_cannot_open_while_a_round_runs(consortium: Consortium) -> None:
+    """A second opener while a round runs: WrongRoundState names what it found and expected."""
     c = consortium
-    open_round(c)
+    rid = open_round(c)
     with pytest.raises(errors.WrongRoundStateError) as exc:
         open_round(c)
-    assert exc.value.name == "RoundNotOver"
-    assert exc.value.values["state"] == "JOINING"
+    assert exc.value.name == "WrongRoundState"
+    assert exc.value.values["round"] == rid
+    assert exc.value.values["found"] == "JOINING"
+    assert exc.value.values["expected"] == "FINALIZED|LAPSED"
 
 
 def test_join_closes_at_deadline_with_min_peers(consortium: Consortium) -> None:
@@ -89,7 +93,8 @@ def test_join_closes_at_deadline_with_min_peers(consortium: Consortium) -> None:
         c.client(c.addresses[3]).join(rid)  # a late joiner
     assert exc.value.values["round"] == rid
     c.client(c.addresses[0]).close_join(rid)
-    info = c.admin.round(rid)
+    assert c.admin.round(rid).state == RoundState.DRAWING
+    info = draw(c, rid)
     assert info.state == RoundState.KEYING
     assert sorted(info.participants) == sorted(c.addresses[:3])
 
@@ -104,7 +109,7 @@ def test_round_lapses_below_min_peers_and_next_opens_from_same_base(
     c.chain.advance_time(WINDOW + 1)
     with pytest.raises(errors.WrongRoundStateError) as exc:
         c.client(c.addresses[0]).close_join(rid)
-    assert exc.value.values == {"round": rid, "joined": 2, "minPeers": 3}
+    assert exc.value.values["found"] == "LAPSED" and exc.value.values["expected"] == "JOINING"
     info = c.admin.round(rid)
     assert info.state == RoundState.LAPSED and info.lapse_reason == LapseReason.TOO_FEW_JOINED
     rid2 = open_round(c)
@@ -127,13 +132,19 @@ def test_participant_that_misses_commit_deadline_is_left_out(consortium: Consort
             c.client(a).commit_update(rid, h(f"u-{a}"), 5)
     assert c.admin.round(rid).state == RoundState.COMMITTING
     c.chain.advance_time(WINDOW + 1)
-    with pytest.raises(errors.DeadlinePassedError):
+    with pytest.raises(errors.WrongRoundStateError) as exc:
         c.client(late).commit_update(rid, h("late"), 5)
+    assert exc.value.values["found"] == "MERGING"
     assert c.admin.round(rid).state == RoundState.MERGING
     # The merge peer cannot slip the late participant in either.
     with pytest.raises(errors.InvalidContributorsError) as exc:
         c.client(info.merge_peer).submit_aggregate(rid, h("agg"), info.participants)
-    assert exc.value.values == {"round": rid, "account": late}
+    late_bit = 1 << info.participants.index(late)
+    assert exc.value.values == {
+        "round": rid,
+        "contributorBits": 0b1111,
+        "commitBits": 0b1111 & ~late_bit,
+    }
     committed = [a for a in info.participants if a != late]
     c.client(info.merge_peer).submit_aggregate(rid, h("agg"), committed)
     assert c.admin.round(rid).total_samples == 15
@@ -268,10 +279,10 @@ def test_commit_to_wrong_round_is_refused(consortium: Consortium) -> None:
     rid = open_round(c)
     info = join_all(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))
-    with pytest.raises(errors.WrongRoundError) as exc:
+    with pytest.raises(errors.WrongRoundStateError) as exc:
         c.client(info.participants[0]).commit_update(rid + 1, h("u"), 5)
-    assert exc.value.values == {"current": rid, "given": rid + 1}
-    with pytest.raises(errors.WrongRoundError):
+    assert exc.value.values["round"] == rid + 1 and exc.value.values["found"] == "NONE"
+    with pytest.raises(errors.WrongRoundStateError):
         c.client(info.participants[0]).commit_update(rid - 1, h("u"), 5)
 
 
@@ -281,7 +292,7 @@ def test_commit_before_round_key_is_refused(consortium: Consortium) -> None:
     info = join_all(c, rid)
     with pytest.raises(errors.WrongRoundStateError) as exc:
         c.client(info.participants[0]).commit_update(rid, h("u"), 5)
-    assert exc.value.values["actual"] == "KEYING"
+    assert exc.value.values["found"] == "KEYING"
     assert exc.value.values["expected"] == "COMMITTING"
 
 
@@ -291,7 +302,7 @@ def test_non_participant_member_cannot_commit(consortium: Consortium) -> None:
     join_all(c, rid, c.addresses[:3])
     c.chain.advance_time(WINDOW + 1)
     c.client(c.addresses[0]).close_join(rid)
-    info = c.admin.round(rid)
+    info = draw(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))
     with pytest.raises(errors.NotParticipantError):
         c.client(c.addresses[3]).commit_update(rid, h("u"), 5)
@@ -334,10 +345,10 @@ def test_ack_when_round_not_awaiting_one_is_refused(consortium: Consortium) -> N
     info = join_all(c, rid)
     with pytest.raises(errors.WrongRoundStateError) as exc:
         c.client(info.participants[0]).acknowledge(rid, h("m"))
-    assert exc.value.values["actual"] == "KEYING"
+    assert exc.value.values["found"] == "KEYING"
     with pytest.raises(errors.WrongRoundStateError) as exc:
         c.client(info.participants[0]).acknowledge(rid + 5, h("m"))
-    assert exc.value.values["actual"] == "NONE"
+    assert exc.value.values["found"] == "NONE"
 
 
 def test_merge_peer_and_non_contributors_cannot_ack(consortium: Consortium) -> None:

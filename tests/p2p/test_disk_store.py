@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from swarm.p2p import BlobKind, BlobRef
 from swarm.p2p.disk_store import DirectoryBlobStore
+from swarm.p2p.store import content_digest
 
 SENDER = "0x" + "ab" * 20
 
 
 def _ref(kind: BlobKind, round_id: int, data: bytes, sender: str = SENDER) -> BlobRef:
-    return BlobRef(kind, round_id, sender, hashlib.sha256(data).digest(), len(data))
+    return BlobRef(kind, round_id, sender, content_digest(kind, data), len(data))
 
 
 def test_blobs_survive_a_restart(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_blobs_survive_a_restart(tmp_path: Path) -> None:
     store.put(_ref(BlobKind.ROUND_KEY, 3, key), key)
 
     again = DirectoryBlobStore(tmp_path)
-    assert again.get(hashlib.sha256(update).digest()) == update
+    assert again.get(content_digest(BlobKind.UPDATE, update)) == update
     assert [r.kind for r in again.find(round_id=3)] == [BlobKind.UPDATE, BlobKind.ROUND_KEY]
     assert again.find(kind=BlobKind.UPDATE, sender=SENDER)[0].size == len(update)
 
@@ -34,10 +34,10 @@ def test_new_blob_replaces_the_old_one_of_the_same_slot(tmp_path: Path) -> None:
     old, new = b"attempt 0", b"attempt 1"
     store.put(_ref(BlobKind.UPDATE, 1, old), old)
     store.put(_ref(BlobKind.UPDATE, 1, new), new)
-    assert store.get(hashlib.sha256(old).digest()) is None
+    assert store.get(content_digest(BlobKind.UPDATE, old)) is None
     assert len(list((tmp_path / "update").glob("*.blob"))) == 1
     assert DirectoryBlobStore(tmp_path).find(kind=BlobKind.UPDATE)[0].digest == (
-        hashlib.sha256(new).digest()
+        content_digest(BlobKind.UPDATE, new)
     )
 
 

@@ -21,7 +21,7 @@ import trio
 from swarm.errors import TransferRefusedError
 from swarm.identity import Identity
 from swarm.p2p.config import TransferPolicy
-from swarm.p2p.framing import read_message, sha256, write_message
+from swarm.p2p.framing import read_message, write_message
 from swarm.p2p.host import P2PHost, reset_quietly
 from swarm.p2p.protocols import (
     RETRYABLE_REFUSALS,
@@ -31,7 +31,7 @@ from swarm.p2p.protocols import (
     StreamIO,
     push,
 )
-from swarm.p2p.store import BlobKind, MemoryBlobStore
+from swarm.p2p.store import BlobKind, MemoryBlobStore, content_digest
 from tests.p2p.helpers import free_port, identities, make_member, run_trio, serving_host
 
 #: the merge peer gives a payload this long to arrive: a trickler holds its slot all that time
@@ -105,7 +105,7 @@ async def _trickle(io: StreamIO, round_id: int, answers: list[dict[str, Any]]) -
         "v": 1,
         "kind": "update",
         "round": round_id,
-        "digest": sha256(b"t" * TRICKLED_SIZE).hex(),
+        "digest": content_digest(BlobKind.UPDATE, b"t" * TRICKLED_SIZE).hex(),
         "size": TRICKLED_SIZE,
     }
     await write_message(io, header)
@@ -154,7 +154,7 @@ def test_a_member_flooding_trickled_pushes_does_not_starve_an_honest_one() -> No
                 await push(
                     scene.honest, scene.merge.address, BlobKind.UPDATE, 1, update, policy=HONEST
                 )
-            assert scene.store.get(sha256(update)) == update
+            assert scene.store.get(content_digest(BlobKind.UPDATE, update)) == update
 
     run(body)
 

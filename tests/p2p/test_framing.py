@@ -18,6 +18,7 @@ from swarm.errors import (
     TransferInterruptedError,
     TransferRefusedError,
 )
+from swarm.hashing import Tag, tagged_hash
 from swarm.p2p.framing import (
     MAX_CHUNK_BYTES,
     MAX_CONTROL_BYTES,
@@ -28,10 +29,16 @@ from swarm.p2p.framing import (
     read_message,
     refusal,
     send_payload,
-    sha256,
     write_message,
 )
 from tests.p2p.helpers import run_trio
+
+#: framing is tag-agnostic: these tests frame blobs (updates, aggregates)
+TAG = Tag.BLOB
+
+
+def digest_of(data: bytes) -> bytes:
+    return tagged_hash(TAG, data)
 
 
 class Pipe:
@@ -81,12 +88,12 @@ class Sink:
 
 def framed(payload: bytes, *, offset: int = 0, chunk: int = 1000) -> bytes:
     sink = Sink()
-    run_trio(lambda: send_payload(sink, payload, offset=offset, chunk_bytes=chunk))
+    run_trio(lambda: send_payload(sink, payload, tag=TAG, offset=offset, chunk_bytes=chunk))
     return bytes(sink.data)
 
 
 def receive(wire: bytes, size: int, digest: bytes, limit: int | None = None) -> bytes:
-    partial = PartialPayload(size, digest, size if limit is None else limit)
+    partial = PartialPayload(size, digest, size if limit is None else limit, tag=TAG)
     result: bytes = run_trio(lambda: partial.receive(Recorded(wire)))
     return result
 
@@ -130,14 +137,15 @@ def test_payload_round_trip_is_chunked_and_ends_with_the_digest() -> None:
     wire = framed(payload, chunk=1000)
     lengths = [struct.unpack(">I", wire[i : i + 4])[0] for i in (0, 1004, 2008)]
     assert lengths == [1000, 1000, 560]
-    assert wire[-32:] == hashlib.sha256(payload).digest()
-    assert receive(wire, len(payload), sha256(payload)) == payload
+    tag = hashlib.sha256(b"swarm/v1/blob").digest()
+    assert wire[-32:] == hashlib.sha256(tag + tag + payload).digest()  # the tagged hash
+    assert receive(wire, len(payload), digest_of(payload)) == payload
 
 
 def test_empty_payload_is_just_the_trailer() -> None:
     wire = framed(b"")
-    assert wire == hashlib.sha256(b"").digest()
-    assert receive(wire, 0, sha256(b"")) == b""
+    assert wire == digest_of(b"")
+    assert receive(wire, 0, digest_of(b"")) == b""
 
 
 def test_corrupted_chunk_is_refused_and_nothing_is_kept() -> None:
@@ -146,7 +154,7 @@ def test_corrupted_chunk_is_refused_and_nothing_is_kept() -> None:
     corrupted = bytearray(payload)
     corrupted[1500] ^= 1
     wire = framed(bytes(corrupted))  # the sender's trailer matches what it sent...
-    partial = PartialPayload(len(payload), sha256(payload), len(payload))
+    partial = PartialPayload(len(payload), digest_of(payload), len(payload), tag=TAG)
     with pytest.raises(PayloadHashMismatchError, match="expected"):
         run_trio(lambda: partial.receive(Recorded(wire)))  # ...but not its commitment
     assert partial.received == 0
@@ -157,13 +165,13 @@ def test_corruption_in_transit_is_caught_by_the_trailer() -> None:
     wire = bytearray(framed(payload))
     wire[10] ^= 1  # inside the first chunk, after its length prefix
     with pytest.raises(PayloadHashMismatchError, match="trailer"):
-        receive(bytes(wire), len(payload), sha256(payload))
+        receive(bytes(wire), len(payload), digest_of(payload))
 
 
 def test_chunk_longer_than_what_is_left_is_a_violation() -> None:
-    wire = struct.pack(">I", 11) + b"a" * 11 + sha256(b"a" * 11)
+    wire = struct.pack(">I", 11) + b"a" * 11 + digest_of(b"a" * 11)
     with pytest.raises(ProtocolViolationError):
-        receive(wire, 10, sha256(b"a" * 10))
+        receive(wire, 10, digest_of(b"a" * 10))
     wire = struct.pack(">I", MAX_CHUNK_BYTES + 1)
     with pytest.raises(ProtocolViolationError):
         receive(wire, MAX_CHUNK_BYTES + 10, b"\0" * 32, limit=MAX_CHUNK_BYTES * 2)
@@ -171,16 +179,16 @@ def test_chunk_longer_than_what_is_left_is_a_violation() -> None:
 
 def test_oversized_payload_is_refused_before_any_buffer_is_made() -> None:
     with pytest.raises(PayloadTooLargeError) as info:
-        PartialPayload(10**12, b"\0" * 32, limit=1 << 20)  # allocating this would fail
+        PartialPayload(10**12, b"\0" * 32, limit=1 << 20, tag=TAG)  # allocating this would fail
     assert (info.value.size, info.value.limit) == (10**12, 1 << 20)
 
 
 def test_interrupted_transfer_resumes_at_its_offset() -> None:
     """The stream ends mid-chunk: the prefix is kept, and a resumed stream completes it."""
     payload = bytes(range(256)) * 40  # 10240 bytes
-    digest = sha256(payload)
+    digest = digest_of(payload)
     first = framed(payload, chunk=4096)[:6000]  # cut inside the second chunk
-    partial = PartialPayload(len(payload), digest, len(payload))
+    partial = PartialPayload(len(payload), digest, len(payload), tag=TAG)
     with pytest.raises(TransferInterruptedError):
         run_trio(lambda: partial.receive(Recorded(first)))
     assert 0 < partial.received < len(payload)
@@ -192,7 +200,7 @@ def test_silent_stall_is_ended_by_the_callers_deadline() -> None:
     """A stream that stops delivering hangs a read forever; the deadline scope ends it."""
     payload = b"z" * 5000
     wire = framed(payload)[:3000]
-    partial = PartialPayload(len(payload), sha256(payload), len(payload))
+    partial = PartialPayload(len(payload), digest_of(payload), len(payload), tag=TAG)
 
     async def body() -> None:
         with trio.fail_after(0.2):
@@ -211,10 +219,10 @@ def test_silent_stall_is_ended_by_the_callers_deadline() -> None:
 def test_any_payload_survives_any_single_interruption(
     payload: bytes, chunk: int, cut_fraction: float
 ) -> None:
-    digest = sha256(payload)
+    digest = digest_of(payload)
     wire = framed(payload, chunk=chunk)
     cut = int(len(wire) * cut_fraction)
-    partial = PartialPayload(len(payload), digest, len(payload))
+    partial = PartialPayload(len(payload), digest, len(payload), tag=TAG)
     try:
         result = run_trio(lambda: partial.receive(Recorded(wire[:cut])))
     except TransferInterruptedError:

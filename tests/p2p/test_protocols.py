@@ -16,6 +16,7 @@ from swarm.errors import (
     TransferRefusedError,
     TransferTimeoutError,
 )
+from swarm.hashing import Tag
 from swarm.ledger.types import Member
 from swarm.p2p.config import TransferPolicy
 from swarm.p2p.framing import (
@@ -23,7 +24,6 @@ from swarm.p2p.framing import (
     accepted,
     read_message,
     send_payload,
-    sha256,
     write_message,
 )
 from swarm.p2p.host import P2PHost, widen_receive_window
@@ -36,7 +36,7 @@ from swarm.p2p.protocols import (
     push,
     request_status,
 )
-from swarm.p2p.store import BlobKind, BlobRef, MemoryBlobStore
+from swarm.p2p.store import BlobKind, BlobRef, MemoryBlobStore, content_digest
 from tests.p2p.helpers import (
     FAST_POLICY,
     free_port,
@@ -47,6 +47,11 @@ from tests.p2p.helpers import (
 )
 
 Body = Callable[[P2PHost, P2PHost, ProtocolServer, MemoryBlobStore], Awaitable[None]]
+
+
+def blob_digest(data: bytes) -> bytes:
+    """The content digest of an update or an aggregate (both are addressed as blobs)."""
+    return content_digest(BlobKind.UPDATE, data)
 
 
 def with_pair(body: Body, deadline_s: float = 60.0) -> None:
@@ -84,7 +89,7 @@ def test_push_is_stored_with_the_sender_derived_from_its_key() -> None:
         seen: list[PushRequest] = []
         protocols.accept_pushes(BlobKind.UPDATE, accept_all(seen), 1 << 20)
         await push(client, server.address, BlobKind.UPDATE, 7, payload, policy=FAST_POLICY)
-        digest = sha256(payload)
+        digest = blob_digest(payload)
         assert seen == [PushRequest(client.address, BlobKind.UPDATE, 7, digest, len(payload))]
         assert store.find() == [BlobRef(BlobKind.UPDATE, 7, client.address, digest, len(payload))]
         assert store.get(digest) == payload
@@ -169,7 +174,7 @@ def test_oversized_push_is_refused_on_its_header() -> None:
 
 
 def test_push_whose_bytes_do_not_match_the_commitment_is_refused() -> None:
-    """A corrupted payload (bytes differ from the declared sha256): refused, nothing stored."""
+    """A corrupted payload (bytes differ from the declared digest): refused, nothing stored."""
     payload = b"u" * 50_000
 
     async def body(
@@ -184,7 +189,7 @@ def test_push_whose_bytes_do_not_match_the_commitment_is_refused() -> None:
                 BlobKind.UPDATE,
                 1,
                 corrupted,
-                digest=sha256(payload),
+                digest=blob_digest(payload),
                 policy=FAST_POLICY,
             )
         assert info.value.code == "hash_mismatch"
@@ -194,7 +199,7 @@ def test_push_whose_bytes_do_not_match_the_commitment_is_refused() -> None:
 
 
 def offer(store: MemoryBlobStore, kind: BlobKind, round_id: int, data: bytes) -> bytes:
-    digest = sha256(data)
+    digest = content_digest(kind, data)
     store.put(BlobRef(kind, round_id, "0xM", digest, len(data)), data)
     return digest
 
@@ -275,16 +280,18 @@ class StallingAggregateServer:
         request = await read_message(io)
         offset = int(request["offset"])
         self.offsets.append(offset)
-        digest = sha256(self.data)
+        digest = blob_digest(self.data)
         await write_message(io, accepted(size=len(self.data), digest=digest.hex(), offset=offset))
         if len(self.offsets) <= self.stalls:
             half = self.data[: len(self.data) // 2]
             sink = _Truncated(io, len(half) - offset + 4 * (len(half) // 4096 + 1))
             with contextlib.suppress(_Stop):
-                await send_payload(sink, self.data, offset=offset, chunk_bytes=4096)
+                await send_payload(sink, self.data, tag=Tag.BLOB, offset=offset, chunk_bytes=4096)
             await trio.sleep(30)  # never a byte more, never a close: only a deadline ends this
             return
-        await send_payload(io, self.data, offset=offset, whole_digest=digest, chunk_bytes=4096)
+        await send_payload(
+            io, self.data, tag=Tag.BLOB, offset=offset, whole_digest=digest, chunk_bytes=4096
+        )
         await stream.close()
 
 
@@ -330,7 +337,7 @@ def test_silent_stall_times_out_and_the_retry_resumes_at_its_offset() -> None:
             client,
             server.address,
             BlobKind.AGGREGATE,
-            sha256(data),
+            blob_digest(data),
             max_size=1 << 20,
             policy=STALL_POLICY,
         )
@@ -355,7 +362,7 @@ def test_silent_stall_with_no_retry_left_raises_a_timeout() -> None:
                 client,
                 server.address,
                 BlobKind.AGGREGATE,
-                sha256(data),
+                blob_digest(data),
                 max_size=1 << 20,
                 policy=one_attempt,
             )
@@ -433,7 +440,7 @@ def test_slow_processing_after_a_whole_read_does_not_trip_the_window_timeout() -
         ):
             protocols.accept_pushes(BlobKind.UPDATE, accept_all([]), 8 << 20)
             await push(client, server.address, BlobKind.UPDATE, 1, payload, policy=policy)
-            assert store.get(sha256(payload)) == payload
+            assert store.get(blob_digest(payload)) == payload
 
     run_trio(main)
 
@@ -457,7 +464,7 @@ def test_canary_a_reader_that_pauses_over_5_s_fails_the_sender() -> None:
         server.set_handler(protocol, naive)
         stream = await client.open_stream(_member_of(server), protocol, timeout_s=5)
         with pytest.raises(TransferInterruptedError, match="window update"):
-            await send_payload(StreamIO(stream), payload)
+            await send_payload(StreamIO(stream), payload, tag=Tag.BLOB)
 
     with_pair(body)
 
@@ -475,7 +482,7 @@ def test_widening_the_window_is_a_no_op_without_yamux() -> None:
 
 def test_partial_payload_limits_are_the_callers() -> None:
     with pytest.raises(PayloadTooLargeError):
-        PartialPayload(11, b"\0" * 32, limit=10)
+        PartialPayload(11, b"\0" * 32, limit=10, tag=Tag.BLOB)
 
 
 def test_a_single_attempt_makes_exactly_one_try() -> None:

@@ -1,15 +1,14 @@
-"""MemoryBlobStore: addressing by (kind, round, sender) and by sha256."""
+"""MemoryBlobStore: addressing by (kind, round, sender) and by content digest."""
 
 from __future__ import annotations
 
 import pytest
 
-from swarm.p2p.framing import sha256
-from swarm.p2p.store import BlobKind, BlobRef, MemoryBlobStore
+from swarm.p2p.store import BlobKind, BlobRef, MemoryBlobStore, content_digest
 
 
 def ref(kind: BlobKind, round_id: int, sender: str, data: bytes) -> BlobRef:
-    return BlobRef(kind, round_id, sender, sha256(data), len(data))
+    return BlobRef(kind, round_id, sender, content_digest(kind, data), len(data))
 
 
 def test_put_get_find() -> None:
@@ -18,7 +17,7 @@ def test_put_get_find() -> None:
     store.put(a, b"aaa")
     store.put(b, b"bb")
     assert store.get(a.digest) == b"aaa"
-    assert store.get(sha256(b"nothing")) is None
+    assert store.get(content_digest(BlobKind.UPDATE, b"nothing")) is None
     assert store.find(kind=BlobKind.UPDATE, round_id=1) == [a, b]
     assert store.find(sender="0xB") == [b]
     assert store.find(digest=a.digest) == [a]

@@ -85,7 +85,7 @@ def rnd(state: RoundState, **changes: object) -> RoundInfo:
         commit_count=0,
         ack_eligible=0,
     )
-    if state == RoundState.JOINING:
+    if state in (RoundState.JOINING, RoundState.DRAWING):
         base.update(order=(), merge_peer=None, key_steward=None, seed=ZERO)
     if state >= RoundState.COMMITTING:
         base.update(key_hash=KEY)
@@ -225,6 +225,14 @@ def test_joining_joins_then_trains() -> None:
     assert decide(ledger(joined), local(progress=keyed()), T) == []
 
 
+def test_a_member_sitting_out_does_not_join() -> None:
+    """A member benched for missed commits (stalling): the contract would refuse its join, so
+    it does not send one until the bench ends, then joins as before."""
+    info = rnd(RoundState.JOINING, participants=(B, C))
+    assert decide(ledger(info), local(sitting_out_until=5), T) == []
+    assert decide(ledger(info), local(sitting_out_until=4), T) == [Join(5)]
+
+
 @pytest.mark.parametrize(
     ("participants", "now", "closes"),
     [
@@ -251,6 +259,16 @@ def test_a_peer_left_out_of_a_closed_round_waits() -> None:
 # --- the round key ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("me", [A, B, C, D])
+def test_while_the_roles_are_drawn_participants_only_train(me: str) -> None:
+    """Steering attempt: the join window closed, but the block whose hash draws the roles is not
+    mined yet. Nobody knows its role, so nobody keys, merges or replaces anyone (even past the
+    key deadline): an untrained participant trains, a trained one waits."""
+    info = rnd(RoundState.DRAWING, key_deadline=int(T) - 10)
+    assert decide(ledger(info), local(me, progress=RoundProgress(round_id=5)), T) == [Train(5)]
+    assert decide(ledger(info), local(me, progress=keyed()), T) == []
+
+
 def test_the_steward_makes_then_posts_the_key() -> None:
     """Key steward: make the key pair, then post its hash (before any delivery)."""
     info = rnd(RoundState.KEYING)
@@ -266,6 +284,29 @@ def test_a_silent_steward_is_replaced_after_its_deadline() -> None:
     assert decide(ledger(info), local(progress=keyed()), T) == []
     late = T + 10 + GRACE_S + 1
     assert decide(ledger(info), local(progress=keyed()), late) == [ReplaceKeySteward(5, 0)]
+
+
+def test_a_removed_steward_is_replaced_at_once() -> None:
+    """A key steward removed from the consortium mid-round cannot post; nobody waits out its
+    deadline: the next in the order takes over now."""
+    info = rnd(RoundState.KEYING, left=(B,))
+    assert decide(ledger(info), local(progress=keyed()), T) == [ReplaceKeySteward(5, 0)]
+
+
+@pytest.mark.parametrize("state", [RoundState.KEYING, RoundState.COMMITTING])
+def test_a_removed_merge_peer_is_replaced_at_once(state: RoundState) -> None:
+    """A merge peer removed from the consortium must not receive this attempt's updates: the
+    attempt starts over with the next merge peer, before the merge deadline."""
+    info = rnd(state, left=(C,))
+    actions = decide(ledger(info), local(D, keyed()), T)
+    assert ReplaceMergePeer(5, 0) in actions
+    assert not [a for a in actions if isinstance(a, PushUpdate)]
+
+
+def test_a_removed_participant_does_nothing_more_in_the_round() -> None:
+    """We were removed mid-round (the ledger lists us as left): no commit, push or vote."""
+    info = rnd(RoundState.COMMITTING, left=(A,))
+    assert decide(ledger(info), local(A, keyed()), T) == []
 
 
 def test_the_steward_delivers_once_the_key_is_posted() -> None:
@@ -373,6 +414,16 @@ def test_the_merge_peer_leaves_out_a_silent_participant_when_the_window_closes()
     assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), after) == [
         Merge(5, 0)
     ]
+
+
+def test_the_merge_peer_does_not_wait_for_a_removed_participant() -> None:
+    """A participant removed mid-round will never deliver: everyone still in is here, so the
+    merge starts without waiting for the commit window to close, and leaves it out."""
+    info = rnd(RoundState.COMMITTING, left=(D,))
+    committed = {a: v for a, v in ALL_COMMITTED.items() if a != D}
+    held = frozenset((a, d) for a, (d, _) in committed.items())
+    view = ledger(info, commitments=ALL_COMMITTED)
+    assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), T) == [Merge(5, 0)]
 
 
 def test_an_update_that_does_not_match_its_commitment_is_not_counted() -> None:

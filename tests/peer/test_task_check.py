@@ -52,7 +52,7 @@ def test_peer_refuses_an_empty_account_and_warns_on_a_low_one(
         make_params(task_id=fp.task_id, initial_model_hash=fp.initial_model_hash),
     )
     poor = Identity.generate()
-    c.admin.add_member(poor.address, poor.public_key, "Poor", ["/ip4/127.0.0.1/tcp/4100"])
+    c.admin.add_member_identity(poor, "Poor", ["/ip4/127.0.0.1/tcp/4100"])
     config = PeerConfig(
         keystore=tmp_path / "key.json",
         chain_url="embedded",

@@ -36,11 +36,10 @@ import trio
 from swarm.errors import P2PError, TransferRefusedError
 from swarm.identity import Identity
 from swarm.p2p.config import P2PConfig, TransferPolicy
-from swarm.p2p.framing import sha256
 from swarm.p2p.membership import JsonFileMembershipSource
 from swarm.p2p.protocols import PushRequest, Verdict
 from swarm.p2p.service import P2PService, open_p2p
-from swarm.p2p.store import BlobKind
+from swarm.p2p.store import BlobKind, content_digest
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +116,13 @@ class _NodeApp:
         policy = _policy(command.get("policy"), net.config.transfer)
         if op == "push":
             payload = make_payload(int(command["seed"]), int(command["size"]))
-            digest = sha256(payload)
+            kind = BlobKind(command.get("kind", "update"))
+            digest = content_digest(kind, payload)
             flip = command.get("flip_byte")
             if flip is not None:
                 corrupted = bytearray(payload)
                 corrupted[int(flip)] ^= 0xFF
                 payload = bytes(corrupted)
-            kind = BlobKind(command.get("kind", "update"))
             started, started_at, cpu = time.perf_counter(), time.time(), _cpu_seconds()
             if kind == BlobKind.UPDATE:
                 await net.push_update(
@@ -161,7 +160,7 @@ class _NodeApp:
                 data = await net.fetch_model(
                     command["from"], digest, max_size=int(command["max_size"]), policy=policy
                 )
-            return {"size": len(data), "digest": sha256(data).hex()}
+            return {"size": len(data), "digest": content_digest(kind, data).hex()}
         if op == "stored":
             return {
                 "refs": [

@@ -15,7 +15,10 @@ TASK = "heart-disease-uci/logreg"
 
 
 def test_task_id_is_a_tagged_hash_of_name_and_seed() -> None:
-    expected = hashlib.sha256(b"swarm/task-id/v1\0" + TASK.encode() + b"\0" + b"0").digest()
+    """Task id (fault: an id that another hash of the same bytes could equal, or that ignores
+    the seed): the swarm/v1/task tagged hash of name || 0x00 || decimal seed."""
+    tag = hashlib.sha256(b"swarm/v1/task").digest()
+    expected = hashlib.sha256(tag + tag + TASK.encode() + b"\0" + b"0").digest()
     assert task_id(TASK) == expected
     assert task_id(TASK, 1) != task_id(TASK, 0)
     assert task_id(TASK) != hashlib.sha256(TASK.encode()).digest()  # not the old untagged id
