@@ -460,6 +460,76 @@ def remove_member(
     console.print(f"removed {address}")
 
 
+@app.command("add-admin")
+def add_admin(
+    keystore: AdminKeyOpt,
+    address: Annotated[str, typer.Argument(help="Address to grant the admin role.")],
+    chain_url: ChainUrlOpt = None,
+    contract: ContractOpt = None,
+    password_file: PasswordFileOpt = None,
+) -> None:
+    """Grant the admin role (admit and remove hospitals, set parameters). The owner only."""
+    ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
+    ledger.add_admin(address)
+    console.print(f"{address} is an admin")
+
+
+@app.command("remove-admin")
+def remove_admin(
+    keystore: AdminKeyOpt,
+    address: Annotated[str, typer.Argument(help="Address to revoke the admin role from.")],
+    chain_url: ChainUrlOpt = None,
+    contract: ContractOpt = None,
+    password_file: PasswordFileOpt = None,
+) -> None:
+    """Revoke the admin role. The owner only (the owner's own role is handed over, not revoked:
+    `swarm admin transfer-ownership`)."""
+    ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
+    ledger.remove_admin(address)
+    console.print(f"{address} is no longer an admin")
+
+
+@app.command("transfer-ownership")
+def transfer_ownership(
+    keystore: AdminKeyOpt,
+    new_owner: Annotated[str, typer.Argument(help="Address of the consortium's next owner.")],
+    chain_url: ChainUrlOpt = None,
+    contract: ContractOpt = None,
+    password_file: PasswordFileOpt = None,
+) -> None:
+    """Begin handing the consortium's ownership over (step 1 of 2). The new owner accepts with
+    `swarm admin accept-ownership` once the consortium's delay (deploy --owner-delay) passed;
+    until then you stay the owner, and a new transfer replaces this one."""
+    ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
+    ledger.begin_ownership_transfer(new_owner)
+    pending, after = ledger.consortium.functions.pendingDefaultAdmin().call()
+    console.print(
+        f"ownership offered to {pending}: it can accept after {_when_utc(after)} "
+        "(swarm admin accept-ownership)"
+    )
+
+
+@app.command("accept-ownership")
+def accept_ownership(
+    keystore: AdminKeyOpt,
+    chain_url: ChainUrlOpt = None,
+    contract: ContractOpt = None,
+    password_file: PasswordFileOpt = None,
+) -> None:
+    """Accept the ownership offered to your key (step 2 of 2): you become the consortium's
+    owner; the previous owner loses the role."""
+    identity = load_identity(keystore, password_file)
+    ledger = ledger_client(chain_url, contract, identity)
+    ledger.accept_ownership_transfer()
+    console.print(f"{identity.address} is now the consortium's owner")
+
+
+def _when_utc(timestamp: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 @app.command("set-params")
 def set_params(
     keystore: AdminKeyOpt,

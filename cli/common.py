@@ -259,13 +259,18 @@ def short(value: str | bytes | None, n: int = 10) -> str:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """Rows may hold rich markup: escape (``rich.markup.escape``) what comes from the ledger."""
+    """Rows may hold rich markup: escape (``rich.markup.escape``) what comes from the ledger.
+
+    On a narrow terminal cells wrap between words but no word is cut short (an address or a
+    name ending in "…" is worse than a wide table)."""
     table = Table(title=title, title_justify="left")
-    for c in columns:
-        table.add_column(c)
-    for row in rows:
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
+    cells = [[str(v) for v in row] for row in rows]
+    for i, c in enumerate(columns):
+        words = [w for row in cells for w in Text.from_markup(row[i]).plain.split()]
+        table.add_column(c, min_width=max((len(w) for w in words), default=None))
+    for row in cells:
+        table.add_row(*row)
+    console.print(table, crop=False)
 
 
 def print_json(data: Any) -> None:

@@ -571,13 +571,7 @@ contract SwarmLedger is ISwarmLedger {
         emit Acknowledged(round, msg.sender, modelHash);
         if (r.flags & F_FINALIZED == 0 && count >= MIN_ACKS) {
             uint256 eligible = _ackEligible(r, mergeIdx);
-            if (count * 2 > eligible) {
-                r.flags |= F_FINALIZED;
-                r.finalModel = modelHash;
-                lastFinalizedRound = uint128(round);
-                finalizedRounds += 1;
-                emit RoundFinalized(round, modelHash, count, eligible);
-            }
+            if (count * 2 > eligible) _finalize(round, r, modelHash, count, eligible);
         }
     }
 
@@ -622,6 +616,9 @@ contract SwarmLedger is ISwarmLedger {
         r.leftBits |= bit;
         r.leftCount += 1;
         emit ParticipantLeft(round, account);
+        // A contributor that leaves without acknowledging no longer counts: the acknowledgements
+        // already given may now be a majority (nobody else may be left to acknowledge).
+        if (s == RoundState.Acknowledging && r.ackBits & bit == 0) _finalizeIfMajority(round, r);
     }
 
     // --- views -------------------------------------------------------------------------------
@@ -866,6 +863,32 @@ contract SwarmLedger is ISwarmLedger {
         if (r.leftCount == 0) return pos;
         uint256[] memory order = RoleDraw.order(seed, n);
         while (_hasLeft(r, order[pos])) pos++;
+    }
+
+    function _finalize(uint256 round, Round storage r, bytes32 modelHash, uint256 count, uint256 eligible)
+        private
+    {
+        r.flags |= F_FINALIZED;
+        r.finalModel = modelHash;
+        lastFinalizedRound = uint128(round);
+        finalizedRounds += 1;
+        emit RoundFinalized(round, modelHash, count, eligible);
+    }
+
+    /// @dev After the eligible count dropped: finalize on an acknowledged hash that now has a
+    /// majority (at most one can).
+    function _finalizeIfMajority(uint256 round, Round storage r) private {
+        uint256 eligible = _ackEligible(r, r.mergeIdx);
+        uint64 acked = r.ackBits;
+        for (uint256 i = 0; i < r.count; i++) {
+            if (acked & _b(i) == 0) continue;
+            bytes32 modelHash = _acks[_key(round, 0, i)];
+            uint256 count = _ackCounts[round][modelHash];
+            if (count >= MIN_ACKS && count * 2 > eligible) {
+                _finalize(round, r, modelHash, count, eligible);
+                return;
+            }
+        }
     }
 
     function _ackEligible(Round storage r, uint256 mergeIdx) private view returns (uint256) {

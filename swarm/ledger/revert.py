@@ -109,8 +109,17 @@ def decode_revert_data(data: bytes) -> errors.ContractRevertError | None:
 
         states = RoundState.from_mask(decoded["expectedMask"])
         decoded["expected"] = "|".join(state.name for state in states)
+    if isinstance(decoded.get("neededRole"), bytes):  # OpenZeppelin AccessControl
+        decoded["neededRole"] = _ROLE_NAMES.get(decoded["neededRole"], decoded["neededRole"])
     cls = ERROR_CLASSES.get(entry.name, errors.ContractRevertError)
     return cls(entry.name, decoded)
+
+
+#: role hashes of the Consortium, named for the one line a refused admin reads
+_ROLE_NAMES = {
+    keccak(text="swarm.ADMIN_ROLE"): "ADMIN_ROLE",
+    b"\0" * 32: "DEFAULT_ADMIN_ROLE (the owner)",
+}
 
 
 def _present(abi_type: str, internal: str, value: Any) -> Any:

@@ -127,6 +127,15 @@ class ReplaceKeySteward(Action):
     attempt: int
 
 
+@dataclass(frozen=True)
+class DrawRoles(Action):
+    """Store the role draw's seed on chain (``drawRoles``) before its block hash leaves the
+    256-block horizon: normally the steward's ``postRoundKey`` stores it, but a silent steward
+    under a long key window would otherwise end the round in ``DrawExpired``."""
+
+    round_id: int
+
+
 # --- contributing and merging -----------------------------------------------------------------
 
 

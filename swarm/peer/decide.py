@@ -36,6 +36,7 @@ from swarm.peer.actions import (
     Commit,
     Decrypt,
     DeliverRoundKeys,
+    DrawRoles,
     FetchRoundKey,
     Join,
     MakeRoundKey,
@@ -55,6 +56,9 @@ from swarm.protocol import ack_eligible, deadline_passed
 ZERO = b"\0" * 32
 #: how long the others wait for the designated peer to open the next round
 OPEN_FALLBACK_S = 3.0
+#: blocks after the draw block from which participants store the seed themselves (drawRoles) if
+#: the steward has not (a quarter of the 256 blocks ``blockhash`` reaches back)
+SEED_STORE_AFTER_BLOCKS = 64
 
 
 def decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
@@ -130,7 +134,7 @@ def _in_round(
     if may_commit and not p.trained and me not in ledger.commitments:
         out.append(Train(rid))
     if r.state == RoundState.KEYING:
-        return out + _keying(r, me, p, now)
+        return out + _keying(ledger, r, me, p, now)
     if r.state in (RoundState.COMMITTING, RoundState.MERGING):
         return out + _committing(ledger, r, me, p, now)
     if r.state == RoundState.ACKNOWLEDGING:
@@ -138,7 +142,9 @@ def _in_round(
     return out
 
 
-def _keying(r: RoundInfo, me: str, p: RoundProgress, now: float) -> list[Action]:
+def _keying(
+    ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress, now: float
+) -> list[Action]:
     if r.merge_peer in r.left and me != r.merge_peer:
         # a removed merge peer must not get this attempt's contributions: a new attempt now
         return [ReplaceMergePeer(r.round_id, r.attempt)]
@@ -148,6 +154,8 @@ def _keying(r: RoundInfo, me: str, p: RoundProgress, now: float) -> list[Action]
         return [PostRoundKey(r.round_id, r.attempt)]
     if deadline_passed(r.key_deadline, now) or r.key_steward in r.left:
         return [ReplaceKeySteward(r.round_id, r.attempt)]
+    if not r.seed_stored and ledger.block_number >= r.draw_block + SEED_STORE_AFTER_BLOCKS:
+        return [DrawRoles(r.round_id)]
     return []
 
 

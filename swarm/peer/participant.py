@@ -17,6 +17,7 @@ from swarm.peer import steward
 from swarm.peer.actions import (
     CloseJoin,
     Commit,
+    DrawRoles,
     FetchRoundKey,
     Join,
     OpenRound,
@@ -59,6 +60,10 @@ async def join(peer: Peer, action: Join) -> None:
 
 async def close_join(peer: Peer, action: CloseJoin) -> None:
     await peer.tx(peer.ledger.close_join, action.round_id)
+
+
+async def draw_roles(peer: Peer, action: DrawRoles) -> None:
+    await peer.tx(peer.ledger.draw_roles, action.round_id)
 
 
 async def replace_key_steward(peer: Peer, action: ReplaceKeySteward) -> None:

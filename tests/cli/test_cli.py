@@ -121,7 +121,10 @@ def test_non_admin_is_refused_by_the_cli(
         "--chain-url", net.chain_url, "--contract", net.contract, "--min-peers", "4",
     )  # fmt: skip
     assert code == 1
-    assert f"NotAdmin(account={net.peers[0].address})" in err
+    assert (
+        f"AccessControlUnauthorizedAccount(account={net.peers[0].address}, neededRole=ADMIN_ROLE)"
+        in err
+    )
 
 
 def test_mismatched_member_card_is_refused(
@@ -143,14 +146,44 @@ def test_mismatched_member_card_is_refused(
     assert code == 2 and "does not belong" in err
 
 
+def test_admins_and_a_two_step_ownership_handover(
+    net: network.LocalnetConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner grants and revokes the admin role; ownership moves only when the new owner
+    accepts. A non-owner that tries to grant is one line naming the role it lacks (fault: a
+    member acting as an admin)."""
+    from swarm.ledger import LedgerClient, RpcChain
+
+    monkeypatch.setenv("SWARM_PASSWORD", net.password())
+    where = ["--chain-url", net.chain_url, "--contract", net.contract]
+    owner, hospital = ["-k", net.admin_keystore], ["-k", net.peers[0].keystore]
+    ledger = LedgerClient(RpcChain(net.chain_url), net.contract)
+    h0 = net.peers[0].address
+
+    code, _, err = swarm(capsys, "admin", "add-admin", *hospital, *where, net.peers[1].address)
+    assert code == 1 and "neededRole=DEFAULT_ADMIN_ROLE (the owner)" in err
+    assert swarm(capsys, "admin", "add-admin", *owner, *where, h0)[0] == 0
+    assert ledger.is_admin(h0)
+    assert swarm(capsys, "admin", "remove-admin", *owner, *where, h0)[0] == 0
+    assert not ledger.is_admin(h0)
+
+    code, out, err = swarm(capsys, "admin", "transfer-ownership", *owner, *where, h0)
+    assert code == 0 and f"offered to {h0}" in out, err
+    assert ledger.owner() == net.admin_address  # nothing moved yet
+    ledger.chain.advance_time(2)  # past the (zero) delay: the schedule must lie in the past
+    code, out, err = swarm(capsys, "admin", "accept-ownership", *hospital, *where)
+    assert code == 0 and "now the consortium's owner" in out, err
+    assert ledger.owner() == h0
+
+
 def test_localnet_status_and_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     where = ["--dir", str(tmp_path / "ln")]
-    code, out, err = swarm(capsys, "localnet", "up", "--peers", "2", "--chain-only", *where)
+    code, out, err = swarm(capsys, "localnet", "up", "--peers", "3", "--chain-only", *where)
     assert code == 0, err
     try:
         code, out, _ = swarm(capsys, "localnet", "status", "--json", *where)
         status = json.loads(out)
-        assert status["running"] is True and len(status["peers"]) == 2
+        assert status["running"] is True and len(status["peers"]) == 3
         code, _, err = swarm(capsys, "localnet", "up", *where)
         assert code == 2 and "already up" in err
     finally:

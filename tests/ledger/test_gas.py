@@ -13,6 +13,7 @@ A = "0x00000000000000000000000000000000000000A1"
 
 
 def test_an_empty_account_is_refused_where_gas_costs() -> None:
+    """Fault: a hospital account with no ETH where gas costs: one line that says who must act."""
     with pytest.raises(InsufficientFundsError) as exc:
         Funds(A, 0, GWEI).require_some()
     text = str(exc.value)
@@ -22,6 +23,7 @@ def test_an_empty_account_is_refused_where_gas_costs() -> None:
 
 
 def test_a_low_balance_is_one_warning_line_with_the_cost_of_a_round() -> None:
+    """Fault: a balance that pays for few rounds: one warning line with the cost of a round."""
     per_round = ROUND_GAS_MAX * GWEI
     low = Funds(A, 3 * per_round, GWEI)
     assert low.rounds_covered == 3
@@ -33,6 +35,7 @@ def test_a_low_balance_is_one_warning_line_with_the_cost_of_a_round() -> None:
 
 
 def test_funds_and_top_up_on_a_development_chain() -> None:
+    """None (development-chain funding adds to the balance)."""
     chain = EmbeddedChain()
     before = funds(chain, A)
     assert before.balance_wei == 0 and before.gas_price_wei > 0

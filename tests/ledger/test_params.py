@@ -52,6 +52,8 @@ def test_out_of_range_parameters_are_refused_with_the_value(
 
 
 def test_bounds_are_accepted(consortium: Consortium) -> None:
+    """Fault: an off-by-one in the bounds: every edge value is accepted by the CLI and the
+    contract."""
     c = consortium
     edge = dataclasses.replace(
         c.admin.params(),

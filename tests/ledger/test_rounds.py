@@ -14,6 +14,8 @@ from tests.ledger.rounds import draw, finalize, join_all, open_round, run_to_mer
 
 
 def test_full_round_finalizes_on_majority(consortium: Consortium) -> None:
+    """None (the happy path): one attempt, the merge peer does not vote, two of three acks
+    finalize."""
     c = consortium
     rid = open_round(c)
     info = join_all(c, rid)
@@ -83,6 +85,8 @@ def test_cannot_open_while_a_round_runs(consortium: Consortium) -> None:
 
 
 def test_join_closes_at_deadline_with_min_peers(consortium: Consortium) -> None:
+    """Fault: a member that never joins: the window closes at the deadline with minPeers, a late
+    joiner is refused, the roles come after the draw block."""
     c = consortium
     rid = open_round(c)
     join_all(c, rid, c.addresses[:3])
@@ -151,6 +155,8 @@ def test_participant_that_misses_commit_deadline_is_left_out(consortium: Consort
 
 
 def test_too_few_commitments_lapse(consortium: Consortium) -> None:
+    """Fault: participants that do not commit: below minPeers commitments the round lapses
+    (TooFewCommitted)."""
     c = consortium
     rid = open_round(c)
     info = join_all(c, rid)
@@ -193,6 +199,8 @@ def test_merge_peer_that_misses_deadline_is_replaced(consortium: Consortium) -> 
 
 
 def test_key_steward_that_misses_deadline_is_replaced(consortium: Consortium) -> None:
+    """Fault: a dead key steward: after its deadline the next fallback takes over; the old one is
+    refused."""
     c = consortium
     rid = open_round(c)
     info = join_all(c, rid)
@@ -287,6 +295,8 @@ def test_commit_to_wrong_round_is_refused(consortium: Consortium) -> None:
 
 
 def test_commit_before_round_key_is_refused(consortium: Consortium) -> None:
+    """Fault: a commitment before the round key: WrongRoundState (found Keying, expected
+    Committing)."""
     c = consortium
     rid = open_round(c)
     info = join_all(c, rid)
@@ -297,6 +307,7 @@ def test_commit_before_round_key_is_refused(consortium: Consortium) -> None:
 
 
 def test_non_participant_member_cannot_commit(consortium: Consortium) -> None:
+    """Fault: a member that did not join commits: NotParticipant."""
     c = consortium
     rid = open_round(c)
     join_all(c, rid, c.addresses[:3])
@@ -320,6 +331,7 @@ def test_only_merge_peer_submits_aggregate(consortium: Consortium) -> None:
 
 
 def test_only_key_steward_posts_key(consortium: Consortium) -> None:
+    """Fault: another participant posts the round key: NotKeySteward."""
     c = consortium
     rid = open_round(c)
     info = join_all(c, rid)
@@ -352,6 +364,8 @@ def test_ack_when_round_not_awaiting_one_is_refused(consortium: Consortium) -> N
 
 
 def test_merge_peer_and_non_contributors_cannot_ack(consortium: Consortium) -> None:
+    """Fault: the merge peer (no secret key) or a participant left out of the aggregate
+    acknowledges: NotContributor."""
     c = consortium
     rid = open_round(c)
     info = run_to_merging(c, rid)
@@ -380,6 +394,7 @@ def test_removed_member_cannot_act(consortium: Consortium) -> None:
 
 
 def test_zero_values_are_refused(consortium: Consortium) -> None:
+    """Fault: a zero sample count: InvalidParameter names it."""
     c = consortium
     rid = open_round(c)
     info = join_all(c, rid)
@@ -390,6 +405,7 @@ def test_zero_values_are_refused(consortium: Consortium) -> None:
 
 
 def test_metrics_for_finalized_round(consortium: Consortium) -> None:
+    """Fault: metrics before finalization, or reported twice: refused; once each after."""
     c = consortium
     rid = open_round(c)
     run_to_merging(c, rid)

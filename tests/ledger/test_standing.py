@@ -198,3 +198,30 @@ def test_removed_joiner_does_not_count_for_the_join(
     assert c.admin.round(rid).state == RoundState.DRAWING  # all 3 remaining members joined
     info = draw(c, rid)
     assert info.left == (c.addresses[0],)
+
+
+def test_removal_that_completes_a_majority_finalizes(
+    consortium_factory: Callable[..., Consortium],
+) -> None:
+    """Fault: the last contributor that had not acknowledged is removed, and the others' votes
+    (2 of 4 eligible: no majority) are now a majority of 3. Nobody is left to send the
+    acknowledgement that would finalize: the removal itself finalizes, instead of the round
+    lapsing (NoAgreement) with a majority on the ledger."""
+    c = consortium_factory(5)
+    rid = open_round(c)
+    info = join_all(c, rid)
+    c.client(info.key_steward).post_round_key(rid, h("key"))  # type: ignore[arg-type]
+    for a in info.participants:
+        c.client(a).commit_update(rid, h(f"u-{a}"), 10)
+    c.client(info.merge_peer).submit_aggregate(rid, h("agg"), info.participants)  # type: ignore[arg-type]
+    a, b, d, gone = (p for p in info.participants if p != info.merge_peer)
+    c.client(a).acknowledge(rid, h("good"))
+    c.client(b).acknowledge(rid, h("good"))
+    c.client(d).acknowledge(rid, h("other"))
+    assert c.admin.round(rid).state == RoundState.ACKNOWLEDGING  # 2 of 4
+    c.admin.remove_member(gone)
+    info = c.admin.round(rid)
+    assert info.state == RoundState.FINALIZED and info.final_model == h("good")
+    assert events(c, "RoundFinalized") == [
+        {"round": rid, "modelHash": h("good"), "acks": 2, "eligible": 3}
+    ]

@@ -48,6 +48,7 @@ def check_view(ledger: LedgerClient, round_id: int = 0) -> LedgerView:
 
 
 def test_view_before_any_round(consortium: Consortium) -> None:
+    """None (an empty ledger): no round, the initial model."""
     v = check_view(consortium.admin)
     assert v.current_round == 0 and v.round is None
     assert v.latest_model == h("model-0")
@@ -225,3 +226,21 @@ def test_view_with_consortium_sizes(
         a: i + 1 for i, a in enumerate(c.addresses)
     }
     assert set(v.commitments) == set(info.participants)
+
+
+def test_view_while_drawing_has_no_roles_yet(consortium: Consortium) -> None:
+    """Between the join close and the draw block: the view says DRAWING with the draw block and
+    no roles (a peer must not act on roles that do not exist yet), and equals the getters."""
+    c = consortium
+    rid = open_round(c)
+    for a in c.addresses:
+        c.client(a).join(rid)
+    v = check_view(c.admin)
+    assert v.round is not None and v.round.state == RoundState.DRAWING
+    assert v.round.draw_block == v.block_number + 1
+    assert v.round.merge_peer is None and v.round.order == () and v.round.seed == ZERO
+    assert v.round.params is not None and v.round.params == v.params
+    c.chain.mine(2)
+    v = check_view(c.admin)
+    assert v.round is not None and v.round.state == RoundState.KEYING
+    assert v.round.merge_peer == v.round.order[0] and not v.round.seed_stored

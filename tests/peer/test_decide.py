@@ -22,6 +22,7 @@ from swarm.peer.actions import (
     Commit,
     Decrypt,
     DeliverRoundKeys,
+    DrawRoles,
     FetchRoundKey,
     Join,
     MakeRoundKey,
@@ -35,7 +36,7 @@ from swarm.peer.actions import (
     Stop,
     Train,
 )
-from swarm.peer.decide import OPEN_FALLBACK_S
+from swarm.peer.decide import OPEN_FALLBACK_S, SEED_STORE_AFTER_BLOCKS
 from swarm.protocol import GRACE_S
 
 A, B, C, D = (f"0x{i:040X}" for i in (0xA, 0xB, 0xC, 0xD))
@@ -84,9 +85,11 @@ def rnd(state: RoundState, **changes: object) -> RoundInfo:
         seed=b"\x09" * 32,
         commit_count=0,
         ack_eligible=0,
+        draw_block=90,
+        seed_stored=True,
     )
     if state in (RoundState.JOINING, RoundState.DRAWING):
-        base.update(order=(), merge_peer=None, key_steward=None, seed=ZERO)
+        base.update(order=(), merge_peer=None, key_steward=None, seed=ZERO, seed_stored=False)
     if state >= RoundState.COMMITTING:
         base.update(key_hash=KEY)
     if state == RoundState.ACKNOWLEDGING:
@@ -103,9 +106,10 @@ def ledger(
     finalized_count: int = 4,
     commitments: Mapping[str, tuple[bytes, int]] | None = None,
     acks: Mapping[str, bytes] | None = None,
+    block_number: int = 100,
 ) -> LedgerView:
     return LedgerView(
-        block_number=100,
+        block_number=block_number,
         block_time=int(T),
         current_round=info.round_id if info else 0,
         last_finalized=last_finalized,
@@ -309,6 +313,23 @@ def test_a_removed_participant_does_nothing_more_in_the_round() -> None:
     assert decide(ledger(info), local(A, keyed()), T) == []
 
 
+def test_a_seed_nobody_stored_is_stored_before_its_block_hash_is_gone() -> None:
+    """A silent steward under a long key window: the draw's block hash would leave the 256-block
+    horizon and the round lapse (DrawExpired). 64 blocks after the draw, participants store the
+    seed themselves; the steward itself posts its key (which stores it) instead."""
+    info = rnd(
+        RoundState.KEYING,
+        draw_block=100 - SEED_STORE_AFTER_BLOCKS,
+        seed_stored=False,
+        key_deadline=int(T) + 600,
+    )
+    assert decide(ledger(info), local(progress=keyed()), T) == [DrawRoles(5)]
+    assert decide(ledger(info, block_number=99), local(progress=keyed()), T) == []
+    assert DrawRoles(5) not in decide(ledger(info), local(B, keyed()), T)
+    stored = rnd(RoundState.KEYING, draw_block=1, seed_stored=True, key_deadline=int(T) + 600)
+    assert decide(ledger(stored), local(progress=keyed()), T) == []
+
+
 def test_the_steward_delivers_once_the_key_is_posted() -> None:
     """The key's hash is on the ledger: now the steward pushes keys, concurrently."""
     info = rnd(RoundState.COMMITTING)
@@ -504,7 +525,8 @@ def test_every_action_kind_is_reachable() -> None:
         if isinstance(obj, type) and issubclass(obj, Action) and obj is not Action
     }
     reached = {
-        Acknowledge, Adopt, CatchUp, CloseJoin, Commit, Decrypt, DeliverRoundKeys, FetchRoundKey,
+        Acknowledge, Adopt, CatchUp, CloseJoin, Commit, Decrypt, DeliverRoundKeys, DrawRoles,
+        FetchRoundKey,
         Join, MakeRoundKey, Merge, OpenRound, PostRoundKey, PushUpdate, ReplaceKeySteward,
         ReplaceMergePeer, ReportMetrics, Stop, Train,
     }  # fmt: skip
