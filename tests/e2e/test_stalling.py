@@ -89,10 +89,12 @@ def test_a_member_that_stalls_is_recorded_benched_and_shown_by_the_audit(
     for r in history.rounds.values():
         assert r.outcome == "finalized", f"round {r.round_id}: {r.outcome}"
         assert staller not in r.contributors
-    # The benched peer waited instead of sending joins the contract refuses.
+    # The benched peer waited instead of retrying joins the contract refuses: at most one
+    # refusal (said once as `sitting out`; none when the others closed the window first, as a
+    # member sitting out does not hold back the early close), never a failed-join warning.
     log = procs[0].log_path.read_text()
-    assert "sitting out" in log
-    assert "Join" not in "".join(line for line in log.splitlines() if "failed" in line)
+    assert sum(" sitting out " in line for line in log.splitlines()) <= len(benched)
+    assert not [line for line in log.splitlines() if "failed" in line and "Join" in line]
 
     # The auditor sees who stalled, as warnings; the history breaks no rule.
     findings = verify(history)
