@@ -21,6 +21,7 @@ at each quarter of --txs transactions:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import statistics
 import sys
@@ -36,7 +37,7 @@ from benchmarks.report import write_section
 from localnet.anvil import KEPT_STATES, MIN_BLOCK_TIME, start_anvil
 from swarm.ledger import RpcChain
 from tests.conftest import make_consortium, make_params
-from tests.ledger.rounds import draw
+from tests.ledger.rounds import SHARES, draw
 
 
 def h(label: str) -> bytes:
@@ -88,7 +89,13 @@ def run(sizes: list[int], rounds: int) -> str:
                         h(f"k{rid}"),
                     )
                     for a in info.participants:
-                        send("commitUpdate", c.client(a).commit_update, rid, h(f"u{rid}{a}"), 100)
+                        send(
+                            "commitUpdate",
+                            functools.partial(c.client(a).commit_update, shares_hash=SHARES),
+                            rid,
+                            h(f"u{rid}{a}"),
+                            100,
+                        )
                     send(
                         "submitAggregate",
                         c.client(info.merge_peer).submit_aggregate,
@@ -172,7 +179,7 @@ def memory(txs: int, configs: list[str]) -> str:
                     assert info.key_steward is not None and info.merge_peer is not None
                     c.client(info.key_steward).post_round_key(rid, h(f"k{rid}"))
                     for a in info.participants:
-                        c.client(a).commit_update(rid, h(f"u{rid}{a}"), 100)
+                        c.client(a).commit_update(rid, h(f"u{rid}{a}"), 100, shares_hash=SHARES)
                     c.client(info.merge_peer).submit_aggregate(rid, h(f"a{rid}"), info.participants)
                     for a in info.participants:
                         if a != info.merge_peer:

@@ -81,6 +81,40 @@ SitOutOpt = Annotated[
     typer.Option(help="Rounds such a hospital sits out (1 to 1000; with --max-missed-commits)."),
 ]
 
+MaskThresholdOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--mask-threshold",
+        help="Secure-aggregation share threshold, percent of a round's participants (51 to "
+        "100; 0 turns masking off): how many must hand in shares to unmask a dropout. "
+        "On deploy the default is 66.",
+    ),
+]
+EpsilonBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--epsilon-budget",
+        help="Each hospital's total differential-privacy budget (epsilon, e.g. 8.0; 0 turns "
+        "DP off). A hospital that spent it can no longer join rounds. Needs --dp-delta, "
+        "--dp-noise and --dp-clip.",
+    ),
+]
+DpDeltaOpt = Annotated[
+    float | None,
+    typer.Option("--dp-delta", help="DP delta (e.g. 1e-5; above 0, below 1; with a budget)."),
+]
+DpNoiseOpt = Annotated[
+    float | None,
+    typer.Option("--dp-noise", help="DP-SGD noise multiplier (e.g. 1.1; above 0 with a budget)."),
+]
+DpClipOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--dp-clip",
+        help="DP-SGD per-sample gradient clipping norm (e.g. 1.0; above 0 with a budget).",
+    ),
+]
+
 
 def _hex32(value: str, name: str) -> bytes:
     try:
@@ -99,6 +133,11 @@ MIN_WINDOW_S = 5
 MAX_WINDOW_S = 86_400
 MAX_SIT_OUT_ROUNDS = 1000
 MAX_UINT16 = 2**16 - 1
+MIN_MASK_THRESHOLD_PCT = 51
+#: largest epsilon budget the contract holds (uint64 micro-epsilon)
+MAX_EPSILON_BUDGET = (2**64 - 1) / 1_000_000
+#: largest noise multiplier / clip norm the contract holds (uint32 thousandths)
+MAX_MILLI = (2**32 - 1) / 1_000
 #: most contributors an aggregate may have, per CKKS parameter set (Consortium.maxContributors)
 MAX_CONTRIBUTORS = {1: 64}
 
@@ -149,6 +188,21 @@ def check_params(p: Params) -> None:
         )
     if not 0 <= p.sit_out_rounds <= MAX_UINT16:
         raise ConfigError(f"--sit-out-rounds {p.sit_out_rounds} is out of range")
+    if p.mask_threshold_pct != 0 and not MIN_MASK_THRESHOLD_PCT <= p.mask_threshold_pct <= 100:
+        raise ConfigError(
+            f"--mask-threshold {p.mask_threshold_pct} is out of range: 0 (off) or "
+            f"{MIN_MASK_THRESHOLD_PCT} to 100 percent"
+        )
+    if not 0 <= p.epsilon_budget <= MAX_EPSILON_BUDGET:
+        raise ConfigError(f"--epsilon-budget {p.epsilon_budget} is out of range: 0 (off) or more")
+    if p.epsilon_budget > 0:
+        if not 0 < p.dp_delta < 1:
+            raise ConfigError(
+                f"--dp-delta {p.dp_delta} is out of range: above 0 and below 1 with a budget"
+            )
+        for value, option in ((p.dp_noise_multiplier, "--dp-noise"), (p.dp_clip_norm, "--dp-clip")):
+            if not 0 < value <= MAX_MILLI:
+                raise ConfigError(f"{option} {value} is out of range: above 0 with a budget")
 
 
 def _merge_params(
@@ -166,6 +220,11 @@ def _merge_params(
     metrics: bool | None,
     max_missed_commits: int | None = None,
     sit_out_rounds: int | None = None,
+    mask_threshold_pct: int | None = None,
+    epsilon_budget: float | None = None,
+    dp_delta: float | None = None,
+    dp_noise_multiplier: float | None = None,
+    dp_clip_norm: float | None = None,
 ) -> Params:
     """``base`` with the options given; checked (:func:`check_params`). A task (or a seed)
     sets both the task id and the initial-model hash (swarm.training.task_id); an
@@ -183,6 +242,11 @@ def _merge_params(
             "metrics_enabled": metrics,
             "max_missed_commits": max_missed_commits,
             "sit_out_rounds": sit_out_rounds,
+            "mask_threshold_pct": mask_threshold_pct,
+            "epsilon_budget": epsilon_budget,
+            "dp_delta": dp_delta,
+            "dp_noise_multiplier": dp_noise_multiplier,
+            "dp_clip_norm": dp_clip_norm,
         }.items()
         if v is not None
     }
@@ -221,6 +285,11 @@ _LABELS = {
     "metrics_enabled": "metrics",
     "max_missed_commits": "max-missed-commits",
     "sit_out_rounds": "sit-out-rounds",
+    "mask_threshold_pct": "mask-threshold",
+    "epsilon_budget": "epsilon-budget",
+    "dp_delta": "dp-delta",
+    "dp_noise_multiplier": "dp-noise",
+    "dp_clip_norm": "dp-clip",
 }
 
 
@@ -231,6 +300,12 @@ def _show(name: str, value: object) -> str:
         return "on" if value else "off"
     if name in _WINDOWS:
         return f"{value} s"
+    if name == "mask_threshold_pct":
+        return f"{value} %" if value else "off"
+    if name == "epsilon_budget":
+        return f"{value:g}" if value else "off (no differential privacy)"
+    if isinstance(value, float):
+        return f"{value:g}"
     return str(value)
 
 
@@ -273,6 +348,11 @@ def deploy(
     metrics: MetricsOpt = None,
     max_missed_commits: MaxMissedOpt = None,
     sit_out_rounds: SitOutOpt = None,
+    mask_threshold: MaskThresholdOpt = None,
+    epsilon_budget: EpsilonBudgetOpt = None,
+    dp_delta: DpDeltaOpt = None,
+    dp_noise: DpNoiseOpt = None,
+    dp_clip: DpClipOpt = None,
     owner_delay: Annotated[
         int,
         typer.Option(
@@ -298,6 +378,7 @@ def deploy(
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
         ckks_params_id, None, None, initial_model_hash, metrics,
         max_missed_commits, sit_out_rounds,
+        mask_threshold, epsilon_budget, dp_delta, dp_noise, dp_clip,
     )  # fmt: skip
     identity = load_identity(keystore, password_file)
     url, _ = resolve_chain(chain_url, None)
@@ -549,6 +630,11 @@ def set_params(
     metrics: MetricsOpt = None,
     max_missed_commits: MaxMissedOpt = None,
     sit_out_rounds: SitOutOpt = None,
+    mask_threshold: MaskThresholdOpt = None,
+    epsilon_budget: EpsilonBudgetOpt = None,
+    dp_delta: DpDeltaOpt = None,
+    dp_noise: DpNoiseOpt = None,
+    dp_clip: DpClipOpt = None,
 ) -> None:
     """Change consortium parameters; the ones not given keep their current values. Prints
     what changed (old -> new).
@@ -563,6 +649,7 @@ def set_params(
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
         ckks_params_id, task, seed, initial_model_hash, metrics,
         max_missed_commits, sit_out_rounds,
+        mask_threshold, epsilon_budget, dp_delta, dp_noise, dp_clip,
     )  # fmt: skip
     changes = params_changes(old, params)
     if not changes:

@@ -26,7 +26,7 @@ from cli.common import (
     short,
 )
 from swarm.audit import build_history
-from swarm.audit.history import RoundHistory, round_summary
+from swarm.audit.history import RoundHistory, privacy_summary, round_summary
 from swarm.audit.report import build_report, render_html
 from swarm.audit.source import LedgerSnapshot, read_ledger
 from swarm.audit.timeline import describe
@@ -171,6 +171,38 @@ def rounds(
         console.print(
             f"current round {current}: {_state(info)} (derived from the contract's view now)"
         )
+
+
+@app.command("privacy")
+def privacy(
+    chain_url: ChainUrlOpt = None, contract: ContractOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Every member's differential-privacy spending, from the ledger's PrivacySpent events: per
+    round, the epsilon its training spent and its running total against the round's budget.
+    Empty where the consortium never set an epsilon budget."""
+    ledger = ledger_client(chain_url, contract)
+    history = build_history(ledger.events())
+    names = {a: m.name for a, m in history.members.items()}
+    if json_out:
+        print_json([privacy_summary(p) for p in history.privacy])
+        return
+    if not history.privacy:
+        console.print("no privacy spending recorded (no round had an epsilon budget)")
+        return
+    print_table(
+        f"Privacy spending on {ledger.address}",
+        ["round", "member", "round epsilon", "cumulative epsilon", "budget"],
+        [
+            [
+                p.round_id,
+                _who(names, p.account),
+                f"{p.round_epsilon:.6f}",
+                f"{p.total_epsilon:.6f}",
+                "-" if p.budget is None else f"{p.budget:.6f}",
+            ]
+            for p in history.privacy
+        ],
+    )
 
 
 def _state(info: RoundInfo) -> str:

@@ -37,9 +37,9 @@ class LogFormat(enum.StrEnum):
 
 
 #: events printed at a level other than INFO
-_LEVELS = {"warning": "WARNING"}
+_LEVELS = {"warning": "WARNING", "privacy budget spent": "WARNING"}
 #: the colour of an event in the rich format
-_STYLES = {"finalized": "green", "done": "green", "warning": "yellow", "lapsed": "red"}
+_STYLES = {"finalized": "green", "done": "green", "warning": "yellow", "lapsed": "red", "privacy budget spent": "yellow"}
 
 
 def timestamp(seconds: float | None = None) -> str:

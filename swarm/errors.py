@@ -250,6 +250,24 @@ class SecretKeyUnavailableError(CryptoError):
     """Decryption was asked of a context that holds no secret key (the merge peer's)."""
 
 
+class MaskError(CryptoError):
+    """Masked aggregation cannot proceed: a mask, its seeds or its shares are unusable."""
+
+
+class MaskShareError(MaskError, ValueError):
+    """A mask share blob, manifest or share is malformed, tampered with, or bound elsewhere
+    (another round, owner or holder), or does not match the ``sharesHash`` on the ledger."""
+
+
+class MaskRevealError(MaskError, ValueError):
+    """A reveal is malformed, or holds a share the reveal rule forbids (a pairwise seed between
+    two contributors, anything of a non-contributor)."""
+
+
+class MaskReconstructionError(MaskError):
+    """Too few valid shares were revealed to rebuild a secret the correction needs."""
+
+
 # --- p2p -----------------------------------------------------------------------------------
 
 

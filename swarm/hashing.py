@@ -60,6 +60,17 @@ class Tag(Enum):
     TASK = b"swarm/v1/task"
     #: Short fingerprints shown to people (never compared by the protocol).
     FINGERPRINT = b"swarm/v1/fingerprint"
+    #: One Shamir share of a mask secret (MaskContext, owner index, holder index, secret index,
+    #: share): the entries of a share manifest (``swarm.crypto.shares``).
+    MASK_SHARE = b"swarm/v1/mask-share"
+    #: A share manifest, all its bytes: the ``sharesHash`` a participant commits on the ledger
+    #: (``commitUpdate``) and what reveals are checked against.
+    MASK_SHARES = b"swarm/v1/mask-shares"
+    #: A shares blob (manifest + shares sealed to one holder), all its bytes: what peers
+    #: address and store it by. Nothing on the ledger commits to it (the manifest is committed).
+    SHARES_BLOB = b"swarm/v1/shares-blob"
+    #: A holder's reveal of mask shares, all its bytes: what peers address and store it by.
+    REVEAL_BLOB = b"swarm/v1/reveal-blob"
 
 
 # --- labels that are not hash tags ------------------------------------------------------------
@@ -68,6 +79,14 @@ class Tag(Enum):
 ENCRYPTION_KEY_INFO = b"swarm/v1/encryption-key"
 #: Prefix of the HPKE ``info`` of a sealed round key (``swarm.crypto.SealBinding.info``).
 SEAL_INFO_LABEL = b"swarm/v1/round-key-seal"
+#: HKDF-SHA256 ``info`` prefix of a pairwise mask seed (``swarm.crypto.masking.pairwise_seed``):
+#: ``this || MaskContext.pack() || min(address) || max(address)``.
+PAIRWISE_MASK_INFO = b"swarm/v1/pairwise-mask"
+#: HKDF-SHA256 ``info`` prefix of the ChaCha20 key that expands a mask seed into ring elements:
+#: ``this || MaskContext.pack()``.
+MASK_EXPAND_INFO = b"swarm/v1/mask-expand"
+#: Prefix of the HPKE ``info`` of mask shares sealed to a holder (``swarm.crypto.shares``).
+MASK_SHARES_SEAL_INFO = b"swarm/v1/mask-shares-seal"
 #: keccak256 preimage of the type hash in the identity key's signature over its encryption key
 #: (``keccak256(abi.encode(keccak256(this), account, encryptionKey))``; the contract checks it).
 ENCRYPTION_KEY_SIG_LABEL = b"swarm.v1.encryption-key"
@@ -100,6 +119,9 @@ __all__ = [
     "DIGEST_SIZE",
     "ENCRYPTION_KEY_INFO",
     "ENCRYPTION_KEY_SIG_LABEL",
+    "MASK_EXPAND_INFO",
+    "MASK_SHARES_SEAL_INFO",
+    "PAIRWISE_MASK_INFO",
     "SEAL_INFO_LABEL",
     "Tag",
     "tagged_hash",

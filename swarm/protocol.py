@@ -29,6 +29,19 @@ ROLE_DRAW_TAG = keccak(b"swarm.v1.role-draw")
 MIN_ACKS = 2
 
 
+def mask_threshold(participants: int, percent: int) -> int:
+    """Shares needed to recover a mask secret (Shamir threshold t) in a round of
+    ``participants``: ``ceil(participants * percent / 100)``, at least 2, at most everyone.
+    ``percent`` is the consortium's ``maskThresholdPct`` (0: masking off, threshold 0).
+
+    t is what a collusion needs: the merge peer and t-1 key holders together could recover
+    one contributor's masks; fewer than t holders alive after the merge stall the round.
+    """
+    if percent <= 0:
+        return 0
+    return min(participants, max(2, -(-participants * percent // 100)))
+
+
 def role_order(seed: bytes, participants: Sequence[str]) -> list[str]:
     """The contract's role draw (``RoleDraw``): a forward Fisher-Yates shuffle of the
     participants, in join order, driven by the seed.
@@ -90,6 +103,7 @@ __all__ = [
     "deadline_passed",
     "finalizes",
     "key_recipients",
+    "mask_threshold",
     "role_order",
     "round_seed",
 ]

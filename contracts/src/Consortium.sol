@@ -44,6 +44,10 @@ contract Consortium is IConsortium, AccessControlDefaultAdminRules {
     uint16 public constant MAX_CKKS_PARAMS_ID = 1;
     /// @notice Longest sit-out a parameter version may impose.
     uint16 public constant MAX_SIT_OUT_ROUNDS = 1000;
+    /// @notice Lowest nonzero masking threshold, percent: a strict majority of the participants.
+    uint8 public constant MIN_MASK_THRESHOLD_PCT = 51;
+    /// @notice dpDelta is in 1e-12 units: it must stay below this (delta < 1).
+    uint64 public constant DP_DELTA_ONE = 1e12;
     /// @notice Most listen addresses a member may announce.
     uint256 public constant MAX_MULTIADDRS = 16;
 
@@ -276,6 +280,14 @@ contract Consortium is IConsortium, AccessControlDefaultAdminRules {
         if (p.initialModelHash == bytes32(0)) revert InvalidParameter("initialModelHash", 0);
         if (p.maxMissedCommits > 0 && (p.sitOutRounds == 0 || p.sitOutRounds > MAX_SIT_OUT_ROUNDS)) {
             revert InvalidParameter("sitOutRounds", p.sitOutRounds);
+        }
+        if (p.maskThresholdPct != 0 && (p.maskThresholdPct < MIN_MASK_THRESHOLD_PCT || p.maskThresholdPct > 100)) {
+            revert InvalidParameter("maskThresholdPct", p.maskThresholdPct);
+        }
+        if (p.epsilonBudget > 0) {
+            if (p.dpDelta == 0 || p.dpDelta >= DP_DELTA_ONE) revert InvalidParameter("dpDelta", p.dpDelta);
+            if (p.dpNoiseMultiplier == 0) revert InvalidParameter("dpNoiseMultiplier", 0);
+            if (p.dpClipNorm == 0) revert InvalidParameter("dpClipNorm", 0);
         }
         _params.push(p);
         emit ParamsSet(_params.length - 1, p, msg.sender);

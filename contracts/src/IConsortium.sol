@@ -19,6 +19,11 @@ interface IConsortium {
         bool metricsEnabled; // members report test metrics for each finalized model
         uint16 maxMissedCommits; // consecutive missed commits before a member sits out; 0 = never
         uint16 sitOutRounds; // how many rounds such a member sits out (1..1000 if the above > 0)
+        uint8 maskThresholdPct; // secure-aggregation share threshold, percent of participants; 0 = no masking, else 51..100
+        uint64 epsilonBudget; // each member's differential-privacy budget, micro-epsilon; 0 = DP off
+        uint64 dpDelta; // DP delta in 1e-12 units (0 < delta < 1e12 when the budget is > 0)
+        uint32 dpNoiseMultiplier; // DP-SGD noise multiplier, thousandths (> 0 when the budget is > 0)
+        uint32 dpClipNorm; // DP-SGD per-sample clipping norm, thousandths (> 0 when the budget is > 0)
     }
 
     /// @notice Whether `account` is an active member.

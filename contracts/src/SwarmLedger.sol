@@ -22,7 +22,9 @@ library LedgerErrors {
 ///     the next block: its hash, unknown to everyone at the close, seeds the role order
 ///     (RoleDraw); the round is Drawing until that block exists;
 ///  3. the key steward (order[1]) posts the round key's hash (`postRoundKey`);
-///  4. participants commit sha256(ciphertext) and their sample count (`commitUpdate`);
+///  4. participants commit sha256(ciphertext) and their sample count (`commitUpdate`), with the
+///     hash of their mask-share manifest (where the round masks) and their privacy spending
+///     (where the round has an epsilon budget: `epsilonSpent` never decreases nor exceeds it);
 ///  5. the merge peer (order[0]) submits the aggregate's hash and its contributors, a bitmap over
 ///     participant indexes (`submitAggregate`);
 ///  6. contributors acknowledge the new model's hash; a strict majority of the key-holding
@@ -79,8 +81,8 @@ contract SwarmLedger is ISwarmLedger {
         uint8 minPeers;
         uint8 cap; // most participants (the CKKS set's maxContributors)
         uint8 attempt;
-        uint8 sitters; // active members sitting this round out
-        uint8 flags; // F_FINALIZED | F_KEY | F_AGGREGATE | F_SEED | F_LAPSED
+        uint8 sitters; // active members sitting this round out or out of privacy budget
+        uint8 flags; // F_FINALIZED | F_KEY | F_AGGREGATE | F_SEED | F_LAPSED | F_MASK | F_DP
         // slot 1: roles and accounting
         uint64 totalSamples;
         uint64 metricsBits; // reported metrics
@@ -110,6 +112,8 @@ contract SwarmLedger is ISwarmLedger {
     uint8 private constant F_AGGREGATE = 4;
     uint8 private constant F_SEED = 8; // the seed is stored
     uint8 private constant F_LAPSED = 16; // the lapse is recorded (recordedLapse)
+    uint8 private constant F_MASK = 32; // the round's maskThresholdPct > 0: commits carry a sharesHash
+    uint8 private constant F_DP = 64; // the round's epsilonBudget > 0: commits carry epsilons
 
     /// @dev The parameters a round needs after opening, one slot per parameter version.
     struct Snapshot {
@@ -124,6 +128,8 @@ contract SwarmLedger is ISwarmLedger {
         uint8 cap;
         bool metricsEnabled;
         bool stored;
+        uint8 maskThresholdPct;
+        uint64 epsilonBudget; // micro-epsilon
     }
 
     /// @dev A member's record of missed commits.
@@ -131,6 +137,7 @@ contract SwarmLedger is ISwarmLedger {
         uint16 missed; // consecutive missed commits
         uint64 sittingOutFrom; // first round it sits out
         uint64 sittingOutUntil; // last round it sits out (0: none)
+        uint64 epsilonSpent; // cumulative privacy spending, micro-epsilon (kept across removals)
     }
 
     /// @notice Everything about a round in one read (for clients and auditors).
@@ -185,6 +192,7 @@ contract SwarmLedger is ISwarmLedger {
         uint64[] commitSamples;
         bytes32[] acks;
         bool[] left;
+        bytes32[] sharesHashes; // mask-share manifest hashes of the current attempt's commitments
     }
 
     /// @notice Blocks between the join close and the block whose hash seeds the roles.
@@ -231,6 +239,14 @@ contract SwarmLedger is ISwarmLedger {
     error MetricsDisabled(uint256 round);
     /// @notice A value is out of range; `value` is what was given.
     error InvalidParameter(string name, uint256 value);
+    /// @notice `sharesHash` must be nonzero exactly when the round masks (`maskThresholdPct` > 0).
+    error InvalidSharesHash(uint256 round, uint256 maskThresholdPct, bytes32 sharesHash);
+    /// @notice `account`'s cumulative epsilon would go over the round's budget (micro-epsilon).
+    error PrivacyBudgetExceeded(address account, uint256 totalEpsilon, uint256 budget);
+    /// @notice A cumulative epsilon below the one recorded (`previous`) for `account`.
+    error EpsilonDecreased(address account, uint256 totalEpsilon, uint256 previous);
+    /// @notice `account` spent its whole privacy budget: it can no longer join rounds.
+    error PrivacyBudgetExhausted(address account, uint256 spent, uint256 budget);
 
     event RoundOpened(
         uint256 indexed round,
@@ -271,9 +287,19 @@ contract SwarmLedger is ISwarmLedger {
         uint64 keyDeadline,
         address by
     );
+    /// @notice `sharesHash`: hash of the committer's mask-share manifest (zero where the round
+    /// does not mask).
     event UpdateCommitted(
-        uint256 indexed round, uint32 attempt, address indexed account, bytes32 updateHash, uint64 sampleCount
+        uint256 indexed round,
+        uint32 attempt,
+        address indexed account,
+        bytes32 updateHash,
+        uint64 sampleCount,
+        bytes32 sharesHash
     );
+    /// @notice `account` trained `round`'s update spending `roundEpsilon`; its cumulative spending
+    /// is now `totalEpsilon` (both micro-epsilon).
+    event PrivacySpent(uint256 indexed round, address indexed account, uint64 roundEpsilon, uint64 totalEpsilon);
     /// @notice `contributorBits`: bit i is participant i (see the Joined events' indexes).
     event AggregateSubmitted(
         uint256 indexed round,
@@ -322,6 +348,8 @@ contract SwarmLedger is ISwarmLedger {
     mapping(uint256 => Snapshot) private _snapshots; // by parameter version
     mapping(address => Standing) private _standing;
     address[] private _sitters; // active members sitting out the current round
+    mapping(uint256 => bytes32) private _sharesHash; // _key(round, attempt, index)
+    address[] private _spenders; // every account that ever recorded privacy spending
 
     /// @param consortium_ the Consortium contract (bind this ledger there with `bindLedger`)
     constructor(address consortium_) {
@@ -367,19 +395,31 @@ contract SwarmLedger is ISwarmLedger {
         r.paramsVersion = uint32(version);
         r.minPeers = uint8(sn.minPeers);
         r.cap = sn.cap;
-        r.sitters = uint8(_sitters.length);
+        uint256 sitters = _sitters.length;
+        if (sn.maskThresholdPct != 0) r.flags = F_MASK;
+        if (sn.epsilonBudget != 0) {
+            r.flags |= F_DP;
+            sitters += _exhaustedCount(round, sn.epsilonBudget);
+        }
+        r.sitters = uint8(sitters);
         r.joinDeadline = uint32(block.timestamp + sn.joinWindow);
         emit RoundOpened(round, baseModel, version, sn.minPeers, r.joinDeadline, msg.sender);
     }
 
     /// @notice Join the current round. The window closes by itself once every active member
-    /// (less those sitting out) joined.
+    /// (less those sitting out or out of privacy budget) joined. A member whose `epsilonSpent`
+    /// reached the round's budget cannot join.
     function join(uint256 round) external onlyMember {
         _expect(round, _bit(RoundState.Joining));
         Round storage r = _rounds[round];
         if (block.timestamp > r.joinDeadline) revert DeadlinePassed(round, r.joinDeadline, block.timestamp);
-        uint64 until = _standing[msg.sender].sittingOutUntil;
+        Standing storage st = _standing[msg.sender];
+        uint64 until = st.sittingOutUntil;
         if (until >= round) revert LedgerErrors.SittingOut(msg.sender, until);
+        if (r.flags & F_DP != 0) {
+            uint64 budget = _snapshots[r.paramsVersion].epsilonBudget;
+            if (st.epsilonSpent >= budget) revert PrivacyBudgetExhausted(msg.sender, st.epsilonSpent, budget);
+        }
         if (_index[round][msg.sender] != 0) revert AlreadyJoined(round, msg.sender);
         uint256 n = r.count;
         if (n >= r.cap) revert RoundFull(round, r.cap);
@@ -455,20 +495,52 @@ contract SwarmLedger is ISwarmLedger {
     }
 
     /// @notice Commit sha256(ciphertext) and the sample count of your update, before the deadline.
-    function commitUpdate(uint256 round, bytes32 updateHash, uint64 sampleCount) external onlyMember {
+    /// @param sharesHash the hash of your mask-share manifest: nonzero exactly when the round's
+    /// `maskThresholdPct` > 0 (docs/protocol.md)
+    /// @param roundEpsilon the privacy this round's training spent, micro-epsilon
+    /// @param totalEpsilon your cumulative privacy spending with this round, micro-epsilon: where the
+    /// round's `epsilonBudget` > 0 it must be > 0, at least `epsilonSpent(you)` and at most the
+    /// budget, and is recorded; where the budget is 0 both epsilons must be 0
+    function commitUpdate(
+        uint256 round,
+        bytes32 updateHash,
+        uint64 sampleCount,
+        bytes32 sharesHash,
+        uint64 roundEpsilon,
+        uint64 totalEpsilon
+    ) external onlyMember {
         _expect(round, _bit(RoundState.Committing));
         Round storage r = _rounds[round];
         uint256 i = _participantIndex(round, r);
         if (updateHash == bytes32(0)) revert InvalidParameter("updateHash", 0);
         if (sampleCount == 0 || sampleCount > MAX_SAMPLES) revert InvalidParameter("sampleCount", sampleCount);
+        uint256 flags = r.flags;
+        if ((sharesHash != bytes32(0)) != (flags & F_MASK != 0)) {
+            revert InvalidSharesHash(round, _snapshots[r.paramsVersion].maskThresholdPct, sharesHash);
+        }
         uint64 bit = _b(i);
         uint32 attempt = r.attempt;
         if (r.commitBits & bit != 0) revert AlreadyCommitted(round, attempt, msg.sender);
+        Standing storage st = _standing[msg.sender];
+        if (flags & F_DP != 0) {
+            uint64 budget = _snapshots[r.paramsVersion].epsilonBudget;
+            uint64 previous = st.epsilonSpent;
+            if (totalEpsilon == 0) revert InvalidParameter("totalEpsilon", 0);
+            if (totalEpsilon < previous) revert EpsilonDecreased(msg.sender, totalEpsilon, previous);
+            if (totalEpsilon > budget) revert PrivacyBudgetExceeded(msg.sender, totalEpsilon, budget);
+            if (previous == 0) _spenders.push(msg.sender);
+            st.epsilonSpent = totalEpsilon;
+            emit PrivacySpent(round, msg.sender, roundEpsilon, totalEpsilon);
+        } else if (roundEpsilon != 0 || totalEpsilon != 0) {
+            revert InvalidParameter(roundEpsilon != 0 ? "roundEpsilon" : "totalEpsilon", roundEpsilon != 0 ? roundEpsilon : totalEpsilon);
+        }
         r.commitBits |= bit;
-        _commitHash[_key(round, attempt, i)] = updateHash;
+        uint256 key = _key(round, attempt, i);
+        _commitHash[key] = updateHash;
+        if (sharesHash != bytes32(0)) _sharesHash[key] = sharesHash;
         _samples[_key(round, attempt, 0)][i] = sampleCount;
-        if (_standing[msg.sender].missed != 0) _standing[msg.sender].missed = 0;
-        emit UpdateCommitted(round, attempt, msg.sender, updateHash, sampleCount);
+        if (st.missed != 0) st.missed = 0;
+        emit UpdateCommitted(round, attempt, msg.sender, updateHash, sampleCount, sharesHash);
     }
 
     /// @notice The merge peer submits the aggregate's hash and its contributors: bit i of
@@ -603,10 +675,15 @@ contract SwarmLedger is ISwarmLedger {
         uint256 round = currentRound;
         Round storage r = _rounds[round];
         Standing storage st = _standing[account];
-        if (_dropSitter(account) && st.sittingOutFrom <= round && r.sitters > 0) {
-            r.sitters -= 1; // it was counted when the round opened
+        if (_dropSitter(account) && st.sittingOutFrom <= round) {
+            if (r.sitters > 0) r.sitters -= 1; // it was counted when the round opened
+        } else if (r.flags & F_DP != 0 && r.sitters > 0 && st.epsilonSpent >= _snapshots[r.paramsVersion].epsilonBudget)
+        {
+            r.sitters -= 1; // counted as out of budget when the round opened
         }
+        uint64 spent = st.epsilonSpent;
         delete _standing[account];
+        if (spent != 0) st.epsilonSpent = spent; // privacy spending outlives membership
         uint256 idx = _index[round][account];
         if (idx == 0) return;
         (RoundState s,) = _status(round);
@@ -674,14 +751,29 @@ contract SwarmLedger is ISwarmLedger {
         v.commitSamples = new uint64[](n);
         v.acks = new bytes32[](n);
         v.left = new bool[](n);
+        v.sharesHashes = new bytes32[](n);
         for (uint256 i = 0; i < n; i++) {
             if (v.round.commitBits & (_b(i)) != 0) {
                 v.commitHashes[i] = _commitHash[_key(round, attempt, i)];
                 v.commitSamples[i] = samples[i];
             }
             v.acks[i] = _acks[_key(round, 0, i)];
+            v.sharesHashes[i] = _sharesHash[_key(round, attempt, i)];
             v.left[i] = v.round.leftBits & (_b(i)) != 0;
         }
+    }
+
+    /// @notice The mask-share manifest hash `account` committed in `round`'s `attempt` (zero if
+    /// none, or if the round does not mask).
+    function sharesHashOf(uint256 round, uint32 attempt, address account) external view returns (bytes32) {
+        uint256 idx = _index[round][account];
+        if (idx == 0) return bytes32(0);
+        return _sharesHash[_key(round, attempt, idx - 1)];
+    }
+
+    /// @notice `account`'s cumulative privacy spending, micro-epsilon (0 if none recorded).
+    function epsilonSpent(address account) external view returns (uint256) {
+        return _standing[account].epsilonSpent;
     }
 
     /// @notice Whether `account` joined `round`.
@@ -932,6 +1024,18 @@ contract SwarmLedger is ISwarmLedger {
         }
     }
 
+    /// @dev Active members, not sitting out `round`, whose spending reached `budget`: they cannot
+    /// join, so the join window does not wait for them.
+    function _exhaustedCount(uint256 round, uint64 budget) private view returns (uint256 count) {
+        uint256 n = _spenders.length;
+        for (uint256 i = 0; i < n; i++) {
+            address account = _spenders[i];
+            Standing storage st = _standing[account];
+            if (st.epsilonSpent < budget || st.sittingOutUntil >= round) continue;
+            if (consortiumContract.isMember(account)) count++;
+        }
+    }
+
     function _dropSitter(address account) private returns (bool dropped) {
         for (uint256 i = _sitters.length; i > 0; i--) {
             if (_sitters[i - 1] == account) {
@@ -961,7 +1065,9 @@ contract SwarmLedger is ISwarmLedger {
             sitOutRounds: p.sitOutRounds,
             cap: uint8(consortiumContract.maxContributors(p.ckksParamsId)),
             metricsEnabled: p.metricsEnabled,
-            stored: true
+            stored: true,
+            maskThresholdPct: p.maskThresholdPct,
+            epsilonBudget: p.epsilonBudget
         });
         _snapshots[version] = sn;
     }

@@ -73,6 +73,20 @@ class CommitRecord:
     update_hash: bytes
     sample_count: int
     timestamp: int
+    shares_hash: bytes = b"\0" * 32  # mask-share manifest hash (zero where the round does not mask)
+
+
+@dataclass(frozen=True)
+class PrivacyRecord:
+    """One ``PrivacySpent``: what a member's training spent in a round, and its running total,
+    against the round's budget (epsilon; the contract holds micro-epsilon)."""
+
+    round_id: int
+    account: str
+    round_epsilon: float
+    total_epsilon: float
+    budget: float | None  # the round's epsilonBudget (None if its ParamsSet was not seen)
+    timestamp: int
 
 
 @dataclass
@@ -111,6 +125,7 @@ class RoundHistory:
     sit_outs: list[tuple[str, int, int]] = field(default_factory=list)  # (account, from, until)
     left: list[str] = field(default_factory=list)  # removed from the consortium meanwhile
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    privacy: list[PrivacyRecord] = field(default_factory=list)  # PrivacySpent, in chain order
     events: list[LedgerEvent] = field(default_factory=list)
 
     @property
@@ -165,6 +180,7 @@ class ConsortiumHistory:
     params: list[ParamsRecord] = field(default_factory=list)
     ledger: str | None = None  # the SwarmLedger the Consortium is bound to (LedgerBound)
     rounds: dict[int, RoundHistory] = field(default_factory=dict)
+    privacy: list[PrivacyRecord] = field(default_factory=list)  # every PrivacySpent, in order
     events: list[LedgerEvent] = field(default_factory=list)
     # Events naming a round never opened or a member never admitted: the contract cannot emit
     # them, so they are kept aside for the verifier instead of breaking the fold.
@@ -326,8 +342,34 @@ def _replacement(role: str) -> Any:
 
 def _committed(h: ConsortiumHistory, e: LedgerEvent, a: dict[str, Any]) -> None:
     h.rounds[a["round"]].commits.append(
-        CommitRecord(a["attempt"], a["account"], a["updateHash"], a["sampleCount"], e.timestamp)
+        CommitRecord(
+            a["attempt"],
+            a["account"],
+            a["updateHash"],
+            a["sampleCount"],
+            e.timestamp,
+            a.get("sharesHash", b"\0" * 32),
+        )
     )
+
+
+#: the contract's epsilon unit (micro-epsilon)
+EPSILON_UNIT = 1_000_000
+
+
+def _privacy_spent(h: ConsortiumHistory, e: LedgerEvent, a: dict[str, Any]) -> None:
+    r = h.rounds[a["round"]]
+    budget = (r.params or {}).get("epsilonBudget")
+    record = PrivacyRecord(
+        round_id=a["round"],
+        account=a["account"],
+        round_epsilon=a["roundEpsilon"] / EPSILON_UNIT,
+        total_epsilon=a["totalEpsilon"] / EPSILON_UNIT,
+        budget=None if budget is None else budget / EPSILON_UNIT,
+        timestamp=e.timestamp,
+    )
+    r.privacy.append(record)
+    h.privacy.append(record)
 
 
 def decode_bits(participants: list[str], bits: int) -> list[str]:
@@ -410,6 +452,7 @@ _HANDLERS = {
     "KeyStewardReplaced": _replacement("key steward"),
     "MergePeerReplaced": _replacement("merge peer"),
     "UpdateCommitted": _committed,
+    "PrivacySpent": _privacy_spent,
     "AggregateSubmitted": _aggregate,
     "CommitMissed": _commit_missed,
     "SittingOut": _sitting_out,
@@ -462,6 +505,7 @@ def round_summary(r: RoundHistory) -> dict[str, Any]:
                 "update_hash": _hex(c.update_hash),
                 "sample_count": c.sample_count,
                 "timestamp": c.timestamp,
+                "shares_hash": _hex(c.shares_hash),
             }
             for c in r.commits
         ],
@@ -482,4 +526,17 @@ def round_summary(r: RoundHistory) -> dict[str, Any]:
         "sit_outs": [{"account": a, "from": f, "until": u} for a, f, u in r.sit_outs],
         "left": r.left,
         "metrics": [{**m, "model_hash": _hex(m["model_hash"])} for m in r.metrics],
+        "privacy": [privacy_summary(p) for p in r.privacy],
+    }
+
+
+def privacy_summary(p: PrivacyRecord) -> dict[str, Any]:
+    """A PrivacySpent record as plain JSON-able values."""
+    return {
+        "round": p.round_id,
+        "account": p.account,
+        "round_epsilon": p.round_epsilon,
+        "total_epsilon": p.total_epsilon,
+        "budget": p.budget,
+        "timestamp": p.timestamp,
     }

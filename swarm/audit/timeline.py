@@ -87,6 +87,11 @@ def describe(event: LedgerEvent, names: Mapping[str, str]) -> str:
         case "RoundLapsed":
             reason = LapseReason(a["reason"]).name.lower().replace("_", " ")
             return f"lapsed: {reason}"
+        case "PrivacySpent":
+            return (
+                f"{who(a['account'])} spent epsilon {a['roundEpsilon'] / 1e6:.6f} "
+                f"(cumulative {a['totalEpsilon'] / 1e6:.6f})"
+            )
         case "MetricsReported":
             return (
                 f"{who(a['account'])} reported accuracy {a['accuracyPpm'] / 1e6:.3f}, "

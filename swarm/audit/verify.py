@@ -241,6 +241,7 @@ _ACTOR = {
     "KeyStewardReplaced": "by",
     "MergePeerReplaced": "by",
     "UpdateCommitted": "account",
+    "PrivacySpent": "account",
     "AggregateSubmitted": "mergePeer",
     "Acknowledged": "account",
     "MetricsReported": "account",

@@ -270,6 +270,59 @@ class SealBridge:
         )
         return self._sub_header(SEAL_HEADER_SIZE + len(body)) + body
 
+    def add_to_c0(self, seal_bytes: bytes, mask: npt.NDArray[np.uint64]) -> bytes:
+        """SEAL bytes (uncompressed) of the last-level ciphertext ``seal_bytes`` with ``mask``
+        (``poly_modulus_degree`` values in ``[0, q)``) added mod ``q`` to its first polynomial.
+
+        Takes a seeded ciphertext (second polynomial stored as its seed: the seed is kept, so
+        :meth:`pack_seeded` still packs the result) or a full two-polynomial one (public-key
+        encryption, TenSEAL's serialized sums), uncompressed or zstd with raw/RLE blocks.
+        Raises ``ValueError`` for anything else.
+        """
+        if len(self.last_moduli) != 1:
+            raise ValueError("masking needs a single modulus at the last level")
+        q = self.last_moduli[0]
+        n = self.poly_modulus_degree
+        mask = np.asarray(mask)
+        if mask.dtype != np.uint64 or mask.shape != (n,):
+            raise ValueError(f"a mask is {n} uint64 values")
+        body = _seal_body(seal_bytes)
+        if body is None:
+            raise ValueError("not a SEAL ciphertext in a layout this version can mask")
+        if len(body) < CT_MEMBERS.size + SEAL_HEADER_SIZE + 8:
+            raise ValueError("SEAL ciphertext is truncated")
+        members = CT_MEMBERS.unpack_from(body, 0)
+        parms_id = list(members[:4])
+        is_ntt, size, degree, moduli = members[4:8]
+        if parms_id != self.last_parms_id or not is_ntt or size != 2 or degree != n or moduli != 1:
+            raise ValueError("not a two-part last-level NTT-form ciphertext of this context")
+        pos = CT_MEMBERS.size
+        try:
+            _ma, _mi, compr, sub_size, hsize = seal_header(body[pos:])
+        except ValueError as exc:
+            raise ValueError(f"ciphertext data: {exc}") from exc
+        if compr != COMPR_NONE:
+            raise ValueError("ciphertext data is compressed inside the ciphertext")
+        pos += hsize
+        (count,) = struct.unpack_from("<Q", body, pos)
+        pos += 8
+        if count not in (n, 2 * n) or sub_size != hsize + 8 + 8 * count:
+            raise ValueError("ciphertext data has an unexpected size")
+        if pos + 8 * count > len(body):
+            raise ValueError("ciphertext data runs past the end")
+        out = bytearray(body)
+        c0 = np.frombuffer(out, dtype="<u8", count=n, offset=pos)
+        if int(c0.max()) >= q or int(mask.max()) >= q:
+            raise ValueError("coefficients are not reduced mod q")
+        total = c0 + mask
+        np.subtract(total, np.uint64(q), out=total, where=total >= np.uint64(q))
+        out[pos : pos + 8 * n] = total.astype("<u8", copy=False).tobytes()
+        major, minor, _c, _s, _h = seal_header(seal_bytes)
+        header = SEAL_HEADER.pack(
+            SEAL_MAGIC, SEAL_HEADER_SIZE, major, minor, COMPR_NONE, 0, SEAL_HEADER_SIZE + len(out)
+        )
+        return header + bytes(out)
+
 
 def _seal_body(seal_bytes: bytes) -> memoryview | None:
     """The uncompressed payload of a SEAL object: as is, or from a zstd frame whose blocks are

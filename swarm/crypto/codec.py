@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,12 +48,14 @@ from swarm.crypto.blob import (
 )
 from swarm.crypto.keys import PublicRoundContext, SecretRoundContext
 from swarm.crypto.layout import Layout, flatten, unflatten
+from swarm.crypto.masking import MaskContext, MaskExpander, MaskTerm, round_to_grid
 from swarm.crypto.params import CkksParams
 from swarm.errors import (
     BlobMismatchError,
     DuplicateUpdateError,
     LayoutMismatchError,
     MalformedBlobError,
+    MaskError,
     SecretKeyUnavailableError,
     ValueRangeError,
 )
@@ -106,18 +108,50 @@ def encrypt_update(
     weight: float,
     round_id: int,
     sender: bytes,
+    masks: Sequence[MaskTerm] = (),
+    mask_context: MaskContext | None = None,
 ) -> bytes:
     """Encrypt ``weight * delta`` for this round; returns the blob to send and commit.
 
     ``delta`` is the update as a state dict (new minus base weights) matching ``layout``;
     ``weight`` is the sample count n_i; ``sender`` the 20-byte address of the encrypting peer.
     A :class:`SecretRoundContext` gives a seeded update, a :class:`PublicRoundContext` a
-    public-key one. Raises :class:`LayoutMismatchError` and :class:`ValueRangeError`.
+    public-key one. ``masks`` (this participant's :func:`swarm.crypto.masking.mask_terms`,
+    with the attempt's ``mask_context``) are added to each ciphertext's first polynomial; with
+    none the blob is the unmasked one. Raises :class:`LayoutMismatchError` and
+    :class:`ValueRangeError`.
     """
     values = flatten(delta, layout)
     return encrypt_vector(
-        values, ctx, layout=layout, weight=weight, round_id=round_id, sender=sender
+        values,
+        ctx,
+        layout=layout,
+        weight=weight,
+        round_id=round_id,
+        sender=sender,
+        masks=masks,
+        mask_context=mask_context,
     )
+
+
+def _expander(
+    ctx: RoundContext, masks: Sequence[MaskTerm], mask_context: MaskContext | None
+) -> MaskExpander | None:
+    if not masks:
+        return None
+    if mask_context is None:
+        raise MaskError("mask terms were given without the mask context they are bound to")
+    bridge = ctx._bridge
+    if len(bridge.last_moduli) != 1:
+        raise MaskError("masking needs a parameter set with one modulus at the last level")
+    return MaskExpander(mask_context, bridge.last_moduli[0], bridge.poly_modulus_degree)
+
+
+def _add_mask(bridge: SealBridge, seal_bytes: bytes, mask: npt.NDArray[np.uint64]) -> bytes:
+    try:
+        return bridge.add_to_c0(seal_bytes, mask)
+    except ValueError as exc:
+        raise MalformedBlobError(f"ciphertext cannot be masked: {exc}") from exc
 
 
 def encrypt_vector(
@@ -128,6 +162,8 @@ def encrypt_vector(
     weight: float,
     round_id: int,
     sender: bytes,
+    masks: Sequence[MaskTerm] = (),
+    mask_context: MaskContext | None = None,
 ) -> bytes:
     """:func:`encrypt_update` for an update already flattened with ``layout``."""
     if values.ndim != 1 or values.shape[0] != layout.param_count:
@@ -152,6 +188,7 @@ def encrypt_vector(
         count=1,
     )
     bridge = ctx._bridge
+    expander = _expander(ctx, masks, mask_context)
     # weighted in float64 one chunk at a time, so no full-size copy of the update is made
     offsets = np.cumsum([0, *sizes])
     pieces = (
@@ -159,12 +196,29 @@ def encrypt_vector(
         for i in range(len(sizes))
     )
     if kind == PayloadKind.SEEDED_UPDATE:
-        _write_seeded(writer, bridge, pieces, len(sizes))
+        _write_seeded(writer, bridge, pieces, len(sizes), expander, masks)
     else:
-        ciphertexts = (bridge.encrypt_public(piece) for piece in pieces)
+        ciphertexts: Iterator[bytes] = (bridge.encrypt_public(piece) for piece in pieces)
+        if expander is not None:
+            ciphertexts = _masked(bridge, ciphertexts, expander, masks, 1)
         for part in _proto.iter_ckks_vector(sizes, ciphertexts, params.scale):
             writer.write(part)
     return writer.finish()
+
+
+def _masked(
+    bridge: SealBridge,
+    ciphertexts: Iterable[bytes],
+    expander: MaskExpander,
+    terms: Sequence[MaskTerm],
+    sign: int,
+) -> Iterator[bytes]:
+    """Each ciphertext (chunk ``i``) with ``sign * combine(terms, i)`` added to its c0."""
+    for index, seal_bytes in enumerate(ciphertexts):
+        mask = expander.combine(terms, index)
+        if sign < 0:
+            mask = expander.negate(mask)
+        yield _add_mask(bridge, seal_bytes, mask)
 
 
 def _write_seeded(
@@ -172,10 +226,15 @@ def _write_seeded(
     bridge: SealBridge,
     pieces: Iterable[npt.NDArray[np.float64]],
     total: int,
+    expander: MaskExpander | None = None,
+    masks: Sequence[MaskTerm] = (),
 ) -> None:
     unpacked = 0
-    for piece in pieces:
-        seal_bytes = bridge.encrypt_seeded(piece)
+    ciphertexts: Iterator[bytes] = (bridge.encrypt_seeded(piece) for piece in pieces)
+    if expander is not None:
+        # the mask goes in before packing: the result is still seed + first polynomial
+        ciphertexts = _masked(bridge, ciphertexts, expander, masks, 1)
+    for seal_bytes in ciphertexts:
         packed = bridge.pack_seeded(seal_bytes)
         if packed is None:
             unpacked += 1
@@ -186,6 +245,59 @@ def _write_seeded(
             writer.write(packed)
     if unpacked:
         log.info("%d of %d ciphertexts sent in SEAL's own encoding", unpacked, total)
+
+
+def mask_update_blob(
+    blob: bytes,
+    ctx: RoundContext,
+    *,
+    layout: Layout,
+    round_id: int,
+    masks: Sequence[MaskTerm],
+    mask_context: MaskContext,
+) -> bytes:
+    """An update blob with ``masks`` added to its ciphertexts, everything else unchanged (same
+    sender, same encryption noise): what :func:`encrypt_update` with ``masks`` would give had
+    it drawn the same encryption randomness. For tests and tools."""
+    header = read_header(blob)
+    check_header(
+        header,
+        round_id=round_id,
+        params_id=ctx.params_id,
+        context_hash=ctx.context_hash,
+        layout_hash=layout.hash,
+        param_count=layout.param_count,
+        kinds=UPDATE_KINDS,
+    )
+    expander = _expander(ctx, masks, mask_context)
+    if expander is None:
+        return blob
+    writer = BlobWriter(
+        kind=header.kind,
+        params_id=header.params_id,
+        round_id=header.round_id,
+        sender=header.sender,
+        context_hash=header.context_hash,
+        param_count=header.param_count,
+        layout_hash=header.layout_hash,
+        count=header.count,
+    )
+    chunks = list(_iter_seal_chunks(blob, header, ctx))
+    sizes = [size for size, _ in chunks]
+    masked = _masked(ctx._bridge, (c for _, c in chunks), expander, masks, 1)
+    if header.kind == PayloadKind.SEEDED_UPDATE:
+        for seal_bytes in masked:
+            packed = ctx._bridge.pack_seeded(seal_bytes)
+            if packed is None:
+                writer.write(_RECORD.pack(ENCODING_SEAL, len(seal_bytes)))
+                writer.write(seal_bytes)
+            else:
+                writer.write(_RECORD.pack(ENCODING_PACKED, len(packed)))
+                writer.write(packed)
+    else:
+        for part in _proto.iter_ckks_vector(sizes, masked, ctx.params.scale):
+            writer.write(part)
+    return writer.finish()
 
 
 # --- reading payloads ---------------------------------------------------------------------
@@ -409,8 +521,15 @@ def decrypt_blob(
     layout: Layout,
     kinds: frozenset[PayloadKind] = frozenset({PayloadKind.AGGREGATE}),
     expected_count: int | None = None,
+    unmask: Sequence[MaskTerm] = (),
+    mask_context: MaskContext | None = None,
 ) -> npt.NDArray[np.float64]:
     """Decrypt a blob to its flat float64 values (the weighted sum, for an aggregate).
+
+    ``unmask`` (the :func:`swarm.crypto.masking.correction_terms` of a masked aggregate, with
+    the attempt's ``mask_context``) is subtracted from each ciphertext's first polynomial
+    before decrypting. An aggregate's values are always rounded to
+    :data:`swarm.crypto.masking.ROUNDING_GRID` (:func:`~swarm.crypto.masking.round_to_grid`).
 
     Only an aggregate is accepted unless ``kinds`` says otherwise: the protocol never decrypts
     a single update, though a key holder technically can (docs/threat-model.md). Raises
@@ -433,12 +552,18 @@ def decrypt_blob(
     )
     if expected_count is not None and header.count != expected_count:
         raise BlobMismatchError("count", expected_count, header.count)
+    expander = _expander(ctx, unmask, mask_context)
     out = np.empty(layout.param_count, dtype=np.float64)
     offset = 0
-    for size, seal_bytes in _iter_seal_chunks(blob, header, ctx):
+    for index, (size, seal_bytes) in enumerate(_iter_seal_chunks(blob, header, ctx)):
+        if expander is not None:
+            correction = expander.negate(expander.combine(unmask, index))
+            seal_bytes = _add_mask(ctx._bridge, seal_bytes, correction)
         vector = _load_chunk(ctx, size, seal_bytes)
         out[offset : offset + size] = vector.decrypt()
         offset += size
+    if header.kind == PayloadKind.AGGREGATE:
+        return round_to_grid(out)
     return out
 
 
@@ -449,9 +574,20 @@ def decrypt_aggregate(
     round_id: int,
     layout: Layout,
     expected_count: int | None = None,
+    unmask: Sequence[MaskTerm] = (),
+    mask_context: MaskContext | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Decrypt an aggregate to the weighted sum of the contributors' updates (float64)."""
-    return decrypt_blob(blob, ctx, round_id=round_id, layout=layout, expected_count=expected_count)
+    """Decrypt an aggregate to the weighted sum of the contributors' updates (float64, rounded
+    to the grid); ``unmask`` as in :func:`decrypt_blob`."""
+    return decrypt_blob(
+        blob,
+        ctx,
+        round_id=round_id,
+        layout=layout,
+        expected_count=expected_count,
+        unmask=unmask,
+        mask_context=mask_context,
+    )
 
 
 def mean_update(
@@ -462,12 +598,20 @@ def mean_update(
     layout: Layout,
     total_weight: float,
     expected_count: int | None = None,
+    unmask: Sequence[MaskTerm] = (),
+    mask_context: MaskContext | None = None,
 ) -> dict[str, torch.Tensor]:
     """Decrypt an aggregate and divide by the contributors' total weight (sum of n_i from the
     ledger): the weighted mean update, as float32 tensors to add to the base model."""
     if not (np.isfinite(total_weight) and total_weight > 0):
         raise ValueRangeError(f"total_weight must be positive, got {total_weight}")
     summed = decrypt_aggregate(
-        blob, ctx, round_id=round_id, layout=layout, expected_count=expected_count
+        blob,
+        ctx,
+        round_id=round_id,
+        layout=layout,
+        expected_count=expected_count,
+        unmask=unmask,
+        mask_context=mask_context,
     )
     return unflatten(summed / float(total_weight), layout)

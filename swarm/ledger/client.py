@@ -316,6 +316,26 @@ class LedgerClient:
             )
         )
 
+    def epsilon_spent(self, address: str) -> float:
+        """``address``'s cumulative privacy spending as the ledger records it (0.0: none)."""
+        return micro_to_epsilon(
+            int(
+                self._read(
+                    lambda: self.contract.functions.epsilonSpent(address).call(), "epsilonSpent"
+                )
+            )
+        )
+
+    def shares_hash(self, round_id: int, attempt: int, address: str) -> bytes:
+        """The mask-share manifest hash ``address`` committed in ``round_id``'s ``attempt``
+        (32 zero bytes if none)."""
+        return bytes(
+            self._read(
+                lambda: self.contract.functions.sharesHashOf(round_id, attempt, address).call(),
+                "sharesHashOf",
+            )
+        )
+
     def current_round(self) -> int:
         return int(self._read(lambda: self.contract.functions.currentRound().call(), "round"))
 
@@ -518,10 +538,30 @@ class LedgerClient:
     def replace_key_steward(self, round_id: int) -> TxResult:
         return self._send(self.contract.functions.replaceKeySteward(round_id))
 
-    def commit_update(self, round_id: int, update_hash: bytes, sample_count: int) -> TxResult:
+    def commit_update(
+        self,
+        round_id: int,
+        update_hash: bytes,
+        sample_count: int,
+        *,
+        shares_hash: bytes = ZERO_HASH,
+        round_epsilon: float = 0.0,
+        total_epsilon: float = 0.0,
+    ) -> TxResult:
+        """Commit an update's hash and sample count. ``shares_hash``: the hash of this member's
+        mask-share manifest (nonzero exactly when the round's ``mask_threshold_pct`` > 0).
+        ``round_epsilon`` / ``total_epsilon``: the privacy this round's training spent and the
+        member's cumulative spending with it (both 0.0 unless the round has an epsilon budget;
+        then the total must not decrease nor exceed the budget). Epsilons go on chain in
+        micro-epsilon, rounded up."""
         return self._send(
             self.contract.functions.commitUpdate(
-                round_id, _hash32(update_hash, "update_hash"), int(sample_count)
+                round_id,
+                _hash32(update_hash, "update_hash"),
+                int(sample_count),
+                _hash32(shares_hash, "shares_hash"),
+                epsilon_to_micro(round_epsilon, "round_epsilon"),
+                epsilon_to_micro(total_epsilon, "total_epsilon"),
             )
         )
 
@@ -822,7 +862,34 @@ def params_to_tuple(p: Params) -> tuple[Any, ...]:
         p.metrics_enabled,
         p.max_missed_commits,
         p.sit_out_rounds,
+        int(p.mask_threshold_pct),
+        epsilon_to_micro(p.epsilon_budget, "epsilon_budget"),
+        _scaled(p.dp_delta, DP_DELTA_SCALE, "dp_delta"),
+        _scaled(p.dp_noise_multiplier, MILLI, "dp_noise_multiplier"),
+        _scaled(p.dp_clip_norm, MILLI, "dp_clip_norm"),
     )
+
+
+#: the contract's units: epsilon in millionths, delta in 1e-12, noise and clip norm in thousandths
+MICRO = 1_000_000
+DP_DELTA_SCALE = 1_000_000_000_000
+MILLI = 1_000
+
+
+def _scaled(value: float, scale: int, name: str) -> int:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+    # round to the unit first so that 0.1 * 1e6 == 100000.00000000001 does not become 100001
+    return math.ceil(round(value * scale, 6))
+
+
+def epsilon_to_micro(epsilon: float, name: str = "epsilon") -> int:
+    """Epsilon in the contract's micro-epsilon, rounded up (spending is never understated)."""
+    return _scaled(epsilon, MICRO, name)
+
+
+def micro_to_epsilon(micro: int) -> float:
+    return micro / MICRO
 
 
 def params_from_tuple(raw: Sequence[Any]) -> Params:
@@ -839,6 +906,11 @@ def params_from_tuple(raw: Sequence[Any]) -> Params:
         metrics_enabled=bool(raw[9]),
         max_missed_commits=int(raw[10]),
         sit_out_rounds=int(raw[11]),
+        mask_threshold_pct=int(raw[12]),
+        epsilon_budget=micro_to_epsilon(int(raw[13])),
+        dp_delta=int(raw[14]) / DP_DELTA_SCALE,
+        dp_noise_multiplier=int(raw[15]) / MILLI,
+        dp_clip_norm=int(raw[16]) / MILLI,
     )
 
 
@@ -931,6 +1003,7 @@ def _view_from_tuple(raw: Sequence[Any]) -> LedgerView:
         commit_samples,
         acks,
         _left,
+        shares_hashes,
     ) = raw
     state = RoundState(round_raw[1])
     info = _round_from_tuple(
@@ -959,6 +1032,13 @@ def _view_from_tuple(raw: Sequence[Any]) -> LedgerView:
             {p: bytes(a) for p, a in zip(participants, acks, strict=True) if bytes(a) != ZERO_HASH}
         ),
         params_version=int(params_version),
+        shares_hashes=MappingProxyType(
+            {
+                p: bytes(sh)
+                for p, sh in zip(participants, shares_hashes, strict=True)
+                if bytes(sh) != ZERO_HASH
+            }
+        ),
     )
 
 
@@ -974,7 +1054,9 @@ __all__ = [
     "bits_to_addresses",
     "check_member_card",
     "contributor_bits",
+    "epsilon_to_micro",
     "member_card",
+    "micro_to_epsilon",
     "params_from_tuple",
     "params_to_tuple",
 ]

@@ -6,7 +6,11 @@ and ``acknowledge`` (and ``reportMetrics`` where metrics are on): about 250k gas
 also opens the round, closes the join, is key steward and merge peer sends more; at 30
 participants ``openRound`` 98k + the closing ``join`` 92k + ``postRoundKey`` 112k (it stores
 the drawn seed) + ``commitUpdate`` 71k + ``submitAggregate`` 135k is about 510k gas, and at
-the CKKS set's 64 participants about 560k; replacements and metrics add to it. A hospital should
+the CKKS set's 64 participants about 560k; replacements and metrics add to it. Masking
+(``maskThresholdPct`` > 0) adds about 23k to each ``commitUpdate`` (the stored manifest hash);
+an epsilon budget adds about 54k to a member's first ``commitUpdate`` (5 to 10k later), and to
+``openRound`` about 4k per member that ever recorded privacy spending (it counts those whose
+budget is spent). A hospital should
 budget :data:`ROUND_GAS_MAX` per round: the roles are drawn at random.
 """
 

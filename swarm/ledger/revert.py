@@ -54,6 +54,10 @@ ERROR_CLASSES: dict[str, type[errors.ContractRevertError]] = {
     "NotParticipant": errors.NotParticipantError,
     "NotContributor": errors.NotParticipantError,
     "SittingOut": errors.NotParticipantError,
+    "PrivacyBudgetExhausted": errors.NotParticipantError,  # join: like SittingOut
+    "PrivacyBudgetExceeded": errors.InvalidParameterError,
+    "EpsilonDecreased": errors.InvalidParameterError,
+    "InvalidSharesHash": errors.InvalidParameterError,
     "NotMergePeer": errors.NotYourRoleError,
     "NotKeySteward": errors.NotYourRoleError,
     "InvalidContributors": errors.InvalidContributorsError,

@@ -6,8 +6,9 @@ These are what the rest of swarm sees of the chain; nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+from types import MappingProxyType
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,18 @@ class Params:
     metrics_enabled: bool
     max_missed_commits: int = 0  # consecutive missed commits before a member sits out; 0 = never
     sit_out_rounds: int = 0  # rounds such a member sits out (1..1000 when the above > 0)
+    #: secure-aggregation share threshold, percent of a round's participants (0: no masking;
+    #: else 51..100); a round's commitments carry a mask-share manifest hash when > 0
+    mask_threshold_pct: int = 66
+    #: each member's cumulative differential-privacy budget (epsilon; 0.0: DP off). The contract
+    #: holds it in micro-epsilon.
+    epsilon_budget: float = 0.0
+    #: DP delta (0 < delta < 1 when the budget is > 0; the contract holds 1e-12 units)
+    dp_delta: float = 0.0
+    #: DP-SGD noise multiplier (> 0 when the budget is > 0; the contract holds thousandths)
+    dp_noise_multiplier: float = 0.0
+    #: DP-SGD per-sample clipping norm (> 0 when the budget is > 0; the contract holds thousandths)
+    dp_clip_norm: float = 0.0
 
 
 class RoundState(IntEnum):
@@ -133,3 +146,6 @@ class LedgerView:
     # participant -> acknowledged model hash, only those that acknowledged
     acks: Mapping[str, bytes]
     params_version: int = 0  # the newest parameter version's index
+    # participant -> its mask-share manifest hash (32 bytes), only those that committed one in
+    # the current attempt (none where the round does not mask)
+    shares_hashes: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from swarm.p2p.protocols import (
         AGGREGATE_PROTOCOL,
+        MASKING_PROTOCOL,
         MODEL_PROTOCOL,
         RETRYABLE_REFUSALS,
         ROUND_KEY_FETCH_PROTOCOL,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AGGREGATE_PROTOCOL",
     "CONTENT_TAGS",
+    "MASKING_PROTOCOL",
     "MODEL_PROTOCOL",
     "RETRYABLE_REFUSALS",
     "ROUND_KEY_FETCH_PROTOCOL",
@@ -107,6 +109,7 @@ _HOME = {
     **dict.fromkeys(
         (
             "AGGREGATE_PROTOCOL",
+            "MASKING_PROTOCOL",
             "MODEL_PROTOCOL",
             "RETRYABLE_REFUSALS",
             "ROUND_KEY_FETCH_PROTOCOL",

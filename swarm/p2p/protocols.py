@@ -9,6 +9,8 @@
 ``/swarm/aggregate/1.0.0``        fetch a round's aggregate (resumable)
 ``/swarm/model/1.0.0``            fetch a finalized model by its hash (catch-up; resumable)
 ``/swarm/status/1.0.0``           a small status request
+``/swarm/masking/1.0.0``          push one owner's mask shares sealed to the receiver, or a
+                                  holder's reveal of the contributors' shares to a key holder
 ================================  =============================================================
 
 A push: header ``{kind, round, digest, size}`` -> answer (refusal, or ok; ``stored`` when the
@@ -72,10 +74,12 @@ ROUND_KEY_FETCH_PROTOCOL = "/swarm/roundkey-fetch/1.0.0"
 AGGREGATE_PROTOCOL = "/swarm/aggregate/1.0.0"
 MODEL_PROTOCOL = "/swarm/model/1.0.0"
 STATUS_PROTOCOL = "/swarm/status/1.0.0"
+MASKING_PROTOCOL = "/swarm/masking/1.0.0"
 
 PUSH_KINDS: Mapping[str, frozenset[BlobKind]] = {
     UPDATE_PROTOCOL: frozenset({BlobKind.UPDATE}),
     ROUND_KEY_PROTOCOL: frozenset({BlobKind.ROUND_KEY, BlobKind.ROUND_CONTEXT}),
+    MASKING_PROTOCOL: frozenset({BlobKind.SHARES, BlobKind.REVEAL}),
 }
 FETCH_KINDS: Mapping[str, BlobKind] = {
     AGGREGATE_PROTOCOL: BlobKind.AGGREGATE,

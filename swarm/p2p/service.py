@@ -292,6 +292,28 @@ class P2PService:
         """(Key steward) hand a participant the round's public CKKS context."""
         await self._push(BlobKind.ROUND_CONTEXT, to, round_id, public_context, digest, policy)
 
+    async def push_shares(
+        self,
+        to: str,
+        round_id: int,
+        blob: bytes,
+        *,
+        policy: TransferPolicy | None = None,
+    ) -> None:
+        """Hand a participant its shares of our masks (sealed to its encryption key)."""
+        await self._push(BlobKind.SHARES, to, round_id, blob, None, policy)
+
+    async def push_reveal(
+        self,
+        to: str,
+        round_id: int,
+        blob: bytes,
+        *,
+        policy: TransferPolicy | None = None,
+    ) -> None:
+        """Hand a key holder our reveal of the contributors' mask shares."""
+        await self._push(BlobKind.REVEAL, to, round_id, blob, None, policy)
+
     async def fetch_aggregate(
         self,
         merge_peer: str,

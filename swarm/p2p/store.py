@@ -28,6 +28,8 @@ class BlobKind(StrEnum):
     MODEL = "model"  # a finalized model, fetched by late joiners (catch-up)
     ROUND_KEY = "round_key"  # a round's secret key sealed to one participant, pushed by the steward
     ROUND_CONTEXT = "round_context"  # a round's public CKKS context, pushed by the steward
+    SHARES = "shares"  # one owner's mask shares sealed to one holder (+ the owner's manifest)
+    REVEAL = "reveal"  # a holder's shares of the contributors' masks, pushed to key holders
 
 
 #: the hash tag each kind is addressed by: the tag of the commitment the ledger records for it
@@ -37,6 +39,8 @@ CONTENT_TAGS: Mapping[BlobKind, Tag] = {
     BlobKind.MODEL: Tag.MODEL,
     BlobKind.ROUND_KEY: Tag.SEALED_KEY,
     BlobKind.ROUND_CONTEXT: Tag.ROUND_CONTEXT,
+    BlobKind.SHARES: Tag.SHARES_BLOB,
+    BlobKind.REVEAL: Tag.REVEAL_BLOB,
 }
 
 

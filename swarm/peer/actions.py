@@ -158,6 +158,16 @@ class PushUpdate(Action):
 
 
 @dataclass(frozen=True)
+class PushShares(Action):
+    """Hand every other participant its shares of our masks (sealed to its encryption key),
+    after our commitment (which holds the shares' hash) and before our update: a contributor's
+    masks must be recoverable by the others if it disappears."""
+
+    round_id: int
+    attempt: int
+
+
+@dataclass(frozen=True)
 class Merge(Action):
     """(Merge peer) add the committed ciphertexts we hold and submit the aggregate's hash."""
 
@@ -172,6 +182,16 @@ class ReplaceMergePeer(Action):
 
 
 # --- agreeing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushReveal(Action):
+    """(Every participant, once the ledger names the contributors) reveal the shares we hold of
+    each contributor's self mask and of its pairwise masks with non-contributors, to the key
+    holders: nothing more, so no single update is ever unmasked (docs/crypto.md)."""
+
+    round_id: int
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -205,6 +225,8 @@ __all__ = [
     "Merge",
     "OpenRound",
     "PostRoundKey",
+    "PushReveal",
+    "PushShares",
     "PushUpdate",
     "ReplaceKeySteward",
     "ReplaceMergePeer",

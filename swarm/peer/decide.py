@@ -17,11 +17,14 @@ Stages, from the ledger's derived round state and our place in the round::
     keying                                 steward: make the key, post its hash; others: replace
                                            a steward past its deadline, or one that was removed
                                            from the consortium at once (likewise a merge peer)
-    committing / merging                   pull the key if it did not arrive; commit; push to
-                                           the merge peer; merge peer: merge when all are in or
-                                           the commit window closed; others: replace a merge
-                                           peer past its deadline
-    acknowledging                          key holders: decrypt, then acknowledge until recorded
+    committing / merging                   pull the key if it did not arrive; commit; hand out
+                                           our mask shares; push to the merge peer; merge
+                                           peer: merge when all are in or the commit window
+                                           closed; others: replace a merge peer past its
+                                           deadline
+    acknowledging                          everyone: reveal the shares of the contributors' masks;
+                                           key holders: once t holders revealed, unmask and
+                                           decrypt, then acknowledge until recorded
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from swarm.peer.actions import (
     Merge,
     OpenRound,
     PostRoundKey,
+    PushReveal,
+    PushShares,
     PushUpdate,
     ReplaceKeySteward,
     ReplaceMergePeer,
@@ -51,7 +56,7 @@ from swarm.peer.actions import (
     Train,
 )
 from swarm.peer.local import LocalView, RoundProgress
-from swarm.protocol import ack_eligible, deadline_passed
+from swarm.protocol import ack_eligible, deadline_passed, mask_threshold
 
 ZERO = b"\0" * 32
 #: how long the others wait for the designated peer to open the next round
@@ -117,8 +122,10 @@ def _in_round(
     joined = me in r.participants
     if r.state == RoundState.JOINING:
         joining: list[Action] = []
-        if not joined and rid <= local.sitting_out_until:
-            return []  # benched for missed commits: the contract would refuse the join
+        if not joined and (rid <= local.sitting_out_until or local.privacy_spent):
+            # benched for missed commits, or our privacy budget is spent: the contract would
+            # refuse the join
+            return []
         if not joined:
             joining.append(Join(rid))
         elif not p.trained:
@@ -179,9 +186,16 @@ def _committing(
             out.append(FetchRoundKey(rid, attempt, steward))
         elif open_ and p.trained and not _need_keys(r, me, p):
             out.append(Commit(rid, attempt))
-    elif _should_push(r, me, p, now):
-        assert r.merge_peer is not None
-        out.append(PushUpdate(rid, attempt, r.merge_peer))
+    else:
+        masking = _masking(r)
+        if masking and not p.shares_done:
+            out.append(PushShares(rid, attempt))
+        # Our update goes out only once enough holders have our shares to recover its masks
+        # without us: otherwise a crash after the merge would stall the round.
+        shares_ok = not masking or p.shares_held_by >= _threshold(r)
+        if shares_ok and _should_push(r, me, p, now):
+            assert r.merge_peer is not None
+            out.append(PushUpdate(rid, attempt, r.merge_peer))
     if me == r.merge_peer:
         out += _merging(ledger, r, p, now)
     elif r.merge_peer in r.left or (
@@ -215,20 +229,39 @@ def _merging(ledger: LedgerView, r: RoundInfo, p: RoundProgress, now: float) -> 
     ]
     everyone = len(ready) == len([a for a in r.participants if a not in r.left])
     window_closed = deadline_passed(r.commit_deadline, now)
+    if _masking(r) and p.shares_held_by < _threshold(r):
+        return []  # our own masks must be recoverable without us before our update is summed
     if (everyone or window_closed) and len(ready) >= r.min_peers and now <= r.merge_deadline:
         return [Merge(r.round_id, r.attempt)]
     return []
 
 
+def _masking(r: RoundInfo) -> bool:
+    return r.params is not None and r.params.mask_threshold_pct > 0
+
+
+def _threshold(r: RoundInfo) -> int:
+    pct = r.params.mask_threshold_pct if r.params is not None else 0
+    return mask_threshold(len(r.participants), pct)
+
+
 def _acknowledging(ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress) -> list[Action]:
+    out: list[Action] = []
+    masking = _masking(r)
+    if masking and not p.revealed:
+        # every participant holds shares of the contributors' masks, the merge peer and
+        # participants left out of the aggregate too
+        out.append(PushReveal(r.round_id, r.attempt))
     if me not in ack_eligible(r.contributors, r.merge_peer) or me in ledger.acks:
-        return []
+        return out
     if p.new_model:
-        return [Acknowledge(r.round_id, p.new_model)]
+        return [*out, Acknowledge(r.round_id, p.new_model)]
     if _need_keys(r, me, p):
         steward = r.key_steward
-        return [FetchRoundKey(r.round_id, r.attempt, steward)] if steward else []
-    return [Decrypt(r.round_id, r.attempt)]
+        return [*out, FetchRoundKey(r.round_id, r.attempt, steward)] if steward else out
+    if masking and (p.reveals_held < _threshold(r) or p.reveals_held <= p.reveals_tried):
+        return out  # waiting for enough holders' reveals to unmask the aggregate
+    return [*out, Decrypt(r.round_id, r.attempt)]
 
 
 __all__ = ["decide"]

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from swarm import crypto
+from swarm.crypto.masking import MaskTerm
 from swarm.merge import apply_mean_update
 from swarm.p2p import BlobKind
+from swarm.peer import masks
 from swarm.peer.actions import Acknowledge, Decrypt
 from swarm.peer.work import ActionSupersededError, StateDict
 from swarm.training.checkpoint import model_bytes, model_hash
@@ -36,6 +39,14 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
     if info.base_model != peer.model.hash:
         raise ActionSupersededError("the round's base model is not the model we hold")
     assert peer.net is not None
+    params = info.params or peer.params
+    unmask: Sequence[MaskTerm] = ()
+    if params.mask_threshold_pct > 0:
+        # the correction from t holders' reveals; superseded (and decided again when another
+        # reveal arrives) until there are enough
+        t0 = time.perf_counter()
+        unmask = await peer.call(masks.unmask_terms, peer, info, work)
+        work.timed("unmask", time.perf_counter() - t0)
     t0 = time.perf_counter()
     aggregate = await peer.call(peer.store.get, info.aggregate_hash)
     if aggregate is None:
@@ -56,6 +67,8 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
             round_id=info.round_id,
             layout=peer.layout,
             expected_count=len(info.contributors),
+            unmask=unmask,
+            mask_context=masks.mask_context(peer, info.round_id, info.attempt) if unmask else None,
         )
         return apply_decrypted_sum(base, summed, peer.layout, info.total_samples)
 

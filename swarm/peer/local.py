@@ -24,6 +24,11 @@ class RoundProgress:
     keys_delivered: bool = False  # (steward) the pushes to the participants are over
     own_update: bytes = b""  # digest of our encrypted update for this attempt (kept on disk)
     pushed: bool = False  # the merge peer confirmed it stored our update of this attempt
+    shares_held_by: int = 0  # participants (us included) holding our mask shares of this attempt
+    shares_done: bool = False  # every other participant has our shares (or left)
+    revealed: bool = False  # our reveal is built and every key holder has it
+    reveals_held: int = 0  # reveals of this attempt we hold (ours included)
+    reveals_tried: int = 0  # reveals we held when unmasking last found too few shares
     held_updates: frozenset[tuple[str, bytes]] = frozenset()  # (merge peer) (sender, digest)
     new_model: bytes = b""  # hash of the model we computed from this round's aggregate
 
@@ -45,6 +50,7 @@ class LocalView:
     progress: RoundProgress | None = None  # in the ledger's current round, if any
     in_flight: frozenset[str] = field(default_factory=frozenset)  # keys of running actions
     idle_since: float | None = None  # when we first saw no round running (wall clock)
+    privacy_spent: bool = False  # our privacy budget cannot pay for another round of training
     sitting_out_until: int = 0  # the ledger benched us (missed commits) through this round
 
     def progress_in(self, round_id: int) -> RoundProgress:

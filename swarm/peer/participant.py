@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from swarm import crypto
 from swarm.errors import CryptoError, NotParticipantError, P2PError
 from swarm.p2p import BlobKind, BlobRef, PushRequest
-from swarm.peer import steward
+from swarm.peer import masks, privacy, steward
 from swarm.peer.actions import (
     CloseJoin,
     Commit,
@@ -48,6 +48,12 @@ async def join(peer: Peer, action: Join) -> None:
     try:
         await peer.tx(peer.ledger.join, action.round_id)
     except NotParticipantError as exc:
+        if exc.name == "PrivacyBudgetExhausted":
+            # the ledger holds our cumulative epsilon at the consortium's budget: our data may
+            # not be used for another round, now or later
+            peer.privacy_spent = True
+            peer.emit("privacy budget spent", round=action.round_id, **exc.values)
+            return
         if exc.name != "SittingOut":
             raise
         # benched for missed commits: say so once, and stop asking until the bench ends
@@ -86,14 +92,22 @@ async def train(peer: Peer, action: Train) -> None:
         raise ActionSupersededError("the round's base model is not the model we hold")
     t0 = time.perf_counter()
 
-    def run() -> tuple[StateDict, int]:
-        model = peer.task.build_model(peer.config.seed)
-        model.load_state_dict(base)
-        cfg = peer.train_config.for_round(action.round_id, peer.config.site)
-        samples = peer.task.train(model, peer.data, cfg, base)
-        return model_delta(model.state_dict(), base), samples
+    params = work.info.params if work.info is not None and work.info.params else peer.params
+    cfg = peer.train_config.for_round(action.round_id, peer.config.site)
+    if params.epsilon_budget > 0:
+        delta, samples, spent = await peer.call(
+            privacy.train_round, peer, params, cfg, base, action.round_id
+        )
+        work.privacy = spent
+    else:
 
-    delta, samples = await peer.call(run)
+        def run() -> tuple[StateDict, int]:
+            model = peer.task.build_model(peer.config.seed)
+            model.load_state_dict(base)
+            samples = peer.task.train(model, peer.data, cfg, base)
+            return model_delta(model.state_dict(), base), samples
+
+        delta, samples = await peer.call(run)
     work.delta, work.samples = delta, samples
     work.timed("training", time.perf_counter() - t0)
     peer.emit("trained", round=action.round_id, samples=samples)
@@ -217,7 +231,13 @@ async def commit(peer: Peer, action: Commit) -> None:
     if work.delta is None or ctx is None:
         raise ActionSupersededError("no update or no round key yet")
     delta = work.delta
+    params = info.params or peer.params
+    if params.epsilon_budget > 0 and work.privacy is None:
+        raise ActionSupersededError("trained without the round's privacy accounting")
     t0 = time.perf_counter()
+    mask = (
+        await peer.call(masks.prepare, peer, info, work) if params.mask_threshold_pct > 0 else None
+    )
     blob = await peer.call(
         lambda: crypto.encrypt_update(
             delta,
@@ -226,6 +246,8 @@ async def commit(peer: Peer, action: Commit) -> None:
             weight=work.samples,
             round_id=action.round_id,
             sender=bytes.fromhex(peer.me[2:]),
+            masks=mask.terms if mask else (),
+            mask_context=mask.context if mask else None,
         )
     )
     work.timed("encryption", time.perf_counter() - t0)
@@ -235,7 +257,18 @@ async def commit(peer: Peer, action: Commit) -> None:
     digest = crypto.blob_id(blob)
     ref = BlobRef(BlobKind.UPDATE, action.round_id, peer.me, digest, len(blob))
     await peer.call(peer.store.put, ref, blob)
-    await peer.tx(peer.ledger.commit_update, action.round_id, digest, work.samples)
+    round_eps, total_eps = work.privacy or (0.0, 0.0)
+    await peer.tx(
+        lambda: peer.ledger.commit_update(
+            action.round_id,
+            digest,
+            work.samples,
+            shares_hash=mask.shares_hash if mask else bytes(32),
+            round_epsilon=round_eps,
+            total_epsilon=total_eps,
+        )
+    )
+    peer.hook("after-commit", info)
     peer.emit("committed", round=action.round_id, attempt=action.attempt, bytes=len(blob))
 
 

@@ -38,7 +38,7 @@ from swarm.ledger import LedgerClient, LedgerView, RoundInfo, RoundState
 from swarm.ledger.gas import funds as account_funds
 from swarm.p2p import BlobKind, BlobRef, LedgerMembershipSource, P2PConfig, P2PService, open_p2p
 from swarm.p2p.disk_store import DirectoryBlobStore
-from swarm.peer import catchup, keyholder, merger, participant, steward
+from swarm.peer import catchup, keyholder, masks, merger, participant, privacy, steward
 from swarm.peer.actions import (
     Acknowledge,
     Action,
@@ -55,6 +55,8 @@ from swarm.peer.actions import (
     Merge,
     OpenRound,
     PostRoundKey,
+    PushReveal,
+    PushShares,
     PushUpdate,
     ReplaceKeySteward,
     ReplaceMergePeer,
@@ -158,6 +160,8 @@ class Peer:
         self._idle_since: float | None = None
         self._finished = 0  # actions ended so far (a view read across one is not decided on)
         self.sitting_out_until = 0  # benched by the ledger for missed commits, through this round
+        self.privacy_spent = False  # our privacy budget cannot pay for another round
+        self.privacy = privacy.PrivacyKeeper(config.data_dir / "privacy.json")
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -181,8 +185,15 @@ class Peer:
                 (BlobKind.ROUND_KEY, crypto.max_sealed_key_size(ckks)),
             ):
                 net.accept_pushes(kind, self._validate_key_delivery, limit)
+            for kind, validator in (
+                (BlobKind.SHARES, self._validate_shares),
+                (BlobKind.REVEAL, self._validate_reveal),
+            ):
+                net.accept_pushes(kind, validator, masks.MAX_MASK_BLOB)
             net.serve_round_keys(self._provide_round_key)
             await self.offer_model()
+            if self.params.epsilon_budget > 0:
+                await self.call(privacy.warm_up)  # before any round: see warm_up
             self.emit("started", addrs=net.addrs(), model=self.model.hash.hex())
             task_status.started()
             async with trio.open_nursery() as nursery:
@@ -230,7 +241,8 @@ class Peer:
                 for ref in self.store.find(kind=BlobKind.UPDATE, round_id=work.round_id)
             )
             own = view.commitments.get(self.me, (b"", 0))[0]
-            progress = work.progress(held, own)
+            reveals = len(self.store.find(kind=BlobKind.REVEAL, round_id=work.round_id))
+            progress = work.progress(held, own, reveals)
         return LocalView(
             me=self.me,
             model_hash=self.model.hash,
@@ -241,6 +253,7 @@ class Peer:
             in_flight=frozenset(self._in_flight | cooling),
             idle_since=self._idle_since,
             sitting_out_until=self.sitting_out_until,
+            privacy_spent=self.privacy_spent,
         )
 
     def _observe(self, view: LedgerView) -> None:
@@ -384,6 +397,12 @@ class Peer:
     async def _validate_key_delivery(self, req: Any) -> str | None:
         return await participant.validate_key_delivery(self, req)
 
+    async def _validate_shares(self, req: Any) -> str | None:
+        return await masks.validate_shares(self, req)
+
+    async def _validate_reveal(self, req: Any) -> str | None:
+        return await masks.validate_reveal(self, req)
+
     async def _provide_round_key(self, requester: str, round_id: int) -> Any:
         return await steward.provide_round_key(self, requester, round_id)
 
@@ -462,6 +481,8 @@ HANDLERS: dict[type[Action], Handler] = {
     FetchRoundKey: participant.fetch_round_key,
     Commit: participant.commit,
     PushUpdate: participant.push_update,
+    PushShares: masks.push_shares,
+    PushReveal: masks.push_reveal,
     ReplaceKeySteward: participant.replace_key_steward,
     DrawRoles: participant.draw_roles,
     ReplaceMergePeer: participant.replace_merge_peer,

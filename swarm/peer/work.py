@@ -41,6 +41,15 @@ class RoundWork:
     steward: StewardKeys | None = None
     keys_delivered: bool = False
     pushed: bool = False
+    # masks (swarm.peer.masks): our shares for each holder, who confirmed them, our reveal
+    shares_out: dict[str, bytes] = field(default_factory=dict)  # holder address -> pushed blob
+    shares_confirmed: set[str] = field(default_factory=set)  # holders that stored theirs
+    shares_done: bool = False
+    reveal: bytes | None = None
+    reveal_confirmed: set[str] = field(default_factory=set)
+    revealed: bool = False
+    reveals_tried: int = 0
+    privacy: tuple[float, float] | None = None  # (this round's epsilon, our cumulative epsilon)
     aggregate: tuple[bytes, tuple[str, ...]] | None = None  # (merge peer) digest, contributors
     new_state: StateDict | None = None
     new_hash: bytes = b""
@@ -58,12 +67,21 @@ class RoundWork:
         self.steward = None
         self.keys_delivered = self.pushed = False
         self.aggregate = None
+        self.shares_out = {}
+        self.shares_confirmed = set()
+        self.shares_done = self.revealed = False
+        self.reveal = None
+        self.reveal_confirmed = set()
+        self.reveals_tried = 0
 
     def timed(self, phase: str, seconds: float) -> None:
         self.timings[phase] = self.timings.get(phase, 0.0) + seconds
 
     def progress(
-        self, held_updates: frozenset[tuple[str, bytes]], own_update: bytes
+        self,
+        held_updates: frozenset[tuple[str, bytes]],
+        own_update: bytes,
+        reveals_held: int = 0,
     ) -> RoundProgress:
         return RoundProgress(
             round_id=self.round_id,
@@ -75,6 +93,11 @@ class RoundWork:
             keys_delivered=self.keys_delivered,
             own_update=own_update,
             pushed=self.pushed,
+            shares_held_by=len(self.shares_confirmed),
+            shares_done=self.shares_done,
+            revealed=self.revealed,
+            reveals_held=reveals_held,
+            reveals_tried=self.reveals_tried,
             held_updates=held_updates,
             new_model=self.new_hash,
         )

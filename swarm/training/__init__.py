@@ -9,6 +9,8 @@ Pure torch: nothing here does network or ledger I/O, and nothing imports swarm.c
 - :mod:`swarm.training.heart`, :mod:`swarm.training.heart_data`: the built-in task, UCI Heart
   Disease at four hospitals (docs/data.md);
 - :mod:`swarm.training.loop`: deterministic local training with optional FedProx, evaluation;
+- :mod:`swarm.training.privacy`: DP-SGD local training (Opacus, imported lazily) and a site's
+  persisted privacy account (RDP accountant);
 - :mod:`swarm.training.models`, :mod:`swarm.training.metrics`: the models, accuracy and AUC;
 - :mod:`swarm.training.checkpoint`: model bytes, model hash, checkpoints.
 
@@ -18,12 +20,27 @@ here, so a round's training side reads from one import.
 """
 
 from swarm.merge import apply_mean_update, fedavg, model_delta
+from swarm.training.privacy import (
+    DpConfig,
+    Mechanism,
+    PrivacyAccount,
+    PrivacyAccountError,
+    PrivateStep,
+    noise_for_budget,
+    sampling_plan,
+    train_private,
+)
 from swarm.training.registry import DEFAULT_TASK, get_task, register_task, task_names
 from swarm.training.task import Metrics, SiteData, Task, TrainConfig
 
 __all__ = [
     "DEFAULT_TASK",
+    "DpConfig",
+    "Mechanism",
     "Metrics",
+    "PrivacyAccount",
+    "PrivacyAccountError",
+    "PrivateStep",
     "SiteData",
     "Task",
     "TrainConfig",
@@ -31,6 +48,9 @@ __all__ = [
     "fedavg",
     "get_task",
     "model_delta",
+    "noise_for_budget",
     "register_task",
+    "sampling_plan",
     "task_names",
+    "train_private",
 ]

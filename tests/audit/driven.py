@@ -32,6 +32,7 @@ from swarm.identity import Identity
 from swarm.ledger import EmbeddedChain, LedgerClient, RoundInfo, RoundState
 from swarm.training.checkpoint import model_hash
 from tests.conftest import WINDOW, h, make_params
+from tests.ledger.rounds import SHARES
 
 NAMES = ["Charité Berlin", "Hôpital Lariboisière", "Karolinska", "Rigshospitalet"]
 # Taken for HTML by a browser and for markup by rich if either were not escaped.
@@ -109,7 +110,12 @@ def driven() -> Driven:
 
     def commit(rid: int, attempt: int, who: list[str]) -> None:
         for a in who:
-            c(a).commit_update(rid, h(f"update-{rid}-{attempt}-{a}"), 100 * (everyone.index(a) + 1))
+            c(a).commit_update(
+                rid,
+                h(f"update-{rid}-{attempt}-{a}"),
+                100 * (everyone.index(a) + 1),
+                shares_hash=SHARES,
+            )
 
     def report(rid: int) -> None:
         for a, (acc, auc) in zip(everyone, METRICS[rid], strict=True):

@@ -10,7 +10,7 @@ from swarm.audit.verify import Severity
 from swarm.identity import encryption_key_digest
 from swarm.ledger import LapseReason
 from tests.conftest import WINDOW, Consortium, h
-from tests.ledger.rounds import finalize, join_all, open_round
+from tests.ledger.rounds import SHARES, finalize, join_all, open_round
 
 
 def test_history_of_round_with_replaced_merge_peer(consortium: Consortium) -> None:
@@ -24,13 +24,13 @@ def test_history_of_round_with_replaced_merge_peer(consortium: Consortium) -> No
     assert first_merge is not None and steward is not None
     c.client(steward).post_round_key(rid, h("key-0"))
     for i, a in enumerate(info.participants):
-        c.client(a).commit_update(rid, h(f"u0-{a}"), 10 + i)
+        c.client(a).commit_update(rid, h(f"u0-{a}"), 10 + i, shares_hash=SHARES)
     c.chain.advance_time(2 * WINDOW + 1)
     c.client(steward).replace_merge_peer(rid)
     second_merge = c.admin.round(rid).merge_peer
     c.client(steward).post_round_key(rid, h("key-1"))
     for i, a in enumerate(info.participants):
-        c.client(a).commit_update(rid, h(f"u1-{a}"), 20 + i)
+        c.client(a).commit_update(rid, h(f"u1-{a}"), 20 + i, shares_hash=SHARES)
     final = finalize(c, rid, h("model-1"))
 
     history = build_history(c.admin.events())
@@ -143,3 +143,46 @@ def test_roles_handover_and_a_member_leaving_a_round(consortium: Consortium) -> 
     assert c.addresses[2] in info.participants
     errors = [f for f in verify(history) if f.severity == Severity.ERROR]
     assert errors == []
+
+
+DP = dict(epsilon_budget=2.0, dp_delta=1e-5, dp_noise_multiplier=1.1, dp_clip_norm=1.0)
+
+
+def dp_history(chain: object) -> tuple[Consortium, int, list[str]]:
+    """A consortium with an epsilon budget of 2.0 and one finalized round in which each
+    participant i spent 0.1 * (i + 1)."""
+    from swarm.ledger.chain import EmbeddedChain
+    from tests.conftest import make_consortium, make_params
+
+    assert isinstance(chain, EmbeddedChain)
+    c = make_consortium(chain, 4, make_params(**DP))
+    rid = open_round(c)
+    info = join_all(c, rid)
+    assert info.key_steward is not None
+    c.client(info.key_steward).post_round_key(rid, h("key"))
+    for i, a in enumerate(info.participants):
+        eps = 0.1 * (i + 1)
+        c.client(a).commit_update(
+            rid, h(f"u-{a}"), 10, shares_hash=h(f"s-{a}"), round_epsilon=eps, total_epsilon=eps
+        )
+    finalize(c, rid, h("model-1"))
+    return c, rid, list(info.participants)
+
+
+def test_history_records_privacy_spending(chain: object) -> None:
+    """PrivacySpent events become per-round and consortium-wide records against the round's
+    budget, and each commitment keeps its mask-share manifest hash (the fault would be an
+    audit that cannot show who spent how much privacy)."""
+    c, rid, participants = dp_history(chain)
+    history = build_history(c.admin.events())
+    r = history.rounds[rid]
+    assert [(p.account, p.round_epsilon, p.total_epsilon, p.budget) for p in r.privacy] == [
+        (a, round(0.1 * (i + 1), 6), round(0.1 * (i + 1), 6), 2.0)
+        for i, a in enumerate(participants)
+    ]
+    assert history.privacy == r.privacy
+    assert [c_.shares_hash for c_ in r.commits] == [h(f"s-{a}") for a in participants]
+    summary = round_summary(r)
+    assert summary["privacy"][0]["account"] == participants[0]
+    assert summary["commits"][0]["shares_hash"] == "0x" + h(f"s-{participants[0]}").hex()
+    assert not [f for f in verify(history) if f.severity == Severity.ERROR]

@@ -177,3 +177,32 @@ def test_auditor_needs_only_the_url_and_the_address(
     code, out, err = swarm(capsys, "audit", "report", "--out", "r.html", *where)
     assert code == 0, err
     assert 'id="row-round-1"' in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_privacy_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`swarm audit privacy`: one row per PrivacySpent (round, member, round epsilon, cumulative,
+    budget), the same as JSON; a consortium without a budget says so."""
+    from swarm.ledger import EmbeddedChain
+    from tests.audit.test_history import dp_history
+
+    c, rid, participants = dp_history(EmbeddedChain())
+    keyless = LedgerClient(c.chain, c.admin.address)
+    monkeypatch.setattr(cli.audit, "ledger_client", lambda url, contract: keyless)
+    monkeypatch.setenv("COLUMNS", "250")
+    where = ["--chain-url", "embedded", "--contract", keyless.address]
+    code, out, err = swarm(capsys, "audit", "privacy", *where)
+    assert code == 0, err
+    assert "round epsilon" in out and "cumulative epsilon" in out and "budget" in out
+    assert out.count("2.000000") == len(participants)
+    assert "0.400000" in out
+    code, out, _ = swarm(capsys, "audit", "privacy", "--json", *where)
+    data = json.loads(out)
+    assert code == 0
+    assert [(d["round"], d["account"]) for d in data] == [(rid, a) for a in participants]
+    assert data[1]["total_epsilon"] == 0.2 and data[1]["budget"] == 2.0
+
+
+def test_privacy_table_without_budget(where: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = swarm(capsys, "audit", "privacy", *where)
+    assert code == 0, err
+    assert "no privacy spending recorded" in out

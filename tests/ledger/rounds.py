@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +11,10 @@ import pytest
 from swarm.identity import Identity
 from swarm.ledger import LedgerClient, RoundInfo, RoundState
 from tests.conftest import Consortium, h
+
+#: a stand-in mask-share manifest hash: the test consortia mask (maskThresholdPct 66, the
+#: default), so every commitment carries a nonzero one
+SHARES = hashlib.sha256(b"shares").digest()
 
 
 def _build_without_estimate(self: LedgerClient, fn: Any) -> dict[str, Any]:
@@ -63,7 +68,7 @@ def run_to_merging(
     c.client(info.key_steward).post_round_key(round_id, h(f"key-{round_id}-{info.attempt}"))
     for a in info.participants:
         n = (samples or {}).get(a, 10)
-        c.client(a).commit_update(round_id, h(f"update-{round_id}-{a}"), n)
+        c.client(a).commit_update(round_id, h(f"update-{round_id}-{a}"), n, shares_hash=SHARES)
     return c.admin.round(round_id)
 
 

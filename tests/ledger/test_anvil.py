@@ -12,7 +12,7 @@ from localnet.anvil import AnvilNode, start_anvil
 from swarm import errors
 from swarm.ledger import LedgerClient, RoundState, RpcChain
 from tests.conftest import WINDOW, Consortium, h, make_consortium
-from tests.ledger.rounds import draw, finalize, join_all, open_round, run_to_merging
+from tests.ledger.rounds import SHARES, draw, finalize, join_all, open_round, run_to_merging
 
 pytestmark = pytest.mark.anvil
 
@@ -51,7 +51,7 @@ def test_reverts_decode_the_same_as_on_embedded_chain(anvil: AnvilNode) -> None:
         c.client(info.merge_peer).post_round_key(rid, h("key"))
     c.client(info.key_steward).post_round_key(rid, h("key"))
     with pytest.raises(errors.InvalidParameterError) as bad:  # a custom error with a string
-        c.client(info.participants[0]).commit_update(rid, h("u"), 0)
+        c.client(info.participants[0]).commit_update(rid, h("u"), 0, shares_hash=SHARES)
     assert bad.value.values == {"name": "sampleCount", "value": 0}
 
 

@@ -12,7 +12,9 @@ from swarm import errors
 from swarm.crypto import PARAMETER_SETS
 from swarm.ledger import RoundState
 from tests.conftest import WINDOW, Consortium, h
-from tests.ledger.rounds import join_all, open_round, run_to_merging
+from tests.ledger.rounds import SHARES, join_all, open_round, run_to_merging
+
+_DP = {"epsilon_budget": 1.0, "dp_delta": 1e-5, "dp_noise_multiplier": 1.1, "dp_clip_norm": 1.0}
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,12 @@ from tests.ledger.rounds import join_all, open_round, run_to_merging
         ({"initial_model_hash": b"\0" * 32}, "initialModelHash", 0),
         ({"max_missed_commits": 2, "sit_out_rounds": 0}, "sitOutRounds", 0),
         ({"max_missed_commits": 2, "sit_out_rounds": 1001}, "sitOutRounds", 1001),
+        ({"mask_threshold_pct": 50}, "maskThresholdPct", 50),
+        ({"mask_threshold_pct": 101}, "maskThresholdPct", 101),
+        ({**_DP, "dp_delta": 0.0}, "dpDelta", 0),
+        ({**_DP, "dp_delta": 1.0}, "dpDelta", 10**12),
+        ({**_DP, "dp_noise_multiplier": 0.0}, "dpNoiseMultiplier", 0),
+        ({**_DP, "dp_clip_norm": 0.0}, "dpClipNorm", 0),
     ],
 )
 def test_out_of_range_parameters_are_refused_with_the_value(
@@ -63,8 +71,17 @@ def test_bounds_are_accepted(consortium: Consortium) -> None:
         ckks_params_id=1,
         max_missed_commits=1,
         sit_out_rounds=1000,
+        mask_threshold_pct=51,
+        epsilon_budget=1e-6,
+        dp_delta=1e-12,
+        dp_noise_multiplier=0.001,
+        dp_clip_norm=0.001,
     )
     admin.check_params(edge)
+    for pct in (0, 100):
+        admin.check_params(dataclasses.replace(edge, mask_threshold_pct=pct))
+    # DP off: the DP settings are not checked
+    admin.check_params(dataclasses.replace(edge, epsilon_budget=0.0, dp_delta=0.0))
     c.admin.set_params(edge)
     assert c.admin.params() == edge
 
@@ -110,7 +127,7 @@ def test_set_params_never_changes_a_running_round(consortium: Consortium) -> Non
     assert v.params.min_peers == 4 and v.params_version == 1  # what the next round gets
     assert v.round is not None and v.round.params is not None and v.round.params.min_peers == 3
     for a in info.participants:
-        c.client(a).commit_update(rid, h(f"u-{a}"), 5)
+        c.client(a).commit_update(rid, h(f"u-{a}"), 5, shares_hash=SHARES)
     c.client(info.merge_peer).submit_aggregate(rid, h("agg"), info.participants)  # type: ignore[arg-type]
     ackers = [a for a in info.participants if a != info.merge_peer]
     for a in ackers:
@@ -132,6 +149,30 @@ def test_the_cli_checks_the_contract_s_bounds(consortium: Consortium) -> None:
     assert f.MIN_WINDOW().call() == admin.MIN_WINDOW_S
     assert f.MAX_WINDOW().call() == admin.MAX_WINDOW_S
     assert f.MAX_SIT_OUT_ROUNDS().call() == admin.MAX_SIT_OUT_ROUNDS
+    assert f.MIN_MASK_THRESHOLD_PCT().call() == admin.MIN_MASK_THRESHOLD_PCT
     assert set(range(1, f.MAX_CKKS_PARAMS_ID().call() + 1)) == set(PARAMETER_SETS)
     for ckks, cap in admin.MAX_CONTRIBUTORS.items():
         assert f.maxContributors(ckks).call() == cap
+
+
+def test_admin_flags_set_masking_and_privacy(consortium: Consortium) -> None:
+    """--mask-threshold, --epsilon-budget, --dp-delta, --dp-noise, --dp-clip reach the
+    parameters; `swarm admin params` shows them."""
+    base = consortium.admin.params()
+    p = admin._merge_params(
+        base, None, None, None, None, None, None, None, None, None, None, None,
+        mask_threshold_pct=75, epsilon_budget=8.0, dp_delta=1e-5, dp_noise_multiplier=1.1,
+        dp_clip_norm=1.0,
+    )  # fmt: skip
+    assert (p.mask_threshold_pct, p.epsilon_budget, p.dp_delta) == (75, 8.0, 1e-5)
+    rows = dict(admin.params_rows(p))
+    assert rows["mask-threshold"] == "75 %" and rows["epsilon-budget"] == "8"
+    assert rows["dp-delta"] == "1e-05" and rows["dp-noise"] == "1.1" and rows["dp-clip"] == "1"
+    assert dict(admin.params_rows(base))["epsilon-budget"].startswith("off")
+    with pytest.raises(errors.ConfigError, match="--dp-delta"):
+        admin._merge_params(
+            base, None, None, None, None, None, None, None, None, None, None, None,
+            epsilon_budget=8.0,
+        )  # fmt: skip
+    consortium.admin.set_params(p)
+    assert consortium.admin.params() == p

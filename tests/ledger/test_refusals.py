@@ -16,9 +16,9 @@ import pytest
 
 from swarm import errors
 from swarm.identity import Identity
-from swarm.ledger import ADMIN_ROLE, EmbeddedChain, LedgerClient, RoundInfo
+from swarm.ledger import ADMIN_ROLE, EmbeddedChain, LedgerClient, Params, RoundInfo
 from tests.conftest import Consortium, h, make_consortium, make_params
-from tests.ledger.rounds import encryption_card, join_all, open_round
+from tests.ledger.rounds import SHARES, encryption_card, join_all, open_round
 
 ZERO = b"\0" * 32
 
@@ -72,7 +72,7 @@ def world() -> Iterator[World]:
     c.client(info.key_steward).post_round_key(rid, h("key"))  # type: ignore[arg-type]
     snaps["COMMITTING"] = chain.tester.take_snapshot()
     for a in info.participants:
-        c.client(a).commit_update(rid, h(f"u-{a}"), 10)
+        c.client(a).commit_update(rid, h(f"u-{a}"), 10, shares_hash=SHARES)
     snaps["MERGING"] = chain.tester.take_snapshot()
     c.client(info.merge_peer).submit_aggregate(rid, h("agg"), info.participants)  # type: ignore[arg-type]
     snaps["ACKNOWLEDGING"] = chain.tester.take_snapshot()
@@ -84,6 +84,18 @@ def world() -> Iterator[World]:
 
 
 Call = Callable[[World], Any]
+
+
+def _dp(w: World) -> Params:
+    """The newest parameters with valid differential-privacy settings (budget 1.0)."""
+    return replace(
+        w.c.admin.params(),
+        epsilon_budget=1.0,
+        dp_delta=1e-5,
+        dp_noise_multiplier=1.1,
+        dp_clip_norm=1.0,
+    )
+
 
 # (case id, state to start from, the call, the error's name)
 CASES: list[tuple[str, str, Call, str]] = [
@@ -160,31 +172,43 @@ CASES: list[tuple[str, str, Call, str]] = [
     (
         "commitUpdate/non-member",
         "COMMITTING",
-        lambda w: w.outsider.commit_update(w.rid, h("u"), 1),
+        lambda w: w.outsider.commit_update(w.rid, h("u"), 1, shares_hash=SHARES),
         "NotAMember",
     ),
     (
         "commitUpdate/wrong-state",
         "KEYING",
-        lambda w: w.member().commit_update(w.rid, h("u"), 1),
+        lambda w: w.member().commit_update(w.rid, h("u"), 1, shares_hash=SHARES),
         "WrongRoundState",
     ),
     (
         "commitUpdate/updateHash",
         "COMMITTING",
-        lambda w: w.member().commit_update(w.rid, ZERO, 1),
+        lambda w: w.member().commit_update(w.rid, ZERO, 1, shares_hash=SHARES),
         "InvalidParameter",
     ),
     (
         "commitUpdate/sampleCount=0",
         "COMMITTING",
-        lambda w: w.member().commit_update(w.rid, h("u"), 0),
+        lambda w: w.member().commit_update(w.rid, h("u"), 0, shares_hash=SHARES),
         "InvalidParameter",
     ),
     (
         "commitUpdate/sampleCount>max",
         "COMMITTING",
-        lambda w: w.member().commit_update(w.rid, h("u"), 2**48),
+        lambda w: w.member().commit_update(w.rid, h("u"), 2**48, shares_hash=SHARES),
+        "InvalidParameter",
+    ),
+    (
+        "commitUpdate/sharesHash",  # the round masks (maskThresholdPct 66): a manifest hash is due
+        "COMMITTING",
+        lambda w: w.member().commit_update(w.rid, h("u"), 1),
+        "InvalidSharesHash",
+    ),
+    (
+        "commitUpdate/epsilon-without-budget",
+        "COMMITTING",
+        lambda w: w.member().commit_update(w.rid, h("u"), 1, shares_hash=SHARES, total_epsilon=1),
         "InvalidParameter",
     ),
     (
@@ -396,6 +420,42 @@ CASES: list[tuple[str, str, Call, str]] = [
         "setParams/minPeers",
         "JOINING",
         lambda w: w.c.admin.set_params(replace(w.c.admin.params(), min_peers=2)),
+        "InvalidParameter",
+    ),
+    (
+        "setParams/maskThresholdPct<51",
+        "JOINING",
+        lambda w: w.c.admin.set_params(replace(w.c.admin.params(), mask_threshold_pct=50)),
+        "InvalidParameter",
+    ),
+    (
+        "setParams/maskThresholdPct>100",
+        "JOINING",
+        lambda w: w.c.admin.set_params(replace(w.c.admin.params(), mask_threshold_pct=101)),
+        "InvalidParameter",
+    ),
+    (
+        "setParams/dpDelta=0",
+        "JOINING",
+        lambda w: w.c.admin.set_params(replace(_dp(w), dp_delta=0.0)),
+        "InvalidParameter",
+    ),
+    (
+        "setParams/dpDelta>=1",
+        "JOINING",
+        lambda w: w.c.admin.set_params(replace(_dp(w), dp_delta=1.0)),
+        "InvalidParameter",
+    ),
+    (
+        "setParams/dpNoiseMultiplier",
+        "JOINING",
+        lambda w: w.c.admin.set_params(replace(_dp(w), dp_noise_multiplier=0.0)),
+        "InvalidParameter",
+    ),
+    (
+        "setParams/dpClipNorm",
+        "JOINING",
+        lambda w: w.c.admin.set_params(replace(_dp(w), dp_clip_norm=0.0)),
         "InvalidParameter",
     ),
     (

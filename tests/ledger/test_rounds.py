@@ -10,7 +10,7 @@ import pytest
 from swarm import errors
 from swarm.ledger import LapseReason, RoundState
 from tests.conftest import WINDOW, Consortium, h
-from tests.ledger.rounds import draw, finalize, join_all, open_round, run_to_merging
+from tests.ledger.rounds import SHARES, draw, finalize, join_all, open_round, run_to_merging
 
 
 def test_full_round_finalizes_on_majority(consortium: Consortium) -> None:
@@ -133,11 +133,11 @@ def test_participant_that_misses_commit_deadline_is_left_out(consortium: Consort
     late = next(a for a in info.participants if a not in (info.merge_peer, info.key_steward))
     for a in info.participants:
         if a != late:
-            c.client(a).commit_update(rid, h(f"u-{a}"), 5)
+            c.client(a).commit_update(rid, h(f"u-{a}"), 5, shares_hash=SHARES)
     assert c.admin.round(rid).state == RoundState.COMMITTING
     c.chain.advance_time(WINDOW + 1)
     with pytest.raises(errors.WrongRoundStateError) as exc:
-        c.client(late).commit_update(rid, h("late"), 5)
+        c.client(late).commit_update(rid, h("late"), 5, shares_hash=SHARES)
     assert exc.value.values["found"] == "MERGING"
     assert c.admin.round(rid).state == RoundState.MERGING
     # The merge peer cannot slip the late participant in either.
@@ -161,7 +161,7 @@ def test_too_few_commitments_lapse(consortium: Consortium) -> None:
     rid = open_round(c)
     info = join_all(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))
-    c.client(info.participants[0]).commit_update(rid, h("u"), 5)
+    c.client(info.participants[0]).commit_update(rid, h("u"), 5, shares_hash=SHARES)
     c.chain.advance_time(WINDOW + 1)
     info = c.admin.round(rid)
     assert info.state == RoundState.LAPSED
@@ -190,7 +190,7 @@ def test_merge_peer_that_misses_deadline_is_replaced(consortium: Consortium) -> 
     assert c.admin.commitment(rid, 1, info.participants[0]) == (b"\0" * 32, 0)
     c.client(steward).post_round_key(rid, h("key-attempt-1"))
     for a in info.participants:
-        c.client(a).commit_update(rid, h(f"u1-{a}"), 7)
+        c.client(a).commit_update(rid, h(f"u1-{a}"), 7, shares_hash=SHARES)
     with pytest.raises(errors.NotYourRoleError) as exc:
         c.client(first_merge).submit_aggregate(rid, h("agg"), info.participants)
     assert exc.value.values["mergePeer"] == info.merge_peer
@@ -226,7 +226,7 @@ def test_round_lapses_when_no_fallback_is_left(consortium_factory: object) -> No
     c.client(info.key_steward).replace_merge_peer(rid)  # uses the only fallback
     c.client(info.key_steward).post_round_key(rid, h("key-1"))
     for a in info.participants:
-        c.client(a).commit_update(rid, h(f"u1-{a}"), 3)
+        c.client(a).commit_update(rid, h(f"u1-{a}"), 3, shares_hash=SHARES)
     c.chain.advance_time(2 * WINDOW + 1)
     info = c.admin.round(rid)
     assert info.state == RoundState.LAPSED
@@ -262,7 +262,7 @@ def test_non_member_cannot_join_or_commit(consortium: Consortium) -> None:
     assert exc.value.values == {"account": outsider.identity.address}  # type: ignore[union-attr]
     run_to_merging(c, rid)
     with pytest.raises(errors.NotAMemberError):
-        outsider.commit_update(rid, h("x"), 1)
+        outsider.commit_update(rid, h("x"), 1, shares_hash=SHARES)
     with pytest.raises(errors.NotAMemberError):
         outsider.open_round(h("model-0"))
 
@@ -274,9 +274,9 @@ def test_member_cannot_commit_twice(consortium: Consortium) -> None:
     info = join_all(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))
     a = info.participants[0]
-    c.client(a).commit_update(rid, h("u"), 5)
+    c.client(a).commit_update(rid, h("u"), 5, shares_hash=SHARES)
     with pytest.raises(errors.AlreadyDoneError) as exc:
-        c.client(a).commit_update(rid, h("u"), 5)
+        c.client(a).commit_update(rid, h("u"), 5, shares_hash=SHARES)
     assert exc.value.name == "AlreadyCommitted"
     assert c.admin.commitment(rid, 0, a) == (h("u"), 5)
 
@@ -288,10 +288,10 @@ def test_commit_to_wrong_round_is_refused(consortium: Consortium) -> None:
     info = join_all(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))
     with pytest.raises(errors.WrongRoundStateError) as exc:
-        c.client(info.participants[0]).commit_update(rid + 1, h("u"), 5)
+        c.client(info.participants[0]).commit_update(rid + 1, h("u"), 5, shares_hash=SHARES)
     assert exc.value.values["round"] == rid + 1 and exc.value.values["found"] == "NONE"
     with pytest.raises(errors.WrongRoundStateError):
-        c.client(info.participants[0]).commit_update(rid - 1, h("u"), 5)
+        c.client(info.participants[0]).commit_update(rid - 1, h("u"), 5, shares_hash=SHARES)
 
 
 def test_commit_before_round_key_is_refused(consortium: Consortium) -> None:
@@ -301,7 +301,7 @@ def test_commit_before_round_key_is_refused(consortium: Consortium) -> None:
     rid = open_round(c)
     info = join_all(c, rid)
     with pytest.raises(errors.WrongRoundStateError) as exc:
-        c.client(info.participants[0]).commit_update(rid, h("u"), 5)
+        c.client(info.participants[0]).commit_update(rid, h("u"), 5, shares_hash=SHARES)
     assert exc.value.values["found"] == "KEYING"
     assert exc.value.values["expected"] == "COMMITTING"
 
@@ -316,7 +316,7 @@ def test_non_participant_member_cannot_commit(consortium: Consortium) -> None:
     info = draw(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))
     with pytest.raises(errors.NotParticipantError):
-        c.client(c.addresses[3]).commit_update(rid, h("u"), 5)
+        c.client(c.addresses[3]).commit_update(rid, h("u"), 5, shares_hash=SHARES)
 
 
 def test_only_merge_peer_submits_aggregate(consortium: Consortium) -> None:
@@ -388,7 +388,7 @@ def test_removed_member_cannot_act(consortium: Consortium) -> None:
     removed = next(a for a in info.participants if a not in (info.merge_peer, info.key_steward))
     c.admin.remove_member(removed)
     with pytest.raises(errors.NotAMemberError):
-        c.client(removed).commit_update(rid, h("u"), 5)
+        c.client(removed).commit_update(rid, h("u"), 5, shares_hash=SHARES)
     record = c.admin.member(removed)
     assert record is not None and not record.active
 
@@ -400,7 +400,7 @@ def test_zero_values_are_refused(consortium: Consortium) -> None:
     info = join_all(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))
     with pytest.raises(errors.InvalidParameterError) as exc:
-        c.client(info.participants[0]).commit_update(rid, h("u"), 0)
+        c.client(info.participants[0]).commit_update(rid, h("u"), 0, shares_hash=SHARES)
     assert exc.value.values == {"name": "sampleCount", "value": 0}
 
 

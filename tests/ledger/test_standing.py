@@ -11,7 +11,7 @@ import pytest
 from swarm import errors
 from swarm.ledger import LapseReason, RoundState
 from tests.conftest import WINDOW, Consortium, h
-from tests.ledger.rounds import draw, join_all, open_round, skip_gas_estimates
+from tests.ledger.rounds import SHARES, draw, join_all, open_round, skip_gas_estimates
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,7 @@ def play_round(
     c.client(info.key_steward).post_round_key(rid, h(f"key-{rid}"))
     committed = [a for a in info.participants if a in set(committers)]
     for a in committed:
-        c.client(a).commit_update(rid, h(f"u-{rid}-{a}"), 10)
+        c.client(a).commit_update(rid, h(f"u-{rid}-{a}"), 10, shares_hash=SHARES)
     if len(committed) < len(info.participants):
         c.chain.advance_time(WINDOW + 5)  # the stallers hold the commit window open
     c.client(info.merge_peer).submit_aggregate(rid, h(f"agg-{rid}"), committed)
@@ -80,7 +80,7 @@ def test_stalling_member_is_recorded_then_sits_out(
     info = draw(c, r3)
     c.client(info.key_steward).post_round_key(r3, h("k3"))  # type: ignore[arg-type]
     for a in info.participants:
-        c.client(a).commit_update(r3, h(f"u3-{a}"), 10)
+        c.client(a).commit_update(r3, h(f"u3-{a}"), 10, shares_hash=SHARES)
     c.client(info.merge_peer).submit_aggregate(r3, h("agg3"), info.participants)  # type: ignore[arg-type]
     for a in info.participants:
         if a != info.merge_peer:
@@ -112,7 +112,7 @@ def test_too_few_commitments_lapse_records_the_stallers(consortium: Consortium) 
     rid = open_round(c)
     info = join_all(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))  # type: ignore[arg-type]
-    c.client(c.addresses[0]).commit_update(rid, h("u"), 5)
+    c.client(c.addresses[0]).commit_update(rid, h("u"), 5, shares_hash=SHARES)
     c.chain.advance_time(WINDOW + 5)
     assert c.admin.round(rid).lapse_reason == LapseReason.TOO_FEW_COMMITTED
     assert events(c, "CommitMissed") == []
@@ -134,7 +134,7 @@ def test_removed_participant_does_not_hold_the_commit_phase(consortium: Consorti
     gone = next(a for a in info.participants if a not in (info.merge_peer, info.key_steward))
     stay = [a for a in info.participants if a != gone]
     for a in stay:
-        c.client(a).commit_update(rid, h(f"u-{a}"), 10)
+        c.client(a).commit_update(rid, h(f"u-{a}"), 10, shares_hash=SHARES)
     assert c.admin.round(rid).state == RoundState.COMMITTING
     c.admin.remove_member(gone)
     info = c.admin.round(rid)
@@ -158,7 +158,7 @@ def test_removed_merge_peer_is_replaced_at_once(consortium: Consortium) -> None:
     info = join_all(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))  # type: ignore[arg-type]
     for a in info.participants:
-        c.client(a).commit_update(rid, h(f"u-{a}"), 10)
+        c.client(a).commit_update(rid, h(f"u-{a}"), 10, shares_hash=SHARES)
     c.admin.remove_member(info.merge_peer)  # type: ignore[arg-type]
     c.client(info.key_steward).replace_merge_peer(rid)  # type: ignore[arg-type]
     after = c.admin.round(rid)
@@ -212,7 +212,7 @@ def test_removal_that_completes_a_majority_finalizes(
     info = join_all(c, rid)
     c.client(info.key_steward).post_round_key(rid, h("key"))  # type: ignore[arg-type]
     for a in info.participants:
-        c.client(a).commit_update(rid, h(f"u-{a}"), 10)
+        c.client(a).commit_update(rid, h(f"u-{a}"), 10, shares_hash=SHARES)
     c.client(info.merge_peer).submit_aggregate(rid, h("agg"), info.participants)  # type: ignore[arg-type]
     a, b, d, gone = (p for p in info.participants if p != info.merge_peer)
     c.client(a).acknowledge(rid, h("good"))

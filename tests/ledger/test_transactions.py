@@ -18,7 +18,7 @@ from swarm import errors
 from swarm.ledger import EXACT_ESTIMATE, GasPolicy, LedgerClient, RoundState
 from swarm.ledger import client as client_module
 from tests.conftest import WINDOW, Consortium, h
-from tests.ledger.rounds import draw, join_all, open_round, run_to_merging
+from tests.ledger.rounds import SHARES, draw, join_all, open_round, run_to_merging
 
 
 def with_policy(c: Consortium, policy: GasPolicy) -> None:
@@ -161,9 +161,9 @@ def test_commit_that_lands_after_the_deadline_is_decoded(consortium: Consortium)
     assert info.key_steward is not None
     c.client(info.key_steward).post_round_key(rid, h("key"))
     for a in info.participants[1:]:
-        c.client(a).commit_update(rid, h(f"u-{a}"), 10)
+        c.client(a).commit_update(rid, h(f"u-{a}"), 10, shares_hash=SHARES)
     cl = c.client(info.participants[0])
-    fn = cl.contract.functions.commitUpdate(rid, h("late"), 10)
+    fn = cl.contract.functions.commitUpdate(rid, h("late"), 10, SHARES, 0, 0)
     tx = cl._build(fn)
     c.chain.advance_time(WINDOW + 5)
     with pytest.raises(errors.WrongRoundStateError) as exc:

@@ -18,7 +18,7 @@ from web3.middleware import Web3Middleware
 
 from swarm.ledger import LapseReason, LedgerClient, LedgerView, RoundState
 from tests.conftest import WINDOW, Consortium, h
-from tests.ledger.rounds import finalize, join_all, open_round, run_to_merging
+from tests.ledger.rounds import SHARES, finalize, join_all, open_round, run_to_merging
 
 ZERO = b"\0" * 32
 
@@ -74,14 +74,14 @@ def test_view_in_every_state_of_a_round(consortium: Consortium) -> None:
     assert info.key_steward is not None and info.merge_peer is not None
     c.client(info.key_steward).post_round_key(rid, h("key"))
     first, second = info.participants[:2]
-    c.client(first).commit_update(rid, h("u-first"), 7)
-    c.client(second).commit_update(rid, h("u-second"), 9)
+    c.client(first).commit_update(rid, h("u-first"), 7, shares_hash=SHARES)
+    c.client(second).commit_update(rid, h("u-second"), 9, shares_hash=SHARES)
     v = check_view(ledger)
     assert v.round is not None and v.round.state == RoundState.COMMITTING
     assert dict(v.commitments) == {first: (h("u-first"), 7), second: (h("u-second"), 9)}
 
     for p in info.participants[2:]:
-        c.client(p).commit_update(rid, h(f"u-{p}"), 5)
+        c.client(p).commit_update(rid, h(f"u-{p}"), 5, shares_hash=SHARES)
     v = check_view(ledger)
     assert v.round is not None and v.round.state == RoundState.MERGING
     assert len(v.commitments) == 4
@@ -156,7 +156,7 @@ def test_view_after_merge_peer_replacement_shows_only_the_current_attempt(
     assert v.round is not None and v.round.attempt == 1 and v.round.state == RoundState.KEYING
     assert dict(v.commitments) == {}
     c.client(info.key_steward).post_round_key(rid, h("key-attempt-1"))
-    c.client(info.participants[3]).commit_update(rid, h("again"), 3)
+    c.client(info.participants[3]).commit_update(rid, h("again"), 3, shares_hash=SHARES)
     v = check_view(c.admin)
     assert dict(v.commitments) == {info.participants[3]: (h("again"), 3)}
 

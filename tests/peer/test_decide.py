@@ -29,6 +29,8 @@ from swarm.peer.actions import (
     Merge,
     OpenRound,
     PostRoundKey,
+    PushReveal,
+    PushShares,
     PushUpdate,
     ReplaceKeySteward,
     ReplaceMergePeer,
@@ -504,6 +506,86 @@ def test_a_finalized_round_with_our_model_goes_on_to_the_next() -> None:
     ]
 
 
+# --- masks (threshold 3 of 4 at 66 %) ---------------------------------------------------------
+
+MASKED = dataclasses.replace(PARAMS, mask_threshold_pct=66)
+
+
+def test_a_masked_commitment_hands_out_shares_before_the_update() -> None:
+    """Dropout safety: our update goes to the merge peer only once enough holders (t = 3 of 4,
+    us included) have the shares that recover its masks without us."""
+    info = rnd(RoundState.COMMITTING, params=MASKED)
+    view = ledger(info, commitments={A: (UA, 100)})
+    assert decide(view, local(progress=keyed(shares_held_by=1)), T) == [PushShares(5, 0)]
+    assert decide(view, local(progress=keyed(shares_held_by=2)), T) == [PushShares(5, 0)]
+    # three holders have them; the fourth (unreachable) is retried next to the push
+    assert decide(view, local(progress=keyed(shares_held_by=3)), T) == [
+        PushShares(5, 0),
+        PushUpdate(5, 0, C),
+    ]
+    done = keyed(shares_held_by=4, shares_done=True)
+    assert decide(view, local(progress=done), T) == [PushUpdate(5, 0, C)]
+
+
+def test_without_masks_no_shares_are_handed_out() -> None:
+    """maskThresholdPct 0 (masking off): commit, push, nothing else."""
+    info = rnd(RoundState.COMMITTING, params=dataclasses.replace(PARAMS, mask_threshold_pct=0))
+    view = ledger(info, commitments={A: (UA, 100)})
+    assert decide(view, local(progress=keyed()), T) == [PushUpdate(5, 0, C)]
+
+
+def test_the_merge_peer_merges_only_once_its_own_masks_are_recoverable() -> None:
+    """The merge peer's update goes into the sum at once; t holders must hold its shares first,
+    or its death after the merge would leave its self mask in the aggregate for good."""
+    info = rnd(RoundState.MERGING, params=MASKED)
+    held = frozenset((a, d) for a, (d, _) in ALL_COMMITTED.items())
+    view = ledger(info, commitments=ALL_COMMITTED)
+    waiting = keyed(has_secret=False, held_updates=held, shares_held_by=2)
+    assert decide(view, local(C, waiting), T) == [PushShares(5, 0)]
+    ready = keyed(has_secret=False, held_updates=held, shares_held_by=4, shares_done=True)
+    assert decide(view, local(C, ready), T) == [Merge(5, 0)]
+
+
+@pytest.mark.parametrize(
+    ("me", "contributors"), [(C, (A, B, C, D)), (D, (A, B, C))], ids=["merge peer", "left out"]
+)
+def test_every_participant_reveals_even_without_a_vote(
+    me: str, contributors: tuple[str, ...]
+) -> None:
+    """The merge peer and a participant left out of the aggregate hold shares of the
+    contributors' masks too: they reveal, and do nothing else."""
+    info = rnd(RoundState.ACKNOWLEDGING, contributors=contributors, params=MASKED)
+    assert decide(ledger(info), local(me, keyed(has_secret=False)), T) == [PushReveal(5, 0)]
+    revealed = keyed(has_secret=False, revealed=True)
+    assert decide(ledger(info), local(me, revealed), T) == []
+
+
+def test_a_key_holder_decrypts_once_t_holders_revealed() -> None:
+    """Waits for t reveals (ours included); a try that found too few shares is not repeated
+    until another reveal arrives (e.g. a holder sent shares that do not match its manifest)."""
+    info = rnd(RoundState.ACKNOWLEDGING, params=MASKED)
+    base = dict(revealed=True)
+    assert decide(ledger(info), local(progress=keyed(**base, reveals_held=2)), T) == []
+    assert decide(ledger(info), local(progress=keyed(**base, reveals_held=3)), T) == [Decrypt(5, 0)]
+    tried = keyed(**base, reveals_held=3, reveals_tried=3)
+    assert decide(ledger(info), local(progress=tried), T) == []
+    assert decide(
+        ledger(info), local(progress=keyed(**base, reveals_held=4, reveals_tried=3)), T
+    ) == [Decrypt(5, 0)]
+    assert decide(ledger(info), local(progress=keyed(reveals_held=1)), T) == [PushReveal(5, 0)]
+
+
+# --- privacy ----------------------------------------------------------------------------------
+
+
+def test_a_peer_whose_privacy_budget_is_spent_does_not_join() -> None:
+    """Budget enforcement: the contract would refuse the join (PrivacyBudgetExhausted), and
+    the peer does not ask; the others close the window without it."""
+    info = rnd(RoundState.JOINING, participants=(B, C, D))
+    assert decide(ledger(info), local(privacy_spent=True), T) == []
+    assert decide(ledger(info), local(), T) == [Join(5)]
+
+
 # --- in flight --------------------------------------------------------------------------------
 
 
@@ -526,7 +608,7 @@ def test_every_action_kind_is_reachable() -> None:
     }
     reached = {
         Acknowledge, Adopt, CatchUp, CloseJoin, Commit, Decrypt, DeliverRoundKeys, DrawRoles,
-        FetchRoundKey,
+        FetchRoundKey, PushReveal, PushShares,
         Join, MakeRoundKey, Merge, OpenRound, PostRoundKey, PushUpdate, ReplaceKeySteward,
         ReplaceMergePeer, ReportMetrics, Stop, Train,
     }  # fmt: skip
