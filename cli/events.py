@@ -39,7 +39,13 @@ class LogFormat(enum.StrEnum):
 #: events printed at a level other than INFO
 _LEVELS = {"warning": "WARNING", "privacy budget spent": "WARNING"}
 #: the colour of an event in the rich format
-_STYLES = {"finalized": "green", "done": "green", "warning": "yellow", "lapsed": "red", "privacy budget spent": "yellow"}
+_STYLES = {
+    "finalized": "green",
+    "done": "green",
+    "warning": "yellow",
+    "lapsed": "red",
+    "privacy budget spent": "yellow",
+}
 
 
 def timestamp(seconds: float | None = None) -> str:
