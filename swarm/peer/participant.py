@@ -45,14 +45,24 @@ async def open_round(peer: Peer, action: OpenRound) -> None:
 
 
 async def join(peer: Peer, action: Join) -> None:
+    params = peer.params
+    if params.epsilon_budget > 0:
+        # our own account first: a round we cannot pay for is not joined (the ledger would
+        # accept the join and then refuse the commit, and we would stall the round)
+        cfg = peer.train_config.for_round(action.round_id, peer.config.site)
+        ok, projected = await peer.call(privacy.affordable, peer, params, cfg)
+        if not ok:
+            privacy.refuse(peer, params, action.round_id, projected)
+            return
     try:
         await peer.tx(peer.ledger.join, action.round_id)
     except NotParticipantError as exc:
         if exc.name == "PrivacyBudgetExhausted":
             # the ledger holds our cumulative epsilon at the consortium's budget: our data may
             # not be used for another round, now or later
+            if not peer.privacy_spent:
+                peer.emit("privacy budget spent", round=action.round_id, **exc.values)
             peer.privacy_spent = True
-            peer.emit("privacy budget spent", round=action.round_id, **exc.values)
             return
         if exc.name != "SittingOut":
             raise

@@ -69,6 +69,30 @@ def dp_config(params: Params) -> DpConfig:
     )
 
 
+def affordable(peer: Peer, params: Params, cfg: TrainConfig) -> tuple[bool, float]:
+    """Whether one more round of DP-SGD stays within the consortium's budget, and the
+    cumulative epsilon it would bring us to. Compared as the ledger will compare it
+    (micro-epsilon, spending rounded up), so a commit that follows never reverts for it."""
+    dp = dp_config(params)
+    sample_rate, steps = sampling_plan(peer.data.train_samples, cfg)
+    projected = peer.privacy.account.projected(dp.noise_multiplier, sample_rate, steps, dp.delta)
+    return epsilon_to_micro(projected) <= epsilon_to_micro(params.epsilon_budget), projected
+
+
+def refuse(peer: Peer, params: Params, round_id: int, projected: float) -> None:
+    """Stop joining rounds (until the consortium raises the budget), and say so once."""
+    if not peer.privacy_spent:
+        account = peer.privacy.account
+        peer.emit(
+            "privacy budget spent",
+            round=round_id,
+            epsilon=round(account.epsilon(params.dp_delta), 4) if account.history else 0.0,
+            would_be=round(projected, 4),
+            budget=params.epsilon_budget,
+        )
+    peer.privacy_spent = True
+
+
 def train_round(
     peer: Peer, params: Params, cfg: TrainConfig, base: StateDict, round_id: int
 ) -> tuple[StateDict, int, tuple[float, float]]:
@@ -77,18 +101,9 @@ def train_round(
     as spent, when the round would take us past the consortium's budget."""
     dp = dp_config(params)
     account = peer.privacy.account
-    sample_rate, steps = sampling_plan(peer.data.train_samples, cfg)
-    projected = account.projected(dp.noise_multiplier, sample_rate, steps, dp.delta)
-    # compared as the ledger will (micro-epsilon, spending rounded up): the commit must pass
-    if epsilon_to_micro(projected) > epsilon_to_micro(params.epsilon_budget):
-        peer.privacy_spent = True
-        peer.emit(
-            "privacy budget spent",
-            round=round_id,
-            epsilon=round(account.epsilon(dp.delta), 4) if account.history else 0.0,
-            would_be=round(projected, 4),
-            budget=params.epsilon_budget,
-        )
+    ok, projected = affordable(peer, params, cfg)
+    if not ok:
+        refuse(peer, params, round_id, projected)
         raise ActionSupersededError(
             f"another round would spend epsilon {projected:.3f} of the budget "
             f"{params.epsilon_budget:g}: not training"
@@ -103,4 +118,4 @@ def train_round(
     return model_delta(model.state_dict(), base), step.samples, spent
 
 
-__all__ = ["PrivacyKeeper", "dp_config", "train_round", "warm_up"]
+__all__ = ["PrivacyKeeper", "affordable", "dp_config", "refuse", "train_round", "warm_up"]

@@ -261,6 +261,8 @@ class Peer:
         if view.params.task_id != self.params.task_id:
             # the consortium switched tasks: this peer's model and data are for the old one
             check_task_id(view.params.task_id, self.config.task, self.config.seed)
+        if view.params.epsilon_budget != self.params.epsilon_budget:
+            self.privacy_spent = False  # a new budget: our account may afford rounds again
         self.params = view.params
         info = view.round
         running = info is not None and info.state not in _OVER
