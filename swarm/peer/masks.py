@@ -16,14 +16,17 @@ module decides *to whom* and *when*, from the ledger:
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
 
+from swarm._files import write_atomic
 from swarm.crypto import masking, shares
 from swarm.errors import CryptoError, P2PError
 from swarm.ledger import RoundState
@@ -102,10 +105,35 @@ def prepare(peer: Peer, info: RoundInfo, work: RoundWork) -> Masks:
         out[address] = shares.seal_shares(setup, holder, plain[holder], keys[holder])
     own = out.pop(peer.me)
     peer.store.put(_ref(BlobKind.SHARES, info.round_id, peer.me, own), own)
+    # Kept on disk before the commitment (each blob is sealed to its holder), so a peer
+    # restarted after committing still hands its shares out and its update still counts.
+    _save_outgoing(peer, info.round_id, info.attempt, out)
     work.shares_out = out
     work.shares_confirmed = {peer.me}
     work.shares_done = not out
     return Masks(ctx, masking.mask_terms(me, secrets), shares.shares_hash(manifest))
+
+
+def _outgoing_path(peer: Peer, round_id: int, attempt: int) -> Path:
+    return peer.config.data_dir / "shares" / f"round{round_id:06d}-attempt{attempt}.json"
+
+
+def _save_outgoing(peer: Peer, round_id: int, attempt: int, blobs: dict[str, bytes]) -> None:
+    folder = _outgoing_path(peer, round_id, attempt).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("round*.json"):  # earlier rounds' shares are of no use any more
+        if not old.name.startswith(f"round{round_id:06d}-"):
+            old.unlink(missing_ok=True)
+    data = json.dumps({a: b.hex() for a, b in blobs.items()}).encode()
+    write_atomic(_outgoing_path(peer, round_id, attempt), data, mode=0o600)
+
+
+def _load_outgoing(peer: Peer, round_id: int, attempt: int) -> dict[str, bytes]:
+    try:
+        raw = json.loads(_outgoing_path(peer, round_id, attempt).read_text())
+        return {str(a): bytes.fromhex(h) for a, h in raw.items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def _ref(kind: BlobKind, round_id: int, sender: str, data: bytes) -> BlobRef:
@@ -122,13 +150,15 @@ async def push_shares(peer: Peer, action: PushShares) -> None:
     net = peer.net
     assert net is not None
     if not work.shares_out and not work.shares_done:
-        # restarted after committing: our shares are gone, so our update stays with us (its
-        # masks could not be recovered without us) and the round goes on without it
-        work.shares_done = True
-        log.warning(
-            "round %d: our mask shares were lost (restart): update left out", action.round_id
-        )
-        return
+        # restarted after committing: the shares we made are on disk
+        work.shares_out = await peer.call(_load_outgoing, peer, info.round_id, info.attempt)
+        work.shares_confirmed = {peer.me}
+        if not work.shares_out:
+            # lost with the data directory: our update stays with us (its masks could not be
+            # recovered without us) and the round goes on without it
+            work.shares_done = True
+            log.warning("round %d: our mask shares were lost: update left out", info.round_id)
+            return
     pending = {
         a: blob
         for a, blob in work.shares_out.items()

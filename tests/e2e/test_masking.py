@@ -83,11 +83,14 @@ def test_a_participant_that_drops_after_committing_spoils_nothing_and_stays_mask
                 code = proc.process.poll() if proc.process is not None else None
                 if dropped is None and code == CRASH_EXIT:
                     dropped = i
-            if dropped is not None and not restarted:
+            if dropped is not None and not (tmp_path / "dropout-blobs").exists():
                 # what its disk held when it died (a restarted peer prunes old rounds' blobs)
                 blobs = peer_dir(tmp_path, net.peers[dropped]) / "data" / "blobs"
                 shutil.copytree(blobs, tmp_path / "dropout-blobs")
-                # restarted at once: it catches up and is back in a later round
+            if dropped is not None and not restarted and ledger.last_finalized_round() >= 1:
+                # restarted once round 1 is over (restarted at once it would hand out its
+                # shares from disk and might still make round 1): it catches up and is back
+                # in a later round
                 procs[dropped] = start_peer(configs[dropped], module=_FAULTY)
                 restarted = True
             if ledger.last_finalized_round() >= ROUNDS and not any(p.alive() for p in procs):
