@@ -101,7 +101,7 @@ async def train(peer: Peer, action: Train) -> None:
     if work.base_hash != peer.model.hash:
         raise ActionSupersededError("the round's base model is not the model we hold")
     t0 = time.perf_counter()
-
+    # the round's parameters (a snapshot taken when it opened): DP-SGD when it has a budget
     params = work.info.params if work.info is not None and work.info.params else peer.params
     cfg = peer.train_config.for_round(action.round_id, peer.config.site)
     if params.epsilon_budget > 0:
