@@ -231,7 +231,7 @@ def _held(peer: Peer, info: RoundInfo, ctx: masking.MaskContext) -> dict[int, sh
             )
         except CryptoError as exc:
             # an earlier attempt's shares, or a sender that sent what it did not commit to
-            log.debug("round %d: shares of %s not used: %s", info.round_id, ref.sender, exc)
+            log.info("round %d: shares from %s not used: %s", info.round_id, ref.sender, exc)
     return held
 
 
@@ -317,6 +317,9 @@ def unmask_terms(peer: Peer, info: RoundInfo, work: RoundWork) -> Sequence[maski
         len(info.participants),
         threshold=threshold(peer, info),
     )
+    for reason in state.rejected:
+        # a holder that revealed what its owners' manifests do not commit to: ignored
+        log.warning("round %d: reveal refused: %s", info.round_id, reason)
     missing = state.missing()
     if missing:
         work.reveals_tried = len(refs)
