@@ -195,14 +195,13 @@ def encrypt_vector(
         values[offsets[i] : offsets[i + 1]].astype(np.float64) * float(weight)
         for i in range(len(sizes))
     )
-    if kind == PayloadKind.SEEDED_UPDATE:
-        _write_seeded(writer, bridge, pieces, len(sizes), expander, masks)
-    else:
-        ciphertexts: Iterator[bytes] = (bridge.encrypt_public(piece) for piece in pieces)
-        if expander is not None:
-            ciphertexts = _masked(bridge, ciphertexts, expander, masks, 1)
-        for part in _proto.iter_ckks_vector(sizes, ciphertexts, params.scale):
-            writer.write(part)
+    seeded = kind == PayloadKind.SEEDED_UPDATE
+    encrypt = bridge.encrypt_seeded if seeded else bridge.encrypt_public
+    ciphertexts: Iterator[bytes] = (encrypt(piece) for piece in pieces)
+    if expander is not None:
+        # into c0 before packing: a masked seeded ciphertext is still seed + first polynomial
+        ciphertexts = _masked(bridge, ciphertexts, expander, masks)
+    _write_chunks(writer, bridge, kind, sizes, ciphertexts)
     return writer.finish()
 
 
@@ -211,29 +210,26 @@ def _masked(
     ciphertexts: Iterable[bytes],
     expander: MaskExpander,
     terms: Sequence[MaskTerm],
-    sign: int,
 ) -> Iterator[bytes]:
-    """Each ciphertext (chunk ``i``) with ``sign * combine(terms, i)`` added to its c0."""
+    """Each ciphertext (chunk ``i``) with ``combine(terms, i)`` added to its c0."""
     for index, seal_bytes in enumerate(ciphertexts):
-        mask = expander.combine(terms, index)
-        if sign < 0:
-            mask = expander.negate(mask)
-        yield _add_mask(bridge, seal_bytes, mask)
+        yield _add_mask(bridge, seal_bytes, expander.combine(terms, index))
 
 
-def _write_seeded(
+def _write_chunks(
     writer: BlobWriter,
     bridge: SealBridge,
-    pieces: Iterable[npt.NDArray[np.float64]],
-    total: int,
-    expander: MaskExpander | None = None,
-    masks: Sequence[MaskTerm] = (),
+    kind: PayloadKind,
+    sizes: list[int],
+    ciphertexts: Iterable[bytes],
 ) -> None:
+    """An update's payload: seeded ciphertexts as chunk records (packed where they can be),
+    public-key ones as TenSEAL's CKKS vector."""
+    if kind != PayloadKind.SEEDED_UPDATE:
+        for part in _proto.iter_ckks_vector(sizes, ciphertexts, bridge.params.scale):
+            writer.write(part)
+        return
     unpacked = 0
-    ciphertexts: Iterator[bytes] = (bridge.encrypt_seeded(piece) for piece in pieces)
-    if expander is not None:
-        # the mask goes in before packing: the result is still seed + first polynomial
-        ciphertexts = _masked(bridge, ciphertexts, expander, masks, 1)
     for seal_bytes in ciphertexts:
         packed = bridge.pack_seeded(seal_bytes)
         if packed is None:
@@ -244,7 +240,7 @@ def _write_seeded(
             writer.write(_RECORD.pack(ENCODING_PACKED, len(packed)))
             writer.write(packed)
     if unpacked:
-        log.info("%d of %d ciphertexts sent in SEAL's own encoding", unpacked, total)
+        log.info("%d of %d ciphertexts sent in SEAL's own encoding", unpacked, len(sizes))
 
 
 def mask_update_blob(
@@ -282,21 +278,11 @@ def mask_update_blob(
         layout_hash=header.layout_hash,
         count=header.count,
     )
-    chunks = list(_iter_seal_chunks(blob, header, ctx))
-    sizes = [size for size, _ in chunks]
-    masked = _masked(ctx._bridge, (c for _, c in chunks), expander, masks, 1)
-    if header.kind == PayloadKind.SEEDED_UPDATE:
-        for seal_bytes in masked:
-            packed = ctx._bridge.pack_seeded(seal_bytes)
-            if packed is None:
-                writer.write(_RECORD.pack(ENCODING_SEAL, len(seal_bytes)))
-                writer.write(seal_bytes)
-            else:
-                writer.write(_RECORD.pack(ENCODING_PACKED, len(packed)))
-                writer.write(packed)
-    else:
-        for part in _proto.iter_ckks_vector(sizes, masked, ctx.params.scale):
-            writer.write(part)
+    sizes = _chunk_sizes(header.param_count, ctx.params)
+    chunks = (seal_bytes for _, seal_bytes in _iter_seal_chunks(blob, header, ctx))
+    _write_chunks(
+        writer, ctx._bridge, header.kind, sizes, _masked(ctx._bridge, chunks, expander, masks)
+    )
     return writer.finish()
 
 

@@ -30,7 +30,7 @@ from swarm._files import write_atomic
 from swarm.crypto import masking, shares
 from swarm.errors import CryptoError, P2PError
 from swarm.ledger import RoundState
-from swarm.p2p import BlobKind, BlobRef, PushRequest
+from swarm.p2p import BlobKind, BlobRef, PushRequest, content_digest
 from swarm.peer.actions import PushReveal, PushShares
 from swarm.peer.work import ActionSupersededError, RoundWork
 from swarm.protocol import ack_eligible, mask_threshold
@@ -137,8 +137,6 @@ def _load_outgoing(peer: Peer, round_id: int, attempt: int) -> dict[str, bytes]:
 
 
 def _ref(kind: BlobKind, round_id: int, sender: str, data: bytes) -> BlobRef:
-    from swarm.p2p import content_digest
-
     return BlobRef(kind, round_id, sender, content_digest(kind, data), len(data))
 
 

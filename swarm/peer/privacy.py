@@ -35,9 +35,7 @@ class PrivacyKeeper:
     @property
     def account(self) -> PrivacyAccount:
         if self._account is None:
-            self._account = (
-                PrivacyAccount.load(self.path) if self.path.exists() else PrivacyAccount()
-            )
+            self._account = PrivacyAccount.load(self.path, missing_ok=True)
         return self._account
 
 
