@@ -128,24 +128,26 @@ def ledger_client(
 
 
 def check_peer_config(config: PeerConfig) -> None:
-    """What a peer config's file syntax cannot say: the contract is an address, the task and
-    site exist, and the task's training config with the overrides is one that can train."""
+    """What a peer config's file syntax cannot say: the contract is an address, the task (file
+    or built-in name) and site resolve, and the task's training config with the overrides is one
+    that can train. The data itself is read when the peer starts (`swarm task check` reads it
+    without starting anything)."""
     import dataclasses
 
-    from swarm.training import get_task
+    from swarm.training.taskfile import consortium_task
 
     check_address(config.contract, "config: [ledger] contract")
+    if config.data is not None and not config.data.exists():
+        raise ConfigError(f"config: [task] data {config.data}: no such file or folder")
+    resolved = consortium_task(
+        task_file=config.task_file,
+        data=config.data,
+        site=config.site,
+        name=config.task,
+        seed=config.seed,
+    )
     try:
-        task = get_task(config.task)
-    except ValueError as exc:
-        raise ConfigError(f"config: [task] name: {exc}") from None
-    if config.site not in task.sites:
-        raise ConfigError(
-            f"config: [task] site {config.site!r} is not one of the task's sites: "
-            + ", ".join(task.sites)
-        )
-    try:
-        dataclasses.replace(task.default_config, **config.training.given())
+        dataclasses.replace(resolved.task.default_config, **config.training.given())
     except ValueError as exc:
         raise ConfigError(f"config: [training]: {exc}") from None
 

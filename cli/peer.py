@@ -44,9 +44,28 @@ ConfigOpt = Annotated[
 @app.command("init")
 def init(
     keystore: Annotated[Path, typer.Option("--keystore", "-k", help="This hospital's key file.")],
+    task_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--task-file",
+            help="The consortium's task file (task.toml from the admin). Its hash must be the "
+            "ledger's task id.",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="This hospital's own data for the task file: a CSV file, an image folder, or "
+            "what the task's plugin reads. Check it first: swarm task check.",
+        ),
+    ] = None,
     site: Annotated[
-        str, typer.Option(help="Which of the task's sites is this hospital's data, e.g. Cleveland.")
-    ],
+        str | None,
+        typer.Option(
+            help="This hospital's name in logs and reports (default: the data's file name); "
+            "for a built-in task, which of its sites is this hospital's data, e.g. Cleveland."
+        ),
+    ] = None,
     chain_url: ChainUrlOpt = None,
     contract: ContractOpt = None,
     listen: Annotated[
@@ -60,7 +79,9 @@ def init(
             "Default: its --listen addresses that are not 0.0.0.0."
         ),
     ] = None,
-    task: Annotated[str, typer.Option(help="The consortium's task.")] = "heart-disease-uci/logreg",
+    task: Annotated[
+        str, typer.Option(help="A built-in task's name (instead of --task-file).")
+    ] = "heart-disease-uci/logreg",
     seed: Annotated[
         int, typer.Option(min=0, help="The consortium's task seed (its initial model).")
     ] = 0,
@@ -82,8 +103,8 @@ def init(
     from swarm.config import PeerConfig, check_p2p_addresses
     from swarm.identity import read_keystore_address
     from swarm.ledger import LedgerClient, connect
-    from swarm.training import get_task
-    from swarm.training.task_id import check_task_id
+    from swarm.training.task_id import check_ledger_task
+    from swarm.training.taskfile import consortium_task, default_site
 
     listen_addrs, announce_addrs = check_p2p_addresses(
         listen or ["/ip4/0.0.0.0/tcp/4001"], announce or [], where="--"
@@ -93,9 +114,21 @@ def init(
         raise ConfigError("no contract given: pass --contract (or SWARM_CONTRACT)")
     if not keystore.exists():
         raise ConfigError(f"{keystore}: no such key file (make one: swarm keys new)")
-    sites = get_task(task).sites
-    if site not in sites:
-        raise ConfigError(f"site {site!r} is not one of the task's sites: {', '.join(sites)}")
+    if task_file is not None:
+        if data is None:
+            raise ConfigError("--task-file needs --data: this hospital's own data for the task")
+        if not data.exists():
+            raise ConfigError(f"--data {data}: no such file or folder")
+        site = site or default_site(data)
+    elif site is None:
+        raise ConfigError("give --task-file and --data (or --site for a built-in task)")
+    resolved = consortium_task(
+        task_file=task_file.resolve() if task_file else None,
+        data=data.resolve() if data else None,
+        site=site,
+        name=task,
+        seed=seed,
+    )
     if out.exists() and not force:
         raise ConfigError(f"{out} exists (use --force to overwrite)")
     me = read_keystore_address(keystore)
@@ -106,7 +139,7 @@ def init(
             f"{me} is not an active member of the consortium at {ledger.address}: send your "
             "member card (swarm keys show --json) to the consortium admin to be admitted"
         )
-    check_task_id(ledger.params().task_id, task, seed)
+    check_ledger_task(ledger.params().task_id, resolved.task_id, resolved.described)
     config = PeerConfig(
         keystore=keystore.resolve(),
         password_file=password_file.resolve() if password_file else None,
@@ -117,6 +150,8 @@ def init(
         task=task,
         site=site,
         seed=seed,
+        task_file=task_file.resolve() if task_file else None,
+        data=data.resolve() if data else None,
         data_dir=data_dir.resolve(),
     )
     out.write_text(config.to_toml())

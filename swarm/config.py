@@ -14,12 +14,14 @@ announce = []                      # what it announces; empty: its specific list
                                    # (others dial the address the ledger lists, not these)
 
 [task]
-name = "heart-disease-uci/logreg"
-site = "Cleveland"                # which of the task's sites is this hospital's data
-seed = 0
+file = "task.toml"                # the consortium's task file (its hash is the ledger's task id)
+data = "/srv/swarm/cleveland.csv" # this hospital's own data (CSV file, image folder, plugin's)
+site = "Cleveland"                # this hospital's name in logs (default: the data's name)
+# or a built-in task: name = "heart-disease-uci/logreg", site = "Cleveland", seed = 0
 
 [training]                        # optional: overrides of the task's tuned defaults
 epochs = 1
+device = "auto"                   # cpu | cuda | auto (cuda when this machine has a GPU)
 
 [peer]
 data_dir = "data"                 # checkpoints, received blobs, round logs
@@ -55,6 +57,11 @@ class TrainingOptions:
     momentum: float | None = None
     weight_decay: float | None = None
     fedprox_mu: float | None = None
+    optimizer: str | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
+    device: str | None = None
 
     def given(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -69,6 +76,10 @@ class PeerConfig:
     data_dir: Path
     task: str = "heart-disease-uci/logreg"
     seed: int = 0
+    #: the consortium's task file; None: the built-in task ``task`` with ``seed``
+    task_file: Path | None = None
+    #: this hospital's data for a task file (a CSV file, an image folder, what a plugin reads)
+    data: Path | None = None
     password_file: Path | None = None
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
     #: what identify announces (never 0.0.0.0); empty: the specific listen addresses, if any
@@ -114,6 +125,24 @@ class PeerConfig:
         options = _training_options(training)
         password_file = ident.get("password_file")
         listen, announce = _p2p_addresses(p2p)
+        unknown = sorted(set(task) - {"file", "data", "site", "name", "seed"})
+        if unknown:
+            raise ConfigError(
+                f"config: [task] has unknown key(s) {', '.join(unknown)}; "
+                "known: file, data, site (or name, site, seed for a built-in task)"
+            )
+        task_file = data = None
+        if "file" in task:
+            if "name" in task or "seed" in task:
+                raise ConfigError(
+                    "config: [task] file and name/seed exclude each other (the task file holds "
+                    "the task's name and seed)"
+                )
+            task_file = rel(str(task["file"]))
+            data = rel(str(need(task, "data", "task")))
+            site = str(task.get("site") or _default_site(data))
+        else:
+            site = str(need(task, "site", "task"))
         return cls(
             keystore=rel(need(ident, "keystore", "identity")),
             password_file=rel(password_file) if password_file else None,
@@ -122,8 +151,10 @@ class PeerConfig:
             listen=listen,
             announce=announce,
             task=str(task.get("name", "heart-disease-uci/logreg")),
-            site=str(need(task, "site", "task")),
+            site=site,
             seed=_number(task, "seed", "task", int, 0, minimum=0),
+            task_file=task_file,
+            data=data,
             training=options,
             data_dir=rel(str(peer.get("data_dir", "data"))),
             rounds=_number(peer, "rounds", "peer", int, 0, minimum=0),
@@ -156,7 +187,7 @@ class PeerConfig:
             text = str(value).replace("\\", "\\\\").replace('"', '\\"')
             return f'"{text}"'
 
-        overrides = [f"{k} = {v!r}" for k, v in self.training.given().items()]
+        overrides = [f"{k} = {q(v)}" for k, v in self.training.given().items()]
         lines = [
             "# swarm peer configuration (see docs/operator-guide.md)",
             "[identity]",
@@ -173,9 +204,16 @@ class PeerConfig:
             "announce = [" + ", ".join(q(a) for a in self.announce) + "]",
             "",
             "[task]",
-            f"name = {q(self.task)}",
-            f"site = {q(self.site)}",
-            f"seed = {self.seed}",
+            *(
+                [
+                    "# the consortium's task file and this hospital's own data",
+                    f"file = {q(self.task_file)}",
+                    f"data = {q(self.data)}",
+                    f"site = {q(self.site)}",
+                ]
+                if self.task_file is not None
+                else [f"name = {q(self.task)}", f"site = {q(self.site)}", f"seed = {self.seed}"]
+            ),
             "",
             "[training]  # overrides of the task's tuned defaults (epochs, lr, fedprox_mu, ...)",
             *overrides,
@@ -201,17 +239,37 @@ _TRAINING_RANGES: dict[str, tuple[type, float, bool]] = {
     "momentum": (float, 0.0, False),
     "weight_decay": (float, 0.0, False),
     "fedprox_mu": (float, 0.0, False),
+    "beta1": (float, 0.0, False),
+    "beta2": (float, 0.0, False),
+    "eps": (float, 0.0, True),
+}
+#: [training] keys whose value is one of a few words
+_TRAINING_CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("sgd", "adamw"),
+    "device": ("cpu", "cuda", "auto"),
 }
 
 
+def _default_site(data: Path) -> str:
+    return data.stem or data.name or str(data)
+
+
 def _training_options(training: dict[str, Any]) -> TrainingOptions:
-    unknown = sorted(set(training) - set(_TRAINING_RANGES))
+    known = (*_TRAINING_RANGES, *_TRAINING_CHOICES)
+    unknown = sorted(set(training) - set(known))
     if unknown:
         raise ConfigError(
-            f"config: [training] has unknown key(s) {', '.join(unknown)}; "
-            f"known: {', '.join(_TRAINING_RANGES)}"
+            f"config: [training] has unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
     values: dict[str, Any] = {}
+    for key, choices in _TRAINING_CHOICES.items():
+        if key in training:
+            if training[key] not in choices:
+                raise ConfigError(
+                    f"config: [training] {key} must be one of {', '.join(choices)}, "
+                    f"not {training[key]!r}"
+                )
+            values[key] = training[key]
     for key, (kind, minimum, above) in _TRAINING_RANGES.items():
         if key in training:
             values[key] = _number(training, key, "training", kind, None, minimum, above=above)

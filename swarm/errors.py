@@ -357,5 +357,15 @@ class TaskMismatchError(ConfigError):
     id differs from the ledger's ``taskId``."""
 
 
+class TaskFileError(ConfigError):
+    """A task file is not one the swarm can train: malformed TOML, an unknown kind or key, a
+    value out of range, a weights file whose hash differs, a plugin that does not import."""
+
+
+class SiteDataError(ConfigError):
+    """A hospital's data does not fit the consortium's task: a missing file or column, a value
+    of the wrong type, a category or class the task does not know, no rows, one class only."""
+
+
 class InsufficientFundsError(LedgerError):
     """This account has no ETH to pay for its transactions on a chain whose gas costs ETH."""

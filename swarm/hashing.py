@@ -58,6 +58,9 @@ class Tag(Enum):
     LAYOUT = b"swarm/v1/layout"
     #: A task's name and seed (``name || 0x00 || decimal seed``): the ledger's ``taskId``.
     TASK = b"swarm/v1/task"
+    #: A task file's canonical encoding (``swarm.training.taskfile``: its parsed TOML as
+    #: sorted, compact JSON): the ledger's ``taskId`` of a task declared in a file.
+    TASK_FILE = b"swarm/v1/task-file"
     #: Short fingerprints shown to people (never compared by the protocol).
     FINGERPRINT = b"swarm/v1/fingerprint"
     #: One Shamir share of a mask secret (MaskContext, owner index, holder index, secret index,

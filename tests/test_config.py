@@ -66,3 +66,50 @@ def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) 
 def test_missing_config_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="swarm peer init"):
         PeerConfig.load(tmp_path / "nope.toml")
+
+
+TASK_FILE_CONFIG = """
+[identity]
+keystore = "key.json"
+[ledger]
+chain_url = "http://127.0.0.1:8545"
+contract = "0x0000000000000000000000000000000000000001"
+[task]
+file = "task.toml"
+data = "site-data/cleveland.csv"
+[training]
+device = "auto"
+optimizer = "adamw"
+"""
+
+
+def test_task_file_config_points_at_the_sites_own_data(tmp_path: Path) -> None:
+    """A hospital's config names the consortium's task file and its own data, relative to the
+    config; the site label defaults to the data's name; the device is the hospital's choice."""
+    path = tmp_path / "peer.toml"
+    path.write_text(TASK_FILE_CONFIG)
+    config = PeerConfig.load(path)
+    assert config.task_file == tmp_path / "task.toml"
+    assert config.data == tmp_path / "site-data" / "cleveland.csv"
+    assert config.site == "cleveland"
+    assert config.training == TrainingOptions(device="auto", optimizer="adamw")
+    path.write_text(config.to_toml())
+    assert PeerConfig.load(path) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (TASK_FILE_CONFIG.replace('data = "site-data/cleveland.csv"\n', ""), "needs 'data'"),
+        (TASK_FILE_CONFIG.replace("[task]\n", '[task]\nname = "x"\n'), "exclude each other"),
+        (TASK_FILE_CONFIG.replace("[task]\n", "[task]\ndatta = 1\n"), "unknown key(s) datta"),
+        (TASK_FILE_CONFIG.replace('"auto"', '"gpu"'), "device must be one of cpu, cuda, auto"),
+        (TASK_FILE_CONFIG.replace('"adamw"', '"adam"'), "optimizer must be one of sgd, adamw"),
+    ],
+)
+def test_bad_task_section_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    """Typos in [task] and [training] (a config typo): a ConfigError naming the key."""
+    path = tmp_path / "peer.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        PeerConfig.load(path)

@@ -112,7 +112,7 @@ async def train(peer: Peer, action: Train) -> None:
     else:
 
         def run() -> tuple[StateDict, int]:
-            model = peer.task.build_model(peer.config.seed)
+            model = peer.task.build_model(peer.seed)
             model.load_state_dict(base)
             samples = peer.task.train(model, peer.data, cfg, base)
             return model_delta(model.state_dict(), base), samples

@@ -106,7 +106,7 @@ def train_round(
             f"another round would spend epsilon {projected:.3f} of the budget "
             f"{params.epsilon_budget:g}: not training"
         )
-    model = peer.task.build_model(peer.config.seed)
+    model = peer.task.build_model(peer.seed)
     model.load_state_dict(base)
     step = train_private(model, peer.data, cfg, dp, base)
     account.record(step)

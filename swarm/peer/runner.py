@@ -68,9 +68,10 @@ from swarm.peer.decide import decide
 from swarm.peer.local import LocalView
 from swarm.peer.model import ModelKeeper
 from swarm.peer.work import ActionSupersededError, RoundWork
-from swarm.training import Task, get_task, model_delta
+from swarm.training import Task, model_delta
 from swarm.training.checkpoint import model_bytes
-from swarm.training.task_id import check_task_id
+from swarm.training.task_id import check_ledger_task, task_id
+from swarm.training.taskfile import ConsortiumTask, consortium_task
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -124,28 +125,47 @@ class Peer:
         # The consortium's task first: a peer set up for another task stops here, before it
         # loads data or builds a model (one line naming both task ids).
         self.params = ledger.params()
-        check_task_id(self.params.task_id, config.task, config.seed)
+        if task is None:
+            resolved = consortium_task(
+                task_file=config.task_file,
+                data=config.data,
+                site=config.site,
+                name=config.task,
+                seed=config.seed,
+            )
+        else:  # a test's own task, under the built-in name it registers
+            resolved = ConsortiumTask(
+                task, task_id(config.task, config.seed), config.seed, None, f"task {config.task!r}"
+            )
+        check_ledger_task(self.params.task_id, resolved.task_id, resolved.described)
+        self.consortium_task = resolved
+        self.task_file = resolved.spec
+        self.seed = resolved.seed
+        self.server_optimizer = resolved.server_optimizer
         # Gas: refused with an empty account where gas costs; warned when it runs low.
         funds = account_funds(ledger.chain, identity.address)
         funds.require_some()
         if (low := funds.warning()) is not None:
             log.warning("%s", low)
-        self.task = task or get_task(config.task)
+        self.task = resolved.task
         self.on_event = on_event
         self.hooks = hooks
         self.p2p_config = p2p_config or config.p2p_config()
-        self.data = self.task.load_site(config.site, seed=config.seed)
+        self.data = self.task.load_site(config.site, seed=self.seed)
         self.train_config = dataclasses.replace(
-            self.task.default_config, seed=config.seed, **config.training.given()
+            self.task.default_config, seed=self.seed, **config.training.given()
         )
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = DirectoryBlobStore(config.data_dir / "blobs")
         self.keys_dir = config.data_dir / "roundkeys"
+        task_meta = {"task": config.task, "site": config.site, "seed": self.seed}
+        if resolved.spec is not None:
+            task_meta.update(task=resolved.spec.name, task_file=str(resolved.spec.path))
         self.model = ModelKeeper(
             config.data_dir / "checkpoints",
-            self.task.build_model(config.seed).state_dict(),
+            self.task.build_model(self.seed).state_dict(),
             self.params.initial_model_hash,
-            {"task": config.task, "site": config.site, "seed": config.seed},
+            task_meta,
         )
         self.layout = crypto.layout_of(model_delta(self.model.state, self.model.state))
         self.net: P2PService | None = None
@@ -260,7 +280,9 @@ class Peer:
         """Keep the working state on the ledger's round and attempt; say when a round ends."""
         if view.params.task_id != self.params.task_id:
             # the consortium switched tasks: this peer's model and data are for the old one
-            check_task_id(view.params.task_id, self.config.task, self.config.seed)
+            check_ledger_task(
+                view.params.task_id, self.consortium_task.task_id, self.consortium_task.described
+            )
         if view.params.epsilon_budget != self.params.epsilon_budget:
             self.privacy_spent = False  # a new budget: our account may afford rounds again
         self.params = view.params

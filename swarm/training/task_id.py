@@ -70,4 +70,23 @@ def check_task_id(ledger_task_id: bytes, name: str, seed: int = 0) -> None:
         )
 
 
-__all__ = ["TASK_ID_TAG", "TaskFingerprint", "check_task_id", "task_fingerprint", "task_id"]
+def check_ledger_task(ledger_task_id: bytes, mine: bytes, described: str) -> None:
+    """TaskMismatchError (one line: both ids, who acts) unless ``mine`` (the id of the task
+    ``described``, e.g. "task file /x/task.toml") is the task the ledger records."""
+    if mine != bytes(ledger_task_id):
+        raise TaskMismatchError(
+            f"this peer's {described} has task id 0x{mine.hex()}, but the consortium's ledger "
+            f"records task id 0x{bytes(ledger_task_id).hex()}: the hospital's operator must use "
+            "the consortium's task file (ask the admin; `swarm task info FILE` prints a task "
+            "file's id)"
+        )
+
+
+__all__ = [
+    "TASK_ID_TAG",
+    "check_ledger_task",
+    "TaskFingerprint",
+    "check_task_id",
+    "task_fingerprint",
+    "task_id",
+]
