@@ -221,7 +221,7 @@ def check_site(spec: TaskFile, data: Path, site: str | None = None) -> DataRepor
     if spec.kind == "csv":
         from swarm.training.tabular import check_csv
 
-        return check_csv(spec, data)
+        return check_csv(spec, data, label)
     if spec.kind == "image-folder":
         from swarm.training.images import check_images
 

@@ -49,6 +49,10 @@ from localnet.anvil import KEPT_STATES, MIN_BLOCK_TIME, anvil_binary
 from localnet.network import HOSPITALS
 from localnet.peers import HEART_SITES
 from localnet.process import terminate
+
+#: the heart study's per-hospital files, in HEART_SITES order; each host gets its own only
+HEART_DATA = Path(__file__).resolve().parents[2] / "examples" / "heart" / "data"
+HEART_FILES = ("cleveland.csv", "hungary.csv", "switzerland.csv", "va-long-beach.csv")
 from swarm.audit import build_history
 from swarm.audit.history import RoundHistory
 from swarm.ledger import LedgerClient, RoundState, RpcChain
@@ -316,6 +320,10 @@ def test_a_consortium_across_hosts_survives_a_cut_link_and_delay(hosts: Hosts) -
 
         # --- the admin: a key, the contract ----------------------------------------------
         admin_key = work / "admin" / "key.json"
+        # the consortium's task file, as the admin writes it (docs/own-data.md)
+        task_file = work / "admin" / "task.toml"
+        task_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(HEART_DATA.parent / "task.toml", task_file)
         pw = ["--password-file", str(password)]
         hosts.swarm(chain_ns, "keys", "new", "-k", str(admin_key), *pw)
         admin = json.loads(
@@ -331,8 +339,8 @@ def test_a_consortium_across_hosts_survives_a_cut_link_and_delay(hosts: Hosts) -
             *pw,
             "--chain-url",
             url,
-            "--task",
-            "heart-disease-uci/logreg",
+            "--task-file",
+            str(task_file),
             "--min-peers",
             "3",
             "--join-window",
@@ -369,12 +377,22 @@ def test_a_consortium_across_hosts_survives_a_cut_link_and_delay(hosts: Hosts) -
             ns, _ = spots[i]
             config = work / names[i] / "peer.toml"
             extra = [arg for a in announce[i] for arg in ("--announce", a)]
+            # the hospital's own data and the consortium's task file, on its own host only
+            own = work / names[i] / "patients.csv"
+            shutil.copy(HEART_DATA / HEART_FILES[i], own)
+            hospital_task = work / names[i] / "task.toml"
+            shutil.copy(task_file, hospital_task)
+            hosts.swarm(ns, "task", "check", str(hospital_task), "--data", str(own))
             hosts.swarm(
                 ns,
                 "peer",
                 "init",
                 "-k",
                 str(work / names[i] / "key.json"),
+                "--task-file",
+                str(hospital_task),
+                "--data",
+                str(own),
                 "--site",
                 HEART_SITES[i],
                 *ledger_args,
