@@ -101,7 +101,12 @@ def export(
         "task": task,
         "ledger_check": check,
     }
-    write_atomic(out, save(dict(ck.state_dict), metadata=metadata))
+    # the model only: a server optimizer's state (FedAdam's moments, ...) is the swarm's, not
+    # the model's, though the ledger's hash covers both
+    from swarm.merge.server import split_swarm_state
+
+    weights, _server = split_swarm_state(ck.state_dict)
+    write_atomic(out, save(weights, metadata=metadata))
     console.print(
         f"wrote {out}: round {ck.round_id}, model 0x{ck.model_hash.hex()}, "
         f"task {task or 'unknown'}",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from swarm.errors import AlreadyDoneError, CheckpointError, LedgerError, P2PError
 from swarm.p2p import BlobKind
+from swarm.peer import personal
 from swarm.peer.actions import Adopt, CatchUp, ReportMetrics
 from swarm.peer.work import ActionSupersededError, StateDict, prune_steward_keys
 from swarm.training.checkpoint import model_bytes, prune_checkpoints, state_dict_from_bytes
@@ -30,6 +31,8 @@ async def adopt(peer: Peer, action: Adopt) -> None:
 
 
 async def _adopt(peer: Peer, round_id: int, state: StateDict, digest: bytes) -> None:
+    """Make ``state``, a swarm state (model and server-optimizer state) hashing to ``digest``,
+    the current one: checkpointed, offered to others, older rounds' files pruned."""
     await peer.call(peer.model.adopt, round_id, state, digest)
     await peer.offer_model()
 
@@ -46,7 +49,8 @@ async def _adopt(peer: Peer, round_id: int, state: StateDict, digest: bytes) -> 
 
 async def catch_up(peer: Peer, action: CatchUp) -> None:
     """Fetch the latest finalized model from a member that holds it: those that acknowledged
-    it first, then everyone else."""
+    it first, then everyone else. What is fetched is the swarm state (the model and the server
+    optimizer's state, whose hash the ledger finalized), so the size limit is that of ours."""
     assert peer.net is not None
     if action.round_id == 0:
         raise CheckpointError(
@@ -55,14 +59,14 @@ async def catch_up(peer: Peer, action: CatchUp) -> None:
     finished = await peer.call(peer.ledger.view, action.round_id)
     acked = [a for a, h in finished.acks.items() if h == action.model_hash]
     others = [m for m in peer.net.members() if m not in acked]
-    limit = len(model_bytes(peer.model.state)) + 4096
+    limit = len(model_bytes(peer.model.swarm_state)) + 4096
     for source in [*acked, *others]:
         if source == peer.me:
             continue
         try:
             data = await peer.net.fetch_model(source, action.model_hash, max_size=limit)
             state = await peer.call(state_dict_from_bytes, data)
-            peer.model.spec.conform(state, f"the model {source} served")
+            peer.model.conform(state, f"the model {source} served")
         except (P2PError, CheckpointError) as exc:
             log.info("model not fetched from %s: %s", source, exc)
             continue
@@ -73,14 +77,25 @@ async def catch_up(peer: Peer, action: CatchUp) -> None:
 
 
 async def report_metrics(peer: Peer, action: ReportMetrics) -> None:
-    """Evaluate the model on our test split; report it on the ledger if the consortium asks."""
+    """Evaluate the model on our test split; report it on the ledger if the consortium asks.
+
+    With personalization on, also fine-tune, evaluate and keep this hospital's personal model
+    (swarm.peer.personal); its numbers go into the local event only, never to the ledger.
+    """
     round_id = action.round_id
-    model = peer.task.build_model(peer.config.seed)
+    model = peer.task.build_model(peer.seed)
     model.load_state_dict(peer.model.state)
     metrics = await peer.call(peer.task.evaluate, model, peer.data)
+    # this hospital's own fine-tuned copy (when the task file asks): kept here, never reported
+    mine = await personal.after_round(peer, round_id)
     peer.metrics_round = max(peer.metrics_round, round_id)
     peer.emit(
-        "metrics", round=round_id, accuracy=metrics.accuracy, auc=metrics.auc, loss=metrics.loss
+        "metrics",
+        round=round_id,
+        accuracy=metrics.accuracy,
+        auc=metrics.auc,
+        loss=metrics.loss,
+        **mine,
     )
     if not (peer.params.metrics_enabled and peer.config.report_metrics):
         return

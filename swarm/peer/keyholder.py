@@ -1,23 +1,26 @@
-"""Key holders: decrypt the aggregate, apply the mean update, acknowledge the model's hash.
+"""Key holders: decrypt the aggregate, apply the server optimizer's step, acknowledge the hash.
 
-The arithmetic is swarm.merge's, the one FedAvg of the project: the decrypted float64 sum is
-divided by the contributors' total sample count from the ledger and added to the base model in
-float64, rounded once to float32. Every honest key holder gets bit-identical weights.
+The arithmetic is swarm.merge's: the decrypted float64 sum is divided by the contributors' total
+sample count from the ledger (the mean update), and the consortium's server optimizer
+(swarm.merge.server: FedAvg, or FedAvgM / FedAdam / FedYogi with their state) steps the base
+model in float64, each result rounded once to float32. Every honest key holder gets
+bit-identical weights and optimizer state, so the same swarm-state hash.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from swarm import crypto
 from swarm.crypto.masking import MaskTerm
-from swarm.merge import apply_mean_update
+from swarm.merge.server import ServerOptimizer, mean_delta, swarm_state
 from swarm.p2p import BlobKind
 from swarm.peer import masks
 from swarm.peer.actions import Acknowledge, Decrypt
@@ -57,7 +60,7 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
             max_size=crypto.max_blob_size(peer.layout.param_count, peer.params.ckks_params_id),
         )
     work.timed("transfer", time.perf_counter() - t0)
-    base = peer.model.state
+    base, server, optimizer = peer.model.state, peer.model.server, peer.model.optimizer
     t0 = time.perf_counter()
 
     def decrypt_apply() -> StateDict:
@@ -70,7 +73,9 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
             unmask=unmask,
             mask_context=masks.mask_context(peer, info.round_id, info.attempt) if unmask else None,
         )
-        return apply_decrypted_sum(base, summed, peer.layout, info.total_samples)
+        return apply_decrypted_sum(
+            base, summed, peer.layout, info.total_samples, optimizer=optimizer, server=server
+        )
 
     new_state = await peer.call(decrypt_apply)
     work.timed("decryption", time.perf_counter() - t0)
@@ -80,13 +85,22 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
 
 
 def apply_decrypted_sum(
-    base: StateDict, summed: npt.NDArray[np.float64], layout: crypto.Layout, total_samples: int
+    base: StateDict,
+    summed: npt.NDArray[np.float64],
+    layout: crypto.Layout,
+    total_samples: int,
+    *,
+    optimizer: ServerOptimizer | None = None,
+    server: Mapping[str, torch.Tensor] | None = None,
 ) -> StateDict:
-    """The next model from the decrypted sum of n_i * delta_i: swarm.merge's FedAvg step, fed
-    the float64 sum without rounding it first (so it is rounded once, to float32, at the end)."""
-    return apply_mean_update(
-        base, crypto.unflatten(summed, layout, dtype=np.float64), total_samples
-    )
+    """The next swarm state (model and server-optimizer state, swarm.merge.server.swarm_state)
+    from the decrypted sum of n_i * delta_i: the mean update in float64, without rounding the
+    sum first, then ``optimizer``'s step from ``server`` (its state of the base model; default:
+    FedAvg, which has none, and whose swarm state is the model itself)."""
+    optimizer = optimizer if optimizer is not None else ServerOptimizer()
+    mean = mean_delta(crypto.unflatten(summed, layout, dtype=np.float64), total_samples)
+    model, new_server = optimizer.step(base, server if server is not None else {}, mean)
+    return swarm_state(model, new_server)
 
 
 async def acknowledge(peer: Peer, action: Acknowledge) -> None:

@@ -69,7 +69,7 @@ from swarm.peer.local import LocalView
 from swarm.peer.model import ModelKeeper
 from swarm.peer.work import ActionSupersededError, RoundWork
 from swarm.training import Task, model_delta
-from swarm.training.checkpoint import model_bytes
+from swarm.training.loop import resolve_device
 from swarm.training.task_id import check_ledger_task, task_id
 from swarm.training.taskfile import ConsortiumTask, consortium_task
 
@@ -155,6 +155,7 @@ class Peer:
         self.train_config = dataclasses.replace(
             self.task.default_config, seed=self.seed, **config.training.given()
         )
+        resolve_device(self.train_config.device)  # "cuda" on a machine without one: say so now
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = DirectoryBlobStore(config.data_dir / "blobs")
         self.keys_dir = config.data_dir / "roundkeys"
@@ -166,6 +167,7 @@ class Peer:
             self.task.build_model(self.seed).state_dict(),
             self.params.initial_model_hash,
             task_meta,
+            optimizer=self.server_optimizer,
         )
         self.layout = crypto.layout_of(model_delta(self.model.state, self.model.state))
         self.net: P2PService | None = None
@@ -391,7 +393,7 @@ class Peer:
 
     async def offer_model(self) -> None:
         if self.net is not None:
-            await self.net.offer(BlobKind.MODEL, self.model.round, model_bytes(self.model.state))
+            await self.net.offer(BlobKind.MODEL, self.model.round, self.model.swarm_bytes())
 
     def hook(self, point: str, info: RoundInfo) -> None:
         if self.hooks is not None:

@@ -29,14 +29,23 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+#: local optimizers (swarm.training.loop)
+OPTIMIZERS = ("sgd", "adamw")
+#: where local training runs; "auto" is cuda when torch sees a GPU, else cpu
+DEVICES = ("cpu", "cuda", "auto")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of one site's local training in one round.
 
-    ``fedprox_mu`` > 0 adds FedProx's proximal term mu/2 * ||w - w_global||^2 to the local loss
-    (swarm.training.loop). ``seed`` drives shuffling (and any other randomness of training):
-    derive a fresh one per round and site with :meth:`for_round`.
+    ``optimizer`` is "sgd" (heavy-ball momentum, L2 weight decay) or "adamw" (Adam with
+    decoupled weight decay, ``beta1``/``beta2``/``eps``); ``momentum`` is SGD's, the betas and
+    eps AdamW's, each ignored by the other. ``fedprox_mu`` > 0 adds FedProx's proximal term
+    mu/2 * ||w - w_global||^2 to the local loss (swarm.training.loop). ``seed`` drives shuffling
+    (and any other randomness of training): derive a fresh one per round and site with
+    :meth:`for_round`. ``device`` is where training runs: "cpu" (bit-reproducible), "cuda" or
+    "auto" (cuda when torch sees a GPU); the weights come back to the CPU as float32 either way.
     """
 
     epochs: int = 4
@@ -46,6 +55,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     fedprox_mu: float = 0.0
     seed: int = 0
+    optimizer: str = "sgd"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -54,9 +68,21 @@ class TrainConfig:
             raise ValueError("lr must be positive; momentum and weight_decay non-negative")
         if self.fedprox_mu < 0:
             raise ValueError("fedprox_mu must be non-negative")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}"
+            )
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), not {getattr(self, name)!r}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be positive, not {self.eps!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         # The proximal term alone is a quadratic of curvature mu; heavy-ball SGD on it diverges
-        # unless lr * mu < 2 * (1 + momentum). Refuse a config that cannot converge.
-        if self.lr * self.fedprox_mu >= 2 * (1 + self.momentum):
+        # unless lr * mu < 2 * (1 + momentum). Refuse a config that cannot converge. (AdamW's
+        # steps are bounded by lr whatever the curvature: no such limit.)
+        if self.optimizer == "sgd" and self.lr * self.fedprox_mu >= 2 * (1 + self.momentum):
             raise ValueError(
                 f"lr * fedprox_mu = {self.lr * self.fedprox_mu:g} makes local training diverge "
                 f"(needs < {2 * (1 + self.momentum):g}); lower lr or fedprox_mu"
@@ -74,7 +100,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Metrics:
-    """A model's quality on one test set. ``auc`` is NaN when the set holds one class only."""
+    """A model's quality on one test set.
+
+    ``auc`` is the ROC AUC (binary) or the macro one-vs-rest AUC (multiclass); NaN when it is
+    undefined: a binary set holding one class only, a multiclass set missing a class.
+    """
 
     accuracy: float
     auc: float
@@ -86,7 +116,11 @@ class Metrics:
 class SiteData:
     """One hospital's data, already encoded into the task's feature layout.
 
-    ``x_*`` are float32 of shape (rows, features), ``y_*`` float32 0/1 of shape (rows,).
+    ``x_*`` hold the model's inputs, one row per example (float32 features of shape
+    (rows, features), or images of shape (rows, channels, height, width)). ``y_*`` are the
+    labels, of shape (rows,): float32 0/1 for a binary task (the model outputs (batch,)
+    logits), int64 class indices 0..K-1 for a multiclass task (the model outputs (batch, K)
+    logits); ``classes`` names the K classes in index order (empty for a binary task).
     Holding the test split next to the train split is a convenience for evaluation: training
     never reads it.
     """
@@ -97,6 +131,7 @@ class SiteData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     feature_names: tuple[str, ...]
+    classes: tuple[str, ...] = ()
 
     @property
     def train_samples(self) -> int:

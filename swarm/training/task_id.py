@@ -84,8 +84,8 @@ def check_ledger_task(ledger_task_id: bytes, mine: bytes, described: str) -> Non
 
 __all__ = [
     "TASK_ID_TAG",
-    "check_ledger_task",
     "TaskFingerprint",
+    "check_ledger_task",
     "check_task_id",
     "task_fingerprint",
     "task_id",

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
 
+from swarm import crypto
 from swarm.errors import CheckpointError, ConfigError
+from swarm.merge import model_delta, weighted_sum
+from swarm.merge.server import ServerOptimizer, swarm_state
+from swarm.peer.keyholder import apply_decrypted_sum
 from swarm.peer.model import ModelKeeper
 from swarm.peer.work import RoundWork, StewardKeys, prune_steward_keys
-from swarm.training.checkpoint import latest_checkpoint, model_hash, write_checkpoint
+from swarm.training.checkpoint import latest_checkpoint, model_bytes, model_hash, write_checkpoint
 
 INITIAL = {"w": torch.zeros(2, 3), "b": torch.zeros(3), "steps": torch.tensor(0)}
 
@@ -83,3 +89,75 @@ def test_a_new_attempt_forgets_the_old_attempts_key_and_push_but_not_the_trainin
     work.at_attempt(1)
     assert work.attempt == 1 and not work.pushed and not work.keys_delivered
     assert work.delta is not None and work.samples == 10
+
+
+FEDADAM = ServerOptimizer("fedadam", lr=0.05)
+
+
+def adam_keeper(directory: Path) -> ModelKeeper:
+    initial_hash = model_hash(swarm_state(INITIAL, FEDADAM.initial_state(INITIAL)))
+    return ModelKeeper(directory, INITIAL, initial_hash, {"task": "t"}, FEDADAM)
+
+
+def _decrypted_sum(
+    base: dict[str, torch.Tensor], seed: int
+) -> tuple[npt.NDArray[np.float64], crypto.Layout]:
+    gen = torch.Generator().manual_seed(seed)
+    updates = []
+    for n in (11, 29):
+        new = {
+            k: v + 0.1 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+            for k, v in base.items()
+        }
+        updates.append((model_delta(new, base), n))
+    layout = crypto.layout_of(updates[0][0])
+    summed = weighted_sum(updates)
+    flat = torch.cat([summed[t.name].reshape(-1) for t in layout.tensors]).numpy()
+    return flat.astype(np.float64), layout
+
+
+def test_key_holders_with_fedadam_agree_bit_for_bit_and_resume_the_optimizer_state(
+    tmp_path: Path,
+) -> None:
+    """Fault: the server optimizer's state lost on a restart (or kept outside the hash): a
+    restarted key holder would step from m = 0, v = tau^2 and acknowledge another model than
+    the others. Two keepers apply the same decrypted sums with FedAdam for two rounds: the same
+    swarm-state bytes; restarted from their checkpoints, both hold the model and the optimizer
+    state they had, and the third round agrees with a keeper that never stopped."""
+    keepers = [adam_keeper(tmp_path / "a"), adam_keeper(tmp_path / "b")]
+    assert keepers[0].server and set(keepers[0].server) == {"m/w", "m/b", "v/w", "v/b"}
+    for round_id in (1, 2):
+        summed, layout = _decrypted_sum(keepers[0].state, round_id)
+        fulls = [
+            apply_decrypted_sum(k.state, summed, layout, 40, optimizer=k.optimizer, server=k.server)
+            for k in keepers
+        ]
+        assert model_bytes(fulls[0]) == model_bytes(fulls[1])
+        for keeper, full in zip(keepers, fulls, strict=True):
+            keeper.adopt(round_id, full, model_hash(full))
+    assert keepers[0].hash == keepers[1].hash == model_hash(keepers[0].swarm_state)
+    assert float(keepers[0].server["v/w"].max()) > FEDADAM.tau**2  # the state moved
+    restarted = adam_keeper(tmp_path / "a")
+    assert restarted.round == 2 and restarted.hash == keepers[0].hash
+    assert model_bytes(restarted.state) == model_bytes(keepers[0].state)
+    assert model_bytes(restarted.server) == model_bytes(keepers[0].server)
+    assert list(restarted.state) == list(INITIAL)  # the model alone: load_state_dict takes it
+    summed, layout = _decrypted_sum(restarted.state, 3)
+    after_restart = apply_decrypted_sum(
+        restarted.state, summed, layout, 40, optimizer=FEDADAM, server=restarted.server
+    )
+    never_stopped = apply_decrypted_sum(
+        keepers[1].state, summed, layout, 40, optimizer=FEDADAM, server=keepers[1].server
+    )
+    assert model_bytes(after_restart) == model_bytes(never_stopped)
+
+
+def test_the_consortium_hash_covers_the_server_optimizer(tmp_path: Path) -> None:
+    """Fault: a peer running FedAdam in a FedAvg consortium (or the reverse) steps differently
+    from everyone. The initial hash is that of the swarm state, so the keeper refuses to start;
+    a FedAvg checkpoint resumed under FedAdam is refused naming the missing optimizer state."""
+    with pytest.raises(ConfigError, match="consortium recorded"):
+        ModelKeeper(tmp_path, INITIAL, model_hash(INITIAL), {}, FEDADAM)
+    keeper(tmp_path).adopt(1, INITIAL, model_hash(INITIAL))
+    with pytest.raises(CheckpointError, match="@server/m/b"):
+        adam_keeper(tmp_path)

@@ -1,11 +1,25 @@
-"""Local training internals: FedProx's pull toward the global model."""
+"""Local training internals: FedProx's pull toward the global model, multiclass tasks,
+evaluation in batches, the device."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pytest
 import torch
 
+from swarm.errors import ConfigError
 from swarm.training.heart import HeartDiseaseTask
-from swarm.training.loop import SGD, proximal_term, train_binary
+from swarm.training.loop import (
+    SGD,
+    evaluate_classifier,
+    proximal_term,
+    resolve_device,
+    train_binary,
+    train_classifier,
+)
+from swarm.training.metrics import macro_roc_auc, multiclass_accuracy
 from swarm.training.task import TrainConfig
 
 
@@ -70,3 +84,94 @@ def test_sgd_matches_torch_optim_bit_for_bit() -> None:
             optimizer.step()
     for name, value in ours.state_dict().items():
         assert torch.equal(value, theirs.state_dict()[name])
+
+
+def _three_classes(rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(rows) % 3
+    centers = torch.tensor([[2.0, 0.0], [-1.0, 2.0], [-1.0, -2.0]])
+    return centers[y] + 0.5 * torch.randn(rows, 2, generator=gen), y
+
+
+def test_a_multiclass_task_trains_with_cross_entropy_and_evaluates_per_class() -> None:
+    """Fault: integer labels fed to the binary loss (or (batch, K) logits squeezed). Three
+    separable clusters, int64 labels, (batch, 3) logits: the model learns them, deterministically,
+    and is scored by top-class accuracy and macro one-vs-rest AUC."""
+    x, y = _three_classes(150, 0)
+    config = TrainConfig(epochs=5, lr=0.1, seed=2)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 3)
+        assert train_classifier(model, x, y, config) == 150
+        states.append(model.state_dict())
+    for name, value in states[0].items():
+        assert torch.equal(value, states[1][name])
+    x_test, y_test = _three_classes(60, 1)
+    metrics = evaluate_classifier(model, x_test, y_test)
+    assert metrics.samples == 60 and metrics.accuracy > 0.95 and metrics.auc > 0.99
+    assert 0 < metrics.loss < 0.3
+
+
+def test_macro_auc_by_hand_and_nan_when_a_class_is_missing() -> None:
+    """Macro one-vs-rest AUC on three rows worked out by hand; NaN (not a number computed on
+    the classes present) when a test split lacks a class."""
+    logits = np.log(np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4]]))
+    # one row per class; class 0's probabilities 0.7 / 0.2 / 0.3 rank the positive first: AUC 1;
+    # class 1's 0.2 / 0.5 / 0.3: 1; class 2's 0.1 / 0.3 / 0.4: 1
+    assert macro_roc_auc(logits, [0, 1, 2]) == pytest.approx(1.0)
+    # labels 2, 1, 0: class 0 (positive row 2, p 0.3) beats 0.2, loses to 0.7 -> 0.5;
+    # class 1 (row 1, p 0.5) beats both -> 1; class 2 (row 0, p 0.1) beats none -> 0
+    assert macro_roc_auc(logits, [2, 1, 0]) == pytest.approx(0.5)
+    assert math.isnan(macro_roc_auc(logits, [0, 1, 1]))
+    assert multiclass_accuracy(logits, [0, 1, 0]) == pytest.approx(2 / 3)
+
+
+def test_evaluation_in_batches_gives_the_metrics_of_one_pass() -> None:
+    """Fault: a test split of thousands of images pushed through the network in one batch (out of
+    memory), or batching that drops or repeats rows. Batches of 7 rows give the one-pass metrics."""
+    task = HeartDiseaseTask()
+    data = task.load_site("Cleveland", seed=0)
+    model = task.build_model(0)
+    whole = evaluate_classifier(model, data.x_test, data.y_test)
+    batched = evaluate_classifier(model, data.x_test, data.y_test, batch_size=7)
+    assert batched.samples == whole.samples and batched.accuracy == whole.accuracy
+    assert batched.auc == pytest.approx(whole.auc) and batched.loss == pytest.approx(whole.loss)
+
+
+def test_binary_logits_of_the_wrong_shape_are_refused_with_the_shapes() -> None:
+    """Fault: a plugin model returning (batch, 1) logits for binary labels (broadcast into a
+    wrong loss or an obscure torch error). One line with both shapes."""
+    x, y = torch.randn(8, 3), torch.ones(8)
+    with pytest.raises(ValueError, match=r"shape \[4, 1\].*\(batch,\)"):
+        train_classifier(torch.nn.Linear(3, 1), x, y, TrainConfig(batch_size=4))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_config_error() -> None:
+    """device = "cuda" on a machine without one: one line at once, not a silent CPU run."""
+    config = TrainConfig(device="cuda")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        train_classifier(torch.nn.Linear(2, 3), *_three_classes(9, 0), config)
+    assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda_returns_cpu_float32_weights_close_to_the_cpu_run() -> None:
+    """On a GPU: the model goes to the device and comes back to the CPU as float32, with FedProx
+    on, and the weights match the CPU run up to float rounding (kernels may reduce in another
+    order); evaluation on the GPU gives the CPU metrics."""
+    x, y = _three_classes(300, 0)
+    results = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        config = TrainConfig(epochs=2, lr=0.05, fedprox_mu=0.5, device=device, seed=1)
+        train_classifier(model, x, y, config, global_model=start)
+        state = model.state_dict()
+        assert all(v.device.type == "cpu" and v.dtype == torch.float32 for v in state.values())
+        results[device] = (state, evaluate_classifier(model, x, y, device=device))
+    for name, value in results["cpu"][0].items():
+        assert torch.allclose(value, results["cuda"][0][name], atol=1e-4), name
+    assert results["cuda"][1].accuracy == pytest.approx(results["cpu"][1].accuracy, abs=0.01)

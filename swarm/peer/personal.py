@@ -1,0 +1,184 @@
+"""The hospital's personal model at the peer: fine-tuned after each finalized round, kept on
+disk next to the swarm's checkpoints, never offered, pushed or reported anywhere.
+
+After a round is finalized the peer evaluates the swarm model on its test split (catchup's
+``report_metrics``); when the consortium's task file asks for personalization
+(``[personalization] epochs`` > 0) it also fine-tunes a copy on its own train rows
+(swarm.training.personalize), evaluates that copy on the same test split and keeps it at
+``data_dir/personal/latest.ckpt`` (swarm.training.checkpoint format, round and settings in its
+header). Only the two numbers ``personal_accuracy`` and ``personal_auc`` go into the local
+``metrics`` event; the ledger's metrics stay the swarm model's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from swarm.errors import CheckpointError
+from swarm.training.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from swarm.training.personalize import personalize
+from swarm.training.task import Metrics, SiteData, Task, TrainConfig
+
+if TYPE_CHECKING:
+    from swarm.peer.runner import Peer
+
+log = logging.getLogger(__name__)
+
+#: under the peer's data_dir
+PERSONAL_DIR = "personal"
+LATEST = "latest.ckpt"
+
+
+@dataclass(frozen=True)
+class PersonalSettings:
+    """What the task file's ``[personalization]`` asks for (epochs 0: off)."""
+
+    epochs: int = 0
+    lr: float | None = None
+    #: FedProx pull toward the swarm model while fine-tuning (None: the training config's)
+    fedprox_mu: float | None = None
+    #: keep the swarm model when a validation split of the train rows prefers it
+    select: bool = True
+
+
+def settings_of(peer: Any) -> PersonalSettings:
+    """The peer's personalization settings; off when it has no task file (a built-in task)."""
+    spec = getattr(getattr(peer, "task_file", None), "personalization", None)
+    if spec is None:
+        return PersonalSettings()
+    return PersonalSettings(
+        epochs=int(getattr(spec, "epochs", 0) or 0),
+        lr=getattr(spec, "lr", None),
+        fedprox_mu=getattr(spec, "fedprox_mu", None),
+        select=bool(getattr(spec, "select", True)),
+    )
+
+
+@dataclass(frozen=True)
+class PersonalOutcome:
+    metrics: Metrics
+    chosen: str
+    path: Path
+
+
+def latest_path(data_dir: Path) -> Path:
+    return Path(data_dir) / PERSONAL_DIR / LATEST
+
+
+def save_personal(
+    data_dir: Path, round_id: int, state: Mapping[str, torch.Tensor], header: Mapping[str, Any]
+) -> Path:
+    """Write the personal model as ``personal/latest.ckpt``, atomically: a checkpoint file
+    written and verified by swarm.training.checkpoint, then renamed over the previous one."""
+    directory = Path(data_dir) / PERSONAL_DIR
+    written = write_checkpoint(directory, round_id, state, header)
+    target = directory / LATEST
+    os.replace(written, target)
+    return target
+
+
+def load_personal(data_dir: Path) -> Checkpoint | None:
+    """The personal model kept last, or None if there is none (or it does not verify)."""
+    path = latest_path(data_dir)
+    if not path.exists():
+        return None
+    try:
+        return read_checkpoint(path)
+    except CheckpointError as exc:
+        log.warning("personal model not read: %s", exc)
+        return None
+
+
+def update_personal_model(
+    task: Task,
+    state: Mapping[str, torch.Tensor],
+    data: SiteData,
+    settings: PersonalSettings,
+    *,
+    config: TrainConfig,
+    round_id: int,
+    model_seed: int,
+    data_dir: Path,
+) -> PersonalOutcome:
+    """Fine-tune the swarm model of ``round_id``, evaluate it on the test split, keep it.
+
+    Blocking (training and a file write): the peer runs it in a worker thread. The shuffling
+    seed is derived from (config seed, round, site), so a restarted peer rebuilds the same
+    personal model from the same swarm model.
+    """
+    seed = config.for_round(round_id, f"{data.site}/personal").seed
+    result = personalize(
+        task,
+        state,
+        data,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        fedprox_mu=settings.fedprox_mu,
+        select=settings.select,
+        seed=seed,
+        config=config,
+    )
+    model = task.build_model(model_seed)
+    model.load_state_dict(result.state)
+    metrics = task.evaluate(model, data)
+    header = {
+        "site": data.site,
+        "swarm_round": round_id,
+        "epochs": settings.epochs,
+        "lr": settings.lr if settings.lr is not None else config.lr,
+        "chosen": result.chosen,
+    }
+    path = save_personal(data_dir, round_id, result.state, header)
+    log.info(
+        "personal model of round %d (%s): accuracy %.4f auc %.4f",
+        round_id,
+        result.chosen,
+        metrics.accuracy,
+        metrics.auc,
+    )
+    return PersonalOutcome(metrics=metrics, chosen=result.chosen, path=path)
+
+
+async def after_round(peer: Peer, round_id: int) -> dict[str, float]:
+    """The ``metrics`` event's personal fields for ``round_id`` ({} when personalization is
+    off or failed: the swarm's own metrics are reported either way)."""
+    settings = settings_of(peer)
+    if settings.epochs <= 0:
+        return {}
+    config = peer.train_config  # the site's own: batch size, optimizer, device
+    try:
+        outcome = await peer.call(
+            lambda: update_personal_model(
+                peer.task,
+                peer.model.state,
+                peer.data,
+                settings,
+                config=config,
+                round_id=round_id,
+                model_seed=peer.seed,
+                data_dir=peer.config.data_dir,
+            )
+        )
+    except (OSError, ValueError, CheckpointError) as exc:
+        log.warning("personal model of round %d not updated: %s", round_id, exc)
+        return {}
+    return {"personal_accuracy": outcome.metrics.accuracy, "personal_auc": outcome.metrics.auc}
+
+
+__all__ = [
+    "PersonalOutcome",
+    "PersonalSettings",
+    "after_round",
+    "latest_path",
+    "load_personal",
+    "save_personal",
+    "settings_of",
+    "update_personal_model",
+]
