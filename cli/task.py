@@ -157,4 +157,5 @@ def check(
         for problem in report.problems:
             console.print(f"  problem: {problem}", markup=False, highlight=False, soft_wrap=True)
     if not report.ok:
-        raise ConfigError(f"{data}: {report.problems[0]}")
+        first = report.problems[0]
+        raise ConfigError(first if str(data) in first else f"{data}: {first}")

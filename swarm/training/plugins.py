@@ -25,12 +25,15 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import nn
+
 from swarm.errors import TaskFileError
-from swarm.training.task import Task
+from swarm.training.task import Metrics, SiteData, Task, TrainConfig
 
 if TYPE_CHECKING:
     from swarm.training.taskfile import TaskFile
@@ -77,7 +80,51 @@ def open_plugin_task(spec: TaskFile, data: Path | None, site: str) -> Task:
         raise TaskFileError(
             f"{where} factory returned task {task.name!r}, but the task file names {spec.name!r}"
         )
-    return task
+    return _FileSettings(task, spec.training, spec.rounds)
+
+
+class _FileSettings:
+    """The plugin's task, trained with the task file's [training] and rounds: they are in the
+    task id, so they, not the plugin's own defaults, are what every hospital runs."""
+
+    def __init__(self, task: Task, config: TrainConfig, rounds: int) -> None:
+        self._task = task
+        self._config = config
+        self._rounds = rounds
+
+    @property
+    def name(self) -> str:
+        return self._task.name
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return self._task.sites
+
+    @property
+    def default_config(self) -> TrainConfig:
+        return self._config
+
+    @property
+    def default_rounds(self) -> int:
+        return self._rounds
+
+    def build_model(self, seed: int) -> nn.Module:
+        return self._task.build_model(seed)
+
+    def load_site(self, site: str, seed: int) -> SiteData:
+        return self._task.load_site(site, seed)
+
+    def train(
+        self,
+        model: nn.Module,
+        data: SiteData,
+        config: TrainConfig,
+        global_model: Mapping[str, torch.Tensor] | None = None,
+    ) -> int:
+        return self._task.train(model, data, config, global_model)
+
+    def evaluate(self, model: nn.Module, data: SiteData) -> Metrics:
+        return self._task.evaluate(model, data)
 
 
 def _check_distribution(table: dict[str, Any] | Any, where: str) -> None:

@@ -231,7 +231,13 @@ def check_site(spec: TaskFile, data: Path, site: str | None = None) -> DataRepor
         site_data = task.load_site(label, seed=spec.seed)
     except SiteDataError as exc:
         return DataReport(site=label, rows=0, label_counts={}, problems=[str(exc)])
-    labels = [str(int(v)) for v in site_data.y_train.tolist() + site_data.y_test.tolist()]
+    names = site_data.classes
+
+    def class_name(value: float) -> str:
+        index = int(value)
+        return names[index] if 0 <= index < len(names) else str(index)
+
+    labels = [class_name(v) for v in site_data.y_train.tolist() + site_data.y_test.tolist()]
     counts = {value: labels.count(value) for value in sorted(set(labels))}
     problems = [] if len(counts) > 1 else ["the site's data holds one class only"]
     return DataReport(
