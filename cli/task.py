@@ -45,8 +45,7 @@ def info(
     task: Annotated[
         str,
         typer.Argument(
-            help="A task file (task.toml), or a built-in task's name "
-            "(heart-disease-uci/logreg)."
+            help="A task file (task.toml), or a built-in task's name (heart-disease-uci/logreg)."
         ),
     ],
     seed: TaskSeedOpt = 0,

@@ -49,16 +49,16 @@ from localnet.anvil import KEPT_STATES, MIN_BLOCK_TIME, anvil_binary
 from localnet.network import HOSPITALS
 from localnet.peers import HEART_SITES
 from localnet.process import terminate
-
-#: the heart study's per-hospital files, in HEART_SITES order; each host gets its own only
-HEART_DATA = Path(__file__).resolve().parents[2] / "examples" / "heart" / "data"
-HEART_FILES = ("cleveland.csv", "hungary.csv", "switzerland.csv", "va-long-beach.csv")
 from swarm.audit import build_history
 from swarm.audit.history import RoundHistory
 from swarm.ledger import LedgerClient, RoundState, RpcChain
 from swarm.training.checkpoint import latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
+
+#: the heart study's per-hospital files, in HEART_SITES order; each host gets its own only
+HEART_DATA = Path(__file__).resolve().parents[2] / "examples" / "heart" / "data"
+HEART_FILES = ("cleveland.csv", "hungary.csv", "switzerland.csv", "va-long-beach.csv")
 
 REPO = Path(__file__).resolve().parents[2]
 #: the installed command, as an operator types it
