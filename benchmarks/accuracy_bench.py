@@ -1,33 +1,45 @@
-"""Accuracy of the swarm on real data: UCI Heart Disease at four hospitals.
+"""Accuracy of the swarm on real data: any task file's sites, or UCI Heart Disease built in.
 
-Three ways to train the same model with the same preprocessing policy and the same budget
-(every training row is seen ``rounds x epochs`` times), each over 5 seeds (a seed fixes the
-sites' train/test splits, the initial weights and the shuffling):
+Four ways to train the same model with the same preprocessing and the same budget (every
+training row is seen ``rounds x epochs`` times), each over 5 seeds (a seed fixes the sites'
+train/test splits, the initial weights and the shuffling):
 
-- swarm: FedAvg over the four hospitals, ``rounds`` rounds of ``epochs`` local epochs. Each
-  round goes through the real CKKS path of swarm.crypto (fresh round key, each site encrypts
-  n_i * delta_i, the merge peer adds ciphertexts with the public context only, a key holder
-  decrypts and applies the mean with swarm.merge.apply_mean_update). The same run in plaintext
-  (swarm.merge.fedavg, identical arithmetic without the encryption) is reported beside it.
-- centralized: all four hospitals' train rows pooled in one place (each row encoded by its own
-  site's encoder, exactly the features the swarm trains on), ``rounds x epochs`` epochs.
-- local-only: each hospital trains alone on its own train rows, ``rounds x epochs`` epochs,
-  and is evaluated on its own test rows.
+- swarm: FedAvg (or the task file's server optimizer) over the sites, ``rounds`` rounds of the
+  task's local training config. Each round goes through the real CKKS path of swarm.crypto
+  (fresh round key, each site encrypts n_i * delta_i, the merge peer adds ciphertexts with the
+  public context only, a key holder decrypts and applies the mean). The same run in plaintext
+  (swarm.merge.weighted_sum, identical arithmetic without the encryption) is reported beside it.
+- centralized: all sites' train rows pooled in one place (each row encoded by its own site's
+  encoder, exactly the features the swarm trains on), ``rounds x epochs`` epochs.
+- local-only: each site trains alone on its own train rows, ``rounds x epochs`` epochs, and is
+  evaluated on its own test rows.
+- personalized: each site fine-tunes the swarm's final model (plaintext run) on its own train
+  rows (swarm.training.personalize, the task file's ``[personalization]``): what a peer keeps
+  as its personal model.
 
-Accuracy (probability > 0.5) and ROC AUC on each hospital's test set and on all test rows
-pooled (for local-only: each hospital's own model on its own rows), mean +- std over seeds.
+Accuracy and ROC AUC (macro one-vs-rest for a multiclass task) on each site's test set and on
+all test rows pooled (local-only and personalized: each site's own model on its own rows), mean
++- std over seeds. Goals: swarm pooled >= 99 % of centralized; personalized >= local-only at
+every site (means over seeds).
 
-Hyperparameters were chosen with ``--tune`` on *validation* splits carved out of the train rows
-(seeds 100-104, disjoint from the reported seeds 0-4); test rows are never used for choosing.
-The tuning table is written to docs/benchmarks.md too.
+Hyperparameters are chosen on *validation* splits carved out of the train rows (seeds 100-104,
+disjoint from the reported seeds 0-4); test rows are never used for choosing. ``--tune`` is the
+built-in heart task's grid (model, scaling, rounds, lr, FedProx, baselines);
+``--tune-personal`` tunes the personalization of any task (epochs, lr, FedProx, validation
+choice). Both write their tables to docs/benchmarks.md too.
 
-    .venv/bin/python benchmarks/accuracy_bench.py [--seeds 5] [--plaintext-only] [--no-write]
-    .venv/bin/python benchmarks/accuracy_bench.py --tune [--no-write]
+    .venv/bin/python benchmarks/accuracy_bench.py [--task-file F --data D1 D2 ...] [--seeds 5]
+        [--plaintext-only] [--no-write]
+    .venv/bin/python benchmarks/accuracy_bench.py --builtin        # swarm.training.heart
+    .venv/bin/python benchmarks/accuracy_bench.py --tune-personal [--task-file F --data ...]
+    .venv/bin/python benchmarks/accuracy_bench.py --tune [--no-write]   # built-in heart task
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import itertools
 import math
 import statistics
@@ -37,6 +49,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,99 +58,195 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.report import write_section
-from swarm.merge import apply_mean_update, fedavg, model_delta
+from swarm.merge import apply_mean_update, model_delta, weighted_sum
 from swarm.training.heart import HeartDiseaseTask
 from swarm.training.heart_data import SITES, Scaling
-from swarm.training.loop import predict_logits, train_binary
-from swarm.training.metrics import accuracy, roc_auc
-from swarm.training.task import SiteData, TrainConfig
+from swarm.training.loop import predict_logits
+from swarm.training.metrics import accuracy, macro_roc_auc, multiclass_accuracy, roc_auc
+from swarm.training.personalize import carve_validation, personalize
+from swarm.training.task import SiteData, Task, TrainConfig
 
 State = dict[str, torch.Tensor]
 Update = tuple[Mapping[str, torch.Tensor], int]
 POOLED = "pooled"
 REPORT_SEEDS = range(0, 5)
 TUNE_SEEDS = range(100, 105)
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TASK_FILE = ROOT / "examples" / "heart" / "task.toml"
+DEFAULT_DATA = tuple(
+    ROOT / "examples" / "heart" / "data" / f"{name}.csv"
+    for name in ("cleveland", "hungary", "switzerland", "va-long-beach")
+)
+#: the heart sites' labels: a site's split is seeded by its label, so with these the task file
+#: splits and encodes exactly as the built-in task (and as peers configured with these sites)
+DEFAULT_SITES = SITES
+#: learning rate of the centralized and local-only baselines (one long run of ``rounds x
+#: epochs`` epochs, not ``rounds`` short ones), tuned on validation splits per task
+#: (accuracy-tune, stage 3); any other task: its own [training] lr unless --baseline-lr
+TUNED_BASELINE_LR = {"heart-disease-uci": 0.01, "heart-disease-uci/logreg": 0.01}
 
 
 @dataclass(frozen=True)
-class Setting:
-    """Everything that defines one training method's run, but the seed."""
+class PersonalSetting:
+    """How each site fine-tunes the swarm model (swarm.training.personalize)."""
 
-    model: str = "mlp"
-    scaling: Scaling = Scaling.REFERENCE
-    rounds: int = 20
-    epochs: int = 2
-    lr: float = 0.1
-    fedprox_mu: float = 0.0
-    weight_decay: float = 1e-4
+    epochs: int = 1
+    lr: float | None = None
+    fedprox_mu: float | None = None
+    select: bool = True
+
+    def label(self, base: TrainConfig) -> str:
+        lr = base.lr if self.lr is None else self.lr
+        mu = base.fedprox_mu if self.fedprox_mu is None else self.fedprox_mu
+        chosen = ", validation choice vs the swarm model" if self.select else ""
+        return f"{self.epochs} epochs, lr {lr:g}, mu {mu:g} (anchor: the swarm model){chosen}"
+
+
+#: the personalization --tune-personal chose on validation splits (section accuracy-personal);
+#: used for the built-in task and for a task file whose [personalization] is off
+PERSONAL_DEFAULT = PersonalSetting(epochs=10, lr=0.01, fedprox_mu=1.0, select=True)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One site of the study: its task (bound to its data for a task file) and its data."""
+
+    name: str
+    task: Task
+    data: SiteData
+
+
+@dataclass
+class Study:
+    """What is benchmarked: the sites' tasks, the swarm's config and the baselines'."""
+
+    title: str
+    tasks: dict[str, Task]  # site name -> task bound to its data
+    config: TrainConfig
+    rounds: int
+    baseline_lr: float
+    personal: PersonalSetting
+    server: Any = None  # swarm.merge.server.ServerOptimizer of a task file, None: FedAvg
+
+    @property
+    def site_names(self) -> list[str]:
+        return list(self.tasks)
 
     @property
     def budget(self) -> int:
-        """Passes over each training row."""
-        return self.rounds * self.epochs
+        return self.rounds * self.config.epochs
 
-    def task(self) -> HeartDiseaseTask:
-        return HeartDiseaseTask(model=self.model, scaling=self.scaling)  # type: ignore[arg-type]
+    def build_model(self, seed: int) -> nn.Module:
+        return next(iter(self.tasks.values())).build_model(seed)
 
-    def config(self, seed: int) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            fedprox_mu=self.fedprox_mu,
-            seed=seed,
-        )
-
-    def label(self) -> str:
-        mu = f", mu {self.fedprox_mu:g}" if self.fedprox_mu else ""
-        return (
-            f"{self.model}, {self.scaling.value} scaling, {self.rounds} x {self.epochs} epochs, "
-            f"lr {self.lr:g}{mu}"
-        )
+    def load(self, seed: int, validation: bool = False) -> list[Site]:
+        """Every site's data split by ``seed``; ``validation``: the test rows left out and a
+        validation split of the train rows in their place (the task's own when its load_site
+        takes ``validation``, as the heart and CSV tasks do; else carve_validation)."""
+        out = []
+        for name, task in self.tasks.items():
+            if not validation:
+                data = task.load_site(name, seed)
+            elif "validation" in inspect.signature(task.load_site).parameters:
+                data = task.load_site(name, seed, validation=True)  # type: ignore[call-arg]
+            else:
+                data = carve_validation(task.load_site(name, seed), seed)
+            out.append(Site(name, task, data))
+        return out
 
 
-# The settings --tune chose (docs/benchmarks.md, "accuracy-tune"): same model, scaling and
-# budget for all three; the learning rate tuned per method (and FedProx for the swarm). The
-# swarm's setting is the task's own default (swarm.training.heart.DEFAULT_TRAINING).
-def _swarm_setting(model: str, scaling: Scaling = Scaling.REFERENCE) -> Setting:
+def builtin_study(model: str = "logreg", scaling: Scaling = Scaling.REFERENCE) -> Study:
     task = HeartDiseaseTask(model=model, scaling=scaling)  # type: ignore[arg-type]
-    config = task.default_config
-    return Setting(
-        model=model,
-        scaling=scaling,
+    return Study(
+        title=f"built-in task {task.name}",
+        tasks=dict.fromkeys(SITES, task),
+        config=task.default_config,
         rounds=task.default_rounds,
-        epochs=config.epochs,
-        lr=config.lr,
-        fedprox_mu=config.fedprox_mu,
-        weight_decay=config.weight_decay,
+        baseline_lr=TUNED_BASELINE_LR.get(task.name, task.default_config.lr),
+        personal=PERSONAL_DEFAULT,
     )
 
 
-SWARM = _swarm_setting("logreg")
-CENTRALIZED = replace(SWARM, rounds=1, epochs=SWARM.budget, lr=0.01, fedprox_mu=0.0)
-LOCAL = replace(SWARM, rounds=1, epochs=SWARM.budget, lr=0.01, fedprox_mu=0.0)
-#: shown for comparison only: the best site-scaled swarm setting of --tune
-SWARM_SITE_SCALED = replace(SWARM, scaling=Scaling.SITE, fedprox_mu=0.0)
 SITE_SCALED_ROW = "swarm with site-standardized features (plaintext; comparison only)"
-#: shown for comparison only: the MLP task with its own tuned defaults
-SWARM_MLP = _swarm_setting("mlp")
 MLP_ROW = "swarm, MLP task (plaintext; comparison only)"
+
+
+def comparisons() -> list[tuple[str, Study, str]]:
+    """Rows shown for comparison only (built-in heart task): the best site-scaled swarm
+    setting of --tune, and the MLP task with its own tuned defaults."""
+    site_scaled = builtin_study(scaling=Scaling.SITE)
+    site_scaled.config = replace(site_scaled.config, fedprox_mu=0.0)
+    mlp = builtin_study("mlp")
+    return [
+        (SITE_SCALED_ROW, site_scaled, "site scaling, " + swarm_label(site_scaled)),
+        (MLP_ROW, mlp, "mlp, " + swarm_label(mlp)),
+    ]
+
+
+def swarm_label(study: Study) -> str:
+    config = study.config
+    mu = f", mu {config.fedprox_mu:g}" if config.fedprox_mu else ""
+    return f"{study.rounds} x {config.epochs} epochs, lr {config.lr:g}{mu}"
+
+
+def file_study(
+    task_file: Path,
+    data: Sequence[Path],
+    baseline_lr: float | None,
+    sites: Sequence[str] | None = None,
+) -> Study:
+    """The study of a task file over the given sites' data (one path per site; site labels
+    default to the data's file names)."""
+    from swarm.training.taskfile import TaskFile, default_site, open_task
+
+    spec = TaskFile.load(task_file)
+    if sites is not None and len(sites) != len(data):
+        raise SystemExit(f"{len(sites)} site labels for {len(data)} data paths")
+    tasks: dict[str, Task] = {}
+    for index, path in enumerate(data):
+        site = sites[index] if sites is not None else default_site(path)
+        if site in tasks:
+            raise SystemExit(f"two data paths give the site name {site!r}")
+        tasks[site] = open_task(spec, path, site)
+    personal = spec.personalization
+    setting = PersonalSetting(
+        epochs=personal.epochs or PERSONAL_DEFAULT.epochs,
+        lr=personal.lr if personal.epochs else PERSONAL_DEFAULT.lr,
+        fedprox_mu=getattr(personal, "fedprox_mu", None),
+        select=bool(getattr(personal, "select", True)),
+    )
+    server = spec.server
+    shown = task_file.resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+    return Study(
+        title=f"task file {shown}",
+        tasks=tasks,
+        config=spec.training,
+        rounds=spec.rounds,
+        baseline_lr=(
+            baseline_lr
+            if baseline_lr is not None
+            else TUNED_BASELINE_LR.get(spec.name, spec.training.lr)
+        ),
+        personal=setting,
+        server=None if getattr(server, "kind", "fedavg") == "fedavg" else server,
+    )
 
 
 # --- aggregation: plaintext reference and the CKKS path ------------------------------------
 
 
 class Aggregation:
-    """Turns the round's (delta, n_i) pairs into the next model."""
+    """Turns the round's (delta, n_i) pairs into the float64 sum of n_i * delta_i."""
 
     name = "plaintext FedAvg"
 
     def __init__(self) -> None:
         self.timings: dict[str, list[float]] = defaultdict(list)
 
-    def __call__(self, round_id: int, base: State, updates: Sequence[Update]) -> State:
+    def __call__(self, round_id: int, updates: Sequence[Update]) -> dict[str, torch.Tensor]:
         start = time.perf_counter()
-        out = fedavg(base, updates)
+        out = weighted_sum(updates)
         self.timings["aggregate (plaintext)"].append(time.perf_counter() - start)
         return out
 
@@ -153,7 +262,7 @@ class CkksAggregation(Aggregation):
 
         self.crypto = crypto
 
-    def __call__(self, round_id: int, base: State, updates: Sequence[Update]) -> State:
+    def __call__(self, round_id: int, updates: Sequence[Update]) -> dict[str, torch.Tensor]:
         crypto = self.crypto
         clock = time.perf_counter
         start = clock()
@@ -183,14 +292,34 @@ class CkksAggregation(Aggregation):
         summed = crypto.decrypt_aggregate(
             aggregate, keys, round_id=round_id, layout=layout, expected_count=len(updates)
         )
-        # exactly the peer's arithmetic (swarm.peer.keyholder): float64 sum, one rounding
-        tensors = crypto.unflatten(summed, layout, dtype=np.float64)
-        out = apply_mean_update(base, tensors, sum(n for _, n in updates))
-        self.timings["finish + decrypt + apply"].append(clock() - start)
+        # exactly the peer's arithmetic (swarm.peer.keyholder): float64 sum, one rounding after
+        out: dict[str, torch.Tensor] = crypto.unflatten(summed, layout, dtype=np.float64)
+        self.timings["finish + decrypt"].append(clock() - start)
         return out
 
 
-# --- the three methods -----------------------------------------------------------------------
+class ServerStep:
+    """Applies the decrypted sum: FedAvg (apply_mean_update), or the task file's server
+    optimizer (swarm.merge.server) with its state carried from round to round."""
+
+    def __init__(self, server: Any, model_state: Mapping[str, torch.Tensor]) -> None:
+        self.server = server
+        self.state: dict[str, torch.Tensor] = (
+            server.initial_state(dict(model_state)) if server is not None else {}
+        )
+
+    def __call__(
+        self, base: Mapping[str, torch.Tensor], summed: Mapping[str, torch.Tensor], total: int
+    ) -> State:
+        if self.server is None:
+            return apply_mean_update(base, summed, total)
+        from swarm.merge.server import mean_delta
+
+        new_state, self.state = self.server.step(dict(base), self.state, mean_delta(summed, total))
+        return dict(new_state)
+
+
+# --- the methods -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -201,82 +330,125 @@ class RunResult:
     labels: dict[str, np.ndarray]
     train_ms: dict[str, list[float]] = field(default_factory=dict)
     final_state: State | None = None
+    notes: dict[str, str] = field(default_factory=dict)
 
 
-def load_sites(setting: Setting, seed: int, validation: bool) -> dict[str, SiteData]:
-    task = setting.task()
-    return {site: task.load_site(site, seed, validation=validation) for site in SITES}
-
-
-def _evaluate(models: Mapping[str, nn.Module], sites: Mapping[str, SiteData]) -> RunResult:
-    logits = {s: predict_logits(models[s], d.x_test).numpy() for s, d in sites.items()}
-    labels = {s: d.y_test.numpy() for s, d in sites.items()}
+def _evaluate(models: Mapping[str, nn.Module], sites: Sequence[Site]) -> RunResult:
+    logits = {s.name: predict_logits(models[s.name], s.data.x_test).numpy() for s in sites}
+    labels = {s.name: s.data.y_test.numpy() for s in sites}
     return RunResult(logits=logits, labels=labels)
 
 
+def _copy(model: nn.Module) -> State:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def run_swarm(
-    setting: Setting,
-    sites: Mapping[str, SiteData],
+    study: Study,
+    sites: Sequence[Site],
     seed: int,
-    aggregation: Callable[[int, State, Sequence[Update]], State],
+    aggregation: Callable[[int, Sequence[Update]], Mapping[str, torch.Tensor]],
 ) -> RunResult:
-    task = setting.task()
-    config = setting.config(seed)
-    model = task.build_model(seed)
-    local = task.build_model(seed)
+    config = replace(study.config, seed=seed)
+    model = study.build_model(seed)
+    local = study.build_model(seed)
+    apply = ServerStep(study.server, model.state_dict())
     train_ms: dict[str, list[float]] = defaultdict(list)
-    for round_id in range(1, setting.rounds + 1):
-        base = {k: v.clone() for k, v in model.state_dict().items()}
+    for round_id in range(1, study.rounds + 1):
+        base = _copy(model)
         updates: list[Update] = []
-        for site, data in sites.items():
+        for site in sites:
             local.load_state_dict(base)
             start = time.perf_counter()
-            samples = task.train(local, data, config.for_round(round_id, site), base)
-            train_ms[site].append(1000 * (time.perf_counter() - start))
+            samples = site.task.train(local, site.data, config.for_round(round_id, site.name), base)
+            train_ms[site.name].append(1000 * (time.perf_counter() - start))
             updates.append((model_delta(local.state_dict(), base), samples))
-        model.load_state_dict(aggregation(round_id, base, updates))
-    result = _evaluate(dict.fromkeys(sites, model), sites)
+        summed = aggregation(round_id, updates)
+        model.load_state_dict(apply(base, summed, sum(n for _, n in updates)))
+    result = _evaluate(dict.fromkeys((s.name for s in sites), model), sites)
     result.train_ms = dict(train_ms)
-    result.final_state = {k: v.clone() for k, v in model.state_dict().items()}
+    result.final_state = _copy(model)
     return result
 
 
-def run_centralized(setting: Setting, sites: Mapping[str, SiteData], seed: int) -> RunResult:
-    task = setting.task()
-    model = task.build_model(seed)
-    x = torch.cat([d.x_train for d in sites.values()])
-    y = torch.cat([d.y_train for d in sites.values()])
-    config = replace(setting.config(seed), epochs=setting.budget).for_round(0, POOLED)
-    train_binary(model, x, y, config)
-    return _evaluate(dict.fromkeys(sites, model), sites)
+def _baseline_config(study: Study, seed: int, site: str) -> TrainConfig:
+    """One long run with the swarm's budget: ``rounds x epochs`` epochs at the baseline lr."""
+    return replace(
+        study.config, epochs=study.budget, lr=study.baseline_lr, fedprox_mu=0.0, seed=seed
+    ).for_round(0, site)
 
 
-def run_local(setting: Setting, sites: Mapping[str, SiteData], seed: int) -> RunResult:
-    task = setting.task()
+def run_centralized(study: Study, sites: Sequence[Site], seed: int) -> RunResult:
+    model = study.build_model(seed)
+    first = sites[0]
+    pooled = dataclasses.replace(
+        first.data,
+        site=POOLED,
+        x_train=torch.cat([s.data.x_train for s in sites]),
+        y_train=torch.cat([s.data.y_train for s in sites]),
+    )
+    first.task.train(model, pooled, _baseline_config(study, seed, POOLED))
+    return _evaluate(dict.fromkeys((s.name for s in sites), model), sites)
+
+
+def run_local(study: Study, sites: Sequence[Site], seed: int) -> RunResult:
     models: dict[str, nn.Module] = {}
-    for site, data in sites.items():
-        model = task.build_model(seed)
-        config = replace(setting.config(seed), epochs=setting.budget).for_round(0, site)
-        task.train(model, data, config)
-        models[site] = model
+    for site in sites:
+        model = study.build_model(seed)
+        site.task.train(model, site.data, _baseline_config(study, seed, site.name))
+        models[site.name] = model
     return _evaluate(models, sites)
+
+
+def run_personalized(
+    study: Study,
+    sites: Sequence[Site],
+    seed: int,
+    swarm_state: Mapping[str, torch.Tensor],
+    setting: PersonalSetting,
+) -> RunResult:
+    """Each site fine-tunes the swarm's final model on its own train rows, as its peer does
+    (swarm.peer.personal: seed derived from the round and the site)."""
+    config = replace(study.config, seed=seed)
+    models: dict[str, nn.Module] = {}
+    notes: dict[str, str] = {}
+    for site in sites:
+        result = personalize(
+            site.task,
+            swarm_state,
+            site.data,
+            epochs=setting.epochs,
+            lr=setting.lr,
+            fedprox_mu=setting.fedprox_mu,
+            select=setting.select,
+            seed=config.for_round(study.rounds, f"{site.name}/personal").seed,
+            config=config,
+        )
+        model = study.build_model(seed)
+        model.load_state_dict(result.state)
+        models[site.name] = model
+        notes[site.name] = result.chosen
+    out = _evaluate(models, sites)
+    out.notes = notes
+    return out
 
 
 # --- scoring ---------------------------------------------------------------------------------
 
 
+def metric_pair(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(accuracy, AUC): binary for float labels, multiclass (macro one-vs-rest) otherwise."""
+    if np.issubdtype(labels.dtype, np.floating):
+        return accuracy(logits, labels), roc_auc(logits, labels)
+    return multiclass_accuracy(logits, labels), macro_roc_auc(logits, labels)
+
+
 def scores(result: RunResult) -> dict[str, tuple[float, float]]:
     """(accuracy, AUC) per site and pooled over all sites' rows."""
-    out = {
-        s: (
-            accuracy(result.logits[s], result.labels[s]),
-            roc_auc(result.logits[s], result.labels[s]),
-        )
-        for s in result.logits
-    }
+    out = {s: metric_pair(result.logits[s], result.labels[s]) for s in result.logits}
     all_logits = np.concatenate(list(result.logits.values()))
     all_labels = np.concatenate(list(result.labels.values()))
-    out[POOLED] = (accuracy(all_logits, all_labels), roc_auc(all_logits, all_labels))
+    out[POOLED] = metric_pair(all_logits, all_labels)
     return out
 
 
@@ -294,43 +466,54 @@ def fmt(values: Iterable[float]) -> str:
 
 # --- report ----------------------------------------------------------------------------------
 
+SWARM_CKKS = "swarm (FedAvg through CKKS)"
+SWARM_PLAIN = "swarm (plaintext FedAvg)"
+CENTRAL = "centralized (pooled data)"
+LOCAL = "local-only (each site alone)"
+PERSONAL = "personalized (swarm model fine-tuned at each site)"
 
-def report(seeds: Sequence[int], with_ckks: bool) -> str:
-    columns = [*SITES, POOLED]
-    test_rows = {
-        site: data.test_samples
-        for site, data in load_sites(SWARM, seeds[0], validation=False).items()
-    }
+
+def report(study: Study, seeds: Sequence[int], with_ckks: bool, with_comparisons: bool) -> str:
+    columns = [*study.site_names, POOLED]
+    first = study.load(seeds[0])
+    test_rows = {s.name: s.data.test_samples for s in first}
+    train_rows = {s.name: s.data.train_samples for s in first}
     methods: dict[str, list[dict[str, tuple[float, float]]]] = defaultdict(list)
     train_ms: dict[str, list[float]] = defaultdict(list)
     aggregations: list[Aggregation] = []
+    kept_swarm: dict[str, int] = defaultdict(int)
     max_weight_gap = 0.0
+    extra = comparisons() if with_comparisons else []
+    plain_label = SWARM_PLAIN if study.server is None else "swarm (plaintext, server optimizer)"
+    ckks_label = SWARM_CKKS if study.server is None else "swarm (through CKKS, server optimizer)"
     for seed in seeds:
-        sites = load_sites(SWARM, seed, validation=False)
+        sites = study.load(seed)
         plain = Aggregation()
-        plain_run = run_swarm(SWARM, sites, seed, plain)
+        plain_run = run_swarm(study, sites, seed, plain)
         aggregations.append(plain)
         if with_ckks:
             ckks = CkksAggregation()
-            ckks_run = run_swarm(SWARM, sites, seed, ckks)
+            ckks_run = run_swarm(study, sites, seed, ckks)
             aggregations.append(ckks)
-            methods["swarm (FedAvg through CKKS)"].append(scores(ckks_run))
+            methods[ckks_label].append(scores(ckks_run))
             assert ckks_run.final_state is not None and plain_run.final_state is not None
             for name, tensor in ckks_run.final_state.items():
-                gap = float((tensor - plain_run.final_state[name]).abs().max())
-                max_weight_gap = max(max_weight_gap, gap)
-        methods["swarm (plaintext FedAvg)"].append(scores(plain_run))
+                if tensor.is_floating_point():
+                    gap = float((tensor - plain_run.final_state[name]).abs().max())
+                    max_weight_gap = max(max_weight_gap, gap)
+        methods[plain_label].append(scores(plain_run))
         for site, values in plain_run.train_ms.items():
             train_ms[site].extend(values)
-        methods["centralized (pooled data)"].append(
-            scores(run_centralized(CENTRALIZED, sites, seed))
-        )
-        methods["local-only (each hospital alone)"].append(scores(run_local(LOCAL, sites, seed)))
-        site_scaled = load_sites(SWARM_SITE_SCALED, seed, validation=False)
-        methods[SITE_SCALED_ROW].append(
-            scores(run_swarm(SWARM_SITE_SCALED, site_scaled, seed, Aggregation()))
-        )
-        methods[MLP_ROW].append(scores(run_swarm(SWARM_MLP, sites, seed, Aggregation())))
+        methods[CENTRAL].append(scores(run_centralized(study, sites, seed)))
+        methods[LOCAL].append(scores(run_local(study, sites, seed)))
+        assert plain_run.final_state is not None
+        personal_run = run_personalized(study, sites, seed, plain_run.final_state, study.personal)
+        for site, chosen in personal_run.notes.items():
+            kept_swarm[site] += chosen == "swarm"
+        methods[PERSONAL].append(scores(personal_run))
+        for label, variant, _ in extra:
+            variant_sites = variant.load(seed)
+            methods[label].append(scores(run_swarm(variant, variant_sites, seed, Aggregation())))
         print(f"seed {seed} done", file=sys.stderr, flush=True)
 
     lines: list[str] = []
@@ -346,10 +529,10 @@ def report(seeds: Sequence[int], with_ckks: bool) -> str:
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
 
-    swarm_key = "swarm (FedAvg through CKKS)" if with_ckks else "swarm (plaintext FedAvg)"
-    swarm_runs = methods[swarm_key]
-    central_runs = methods["centralized (pooled data)"]
-    local_runs = methods["local-only (each hospital alone)"]
+    swarm_runs = methods[ckks_label if with_ckks else plain_label]
+    central_runs = methods[CENTRAL]
+    local_runs = methods[LOCAL]
+    personal_runs = methods[PERSONAL]
     lines.append("**Goal check** (means over seeds)")
     lines.append("")
     for metric, index in (("accuracy", 0), ("AUC", 1)):
@@ -361,48 +544,58 @@ def report(seeds: Sequence[int], with_ckks: bool) -> str:
             f"- pooled {metric}: swarm {swarm_mean:.3f} / centralized {central_mean:.3f} = "
             f"{100 * ratio:.1f} % (goal >= 99 %: {verdict})"
         )
-    for metric, index in (("accuracy", 0), ("AUC", 1)):
-        missed = []
-        for site in SITES:
-            swarm_mean = mean_std(r[site][index] for r in swarm_runs)[0]
-            local_mean = mean_std(r[site][index] for r in local_runs)[0]
-            if not swarm_mean > local_mean:
-                missed.append(site)
-        verdict = "met" if not missed else "MISSED at " + ", ".join(missed)
-        lines.append(f"- {metric}, swarm vs each hospital alone: {verdict}")
-    lines += [
-        "",
-        "Swarm minus local-only, per hospital, paired by seed (mean ± std over seeds; "
-        "seeds where the swarm is better):",
-        "",
-        "| hospital | test rows | accuracy | AUC |",
-        "|---|---:|---|---|",
-    ]
-    for site in SITES:
-        cells = []
-        for index in (0, 1):
-            pairs = zip(swarm_runs, local_runs, strict=True)
-            diffs = [s[site][index] - r[site][index] for s, r in pairs]
-            better = sum(d > 0 for d in diffs)
-            cells.append(f"{fmt(diffs)} ({better}/{len(diffs)})")
-        lines.append(f"| {site} | {test_rows[site]} | " + " | ".join(cells) + " |")
+    for who, runs in (("personalized", personal_runs), ("swarm", swarm_runs)):
+        for metric, index in (("accuracy", 0), ("AUC", 1)):
+            missed = []
+            for site in study.site_names:
+                ours = mean_std(r[site][index] for r in runs)[0]
+                alone = mean_std(r[site][index] for r in local_runs)[0]
+                if not ours >= alone:
+                    missed.append(f"{site} ({ours:.3f} < {alone:.3f})")
+            verdict = "met" if not missed else "MISSED at " + ", ".join(missed)
+            goal = " (goal)" if who == "personalized" else " (for comparison)"
+            lines.append(f"- {metric}, {who} >= each site alone{goal}: {verdict}")
+    for label, runs in (("Personalized", personal_runs), ("Swarm", swarm_runs)):
+        lines += [
+            "",
+            f"{label} minus local-only, per site, paired by seed (mean ± std over seeds; "
+            "seeds where it is at least as good):",
+            "",
+            "| site | test rows | accuracy | AUC |",
+            "|---|---:|---|---|",
+        ]
+        for site in study.site_names:
+            cells = []
+            for index in (0, 1):
+                pairs = zip(runs, local_runs, strict=True)
+                diffs = [s[site][index] - r[site][index] for s, r in pairs]
+                kept = [d for d in diffs if not math.isnan(d)]
+                better = sum(d >= 0 for d in kept)
+                cells.append(f"{fmt(diffs)} ({better}/{len(kept)})")
+            lines.append(f"| {site} | {test_rows[site]} | " + " | ".join(cells) + " |")
     lines.append("")
 
+    config = study.config
+    mu = f", FedProx mu {config.fedprox_mu:g}" if config.fedprox_mu else ""
+    server = "FedAvg" if study.server is None else f"server optimizer {study.server.kind}"
     lines += [
-        "**Settings** (chosen with `--tune` on validation splits; docs/benchmarks.md "
-        "`accuracy-tune`)",
+        f"**Settings** ({study.title})",
         "",
-        f"- swarm: {SWARM.label()}, weight decay {SWARM.weight_decay:g}, SGD momentum 0.9, "
-        "batch 32",
-        f"- centralized: {CENTRALIZED.label()}",
-        f"- local-only: {LOCAL.label()}",
-        f"- site-standardized row: {SWARM_SITE_SCALED.label()} (the alternative scaling "
-        "policy, docs/data.md)",
-        f"- MLP row: {SWARM_MLP.label()} (task `heart-disease-uci/mlp`, its defaults)",
+        f"- swarm: {study.rounds} rounds x {config.epochs} local epochs, {config.optimizer} lr "
+        f"{config.lr:g}{mu}, weight decay {config.weight_decay:g}, batch {config.batch_size}, "
+        f"{server}",
+        f"- centralized and local-only: 1 x {study.budget} epochs, lr {study.baseline_lr:g}, "
+        "no FedProx",
+        f"- personalized: {study.personal.label(config)}",
     ]
+    if study.personal.select:
+        held = ", ".join(f"{site} {n}/{len(seeds)}" for site, n in kept_swarm.items())
+        lines.append(f"- seeds where validation kept the swarm model: {held}")
+    for label, _, described in extra:
+        lines.append(f"- {label}: {described}")
     if with_ckks:
         lines.append(
-            f"- CKKS vs plaintext FedAvg, largest final weight difference over all seeds: "
+            f"- CKKS vs plaintext, largest final weight difference over all seeds: "
             f"{max_weight_gap:.2e}"
         )
     lines.append("")
@@ -414,14 +607,9 @@ def report(seeds: Sequence[int], with_ckks: bool) -> str:
         "| step | ms |",
         "|---|---:|",
     ]
-    train_rows = {
-        site: data.train_samples
-        for site, data in load_sites(SWARM, seeds[0], validation=False).items()
-    }
-    for site in SITES:
-        rows = train_rows[site]
+    for site in study.site_names:
         lines.append(
-            f"| local training, {site} ({rows} rows x {SWARM.epochs} epochs) | "
+            f"| local training, {site} ({train_rows[site]} rows x {config.epochs} epochs) | "
             f"{statistics.median(train_ms[site]):.1f} |"
         )
     merged: dict[str, list[float]] = defaultdict(list)
@@ -433,44 +621,93 @@ def report(seeds: Sequence[int], with_ckks: bool) -> str:
     return "\n".join(lines)
 
 
-NOTES = (
-    "UCI Heart Disease, four real hospitals (docs/data.md), each split 75/25 into train and "
-    "test, stratified by label, per seed. Swarm = FedAvg over the four hospitals; centralized = "
-    "the same model on all train rows pooled; local-only = each hospital alone, scored on its "
-    "own test rows. Same model, features and budget (passes over each row) for all; each "
-    "method's learning rate tuned on validation splits (section `accuracy-tune`). Pooled = all "
-    "230 test rows of the four hospitals together. Switzerland's test split has 2 healthy "
-    "patients of 31, so its AUC rests on 2 x 29 pairs and moves a lot between seeds."
+def notes(study: Study, seeds: Sequence[int]) -> str:
+    rows = sum(s.data.test_samples for s in study.load(seeds[0]))
+    return (
+        f"{study.title}: {len(study.tasks)} sites, each split into train and test, stratified "
+        "by label, per seed. Swarm = the task's federated training over all sites; "
+        "centralized = the same model on all train rows pooled; local-only = each site alone, "
+        "scored on its own test rows; personalized = the swarm's final model fine-tuned at each "
+        "site on its own train rows (what each peer keeps as its personal model, never shared). "
+        "Same model, features and budget (passes over each row) for swarm, centralized and "
+        f"local-only. Pooled = all {rows} test rows of the sites together."
+    )
+
+
+HEART_NOTES = (
+    " Heart: four real hospitals (docs/data.md); each method's learning rate tuned on "
+    "validation splits (section `accuracy-tune`), the personalization too (section "
+    "`accuracy-personal`). Switzerland's test split has 2 healthy patients of 31, so its AUC "
+    "rests on 2 x 29 pairs and moves a lot between seeds."
 )
 
 
 # --- tuning ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One swarm setting of the built-in heart task's grid (--tune), but the seed."""
+
+    model: str = "mlp"
+    scaling: Scaling = Scaling.REFERENCE
+    rounds: int = 20
+    epochs: int = 2
+    lr: float = 0.1
+    fedprox_mu: float = 0.0
+    weight_decay: float = 1e-4
+
+    @property
+    def budget(self) -> int:
+        """Passes over each training row."""
+        return self.rounds * self.epochs
+
+    def study(self, baseline_lr: float = 0.01) -> Study:
+        base = builtin_study(self.model, self.scaling)
+        base.config = TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            fedprox_mu=self.fedprox_mu,
+        )
+        base.rounds = self.rounds
+        base.baseline_lr = baseline_lr
+        return base
+
+    def label(self) -> str:
+        mu = f", mu {self.fedprox_mu:g}" if self.fedprox_mu else ""
+        return (
+            f"{self.model}, {self.scaling.value} scaling, {self.rounds} x {self.epochs} epochs, "
+            f"lr {self.lr:g}{mu}"
+        )
+
+
 def _validation_auc(
-    runner: Callable[[Setting, Mapping[str, SiteData], int], RunResult],
-    setting: Setting,
-    cache: dict[tuple[Scaling, int], dict[str, SiteData]],
+    runner: Callable[[Study, Sequence[Site], int], RunResult],
+    study: Study,
+    scaling: Scaling,
+    cache: dict[tuple[Scaling, int], list[Site]],
 ) -> tuple[float, float]:
     """Mean pooled validation (AUC, accuracy) over the tuning seeds."""
     aucs, accs = [], []
     for seed in TUNE_SEEDS:
-        key = (setting.scaling, seed)
+        key = (scaling, seed)
         if key not in cache:
-            cache[key] = load_sites(setting, seed, validation=True)
-        pooled = scores(runner(setting, cache[key], seed))[POOLED]
+            cache[key] = study.load(seed, validation=True)
+        pooled = scores(runner(study, cache[key], seed))[POOLED]
         accs.append(pooled[0])
         aucs.append(pooled[1])
     return statistics.fmean(aucs), statistics.fmean(accs)
 
 
-def _swarm_runner(setting: Setting, sites: Mapping[str, SiteData], seed: int) -> RunResult:
-    return run_swarm(setting, sites, seed, Aggregation())
+def _swarm_runner(study: Study, sites: Sequence[Site], seed: int) -> RunResult:
+    return run_swarm(study, sites, seed, Aggregation())
 
 
 def tune() -> str:
-    """Grid search on validation splits; returns a markdown account of what was tried."""
-    cache: dict[tuple[Scaling, int], dict[str, SiteData]] = {}
+    """Grid search on validation splits of the built-in heart task; returns a markdown account
+    of what was tried."""
+    cache: dict[tuple[Scaling, int], list[Site]] = {}
     lines = [
         f"Validation = 25 % of each site's train rows (stratified), tuning seeds "
         f"{TUNE_SEEDS.start}-{TUNE_SEEDS.stop - 1}; score = pooled validation AUC "
@@ -491,7 +728,7 @@ def tune() -> str:
     best_per_policy: dict[tuple[str, Scaling], tuple[float, float, Setting]] = {}
     for model, scaling, (rounds, epochs), lr in grid:
         setting = Setting(model=model, scaling=scaling, rounds=rounds, epochs=epochs, lr=lr)
-        auc, acc = _validation_auc(_swarm_runner, setting, cache)
+        auc, acc = _validation_auc(_swarm_runner, setting.study(), scaling, cache)
         lines.append(
             f"| {model} | {scaling.value} | {rounds} x {epochs} | {lr:g} | {auc:.4f} ({acc:.3f}) |"
         )
@@ -509,7 +746,7 @@ def tune() -> str:
     lines.append(f"| 0 | {best[0]:.4f} |")
     for mu in (0.01, 0.1, 1.0):
         setting = replace(chosen, fedprox_mu=mu)
-        auc, acc = _validation_auc(_swarm_runner, setting, cache)
+        auc, acc = _validation_auc(_swarm_runner, setting.study(), setting.scaling, cache)
         lines.append(f"| {mu:g} | {auc:.4f} ({acc:.3f}) |")
         print(lines[-1], file=sys.stderr, flush=True)
         if auc > best[0]:
@@ -527,49 +764,11 @@ def tune() -> str:
     baseline_lr: dict[str, tuple[float, float]] = {}
     for method, runner in (("centralized", run_centralized), ("local-only", run_local)):
         for lr in (0.003, 0.01, 0.03, 0.1, 0.3):
-            setting = replace(chosen, rounds=1, epochs=chosen.budget, lr=lr, fedprox_mu=0.0)
-            auc, acc = _validation_auc(runner, setting, cache)
+            auc, acc = _validation_auc(runner, chosen.study(lr), chosen.scaling, cache)
             lines.append(f"| {method} | {lr:g} | {auc:.4f} ({acc:.3f}) |")
             print(lines[-1], file=sys.stderr, flush=True)
             if method not in baseline_lr or auc > baseline_lr[method][0]:
                 baseline_lr[method] = (auc, lr)
-
-    lines += [
-        "",
-        "**Stage 4: each hospital fine-tunes the swarm's final model on its own rows "
-        "(personalization), swarm setting as chosen**",
-        "",
-        "| local epochs | lr | mu (to the swarm's model) | val AUC (acc) |",
-        "|---:|---:|---:|---:|",
-        f"| 0 (the swarm's model as is) | | | {best[0]:.4f} |",
-    ]
-    task = chosen.task()
-    finals: dict[int, State] = {}
-    for seed in TUNE_SEEDS:
-        run = run_swarm(chosen, cache[(chosen.scaling, seed)], seed, Aggregation())
-        assert run.final_state is not None
-        finals[seed] = run.final_state
-    for epochs, lr, mu in itertools.product((1, 3, 10), (0.01, 0.03), (0.0, 1.0)):
-        aucs, accs = [], []
-        for seed in TUNE_SEEDS:
-            sites = cache[(chosen.scaling, seed)]
-            models: dict[str, nn.Module] = {}
-            for site, data in sites.items():
-                personal = task.build_model(seed)
-                personal.load_state_dict(finals[seed])
-                config = TrainConfig(
-                    epochs=epochs, lr=lr, fedprox_mu=mu, weight_decay=chosen.weight_decay, seed=seed
-                )
-                task.train(personal, data, config.for_round(0, site), finals[seed])
-                models[site] = personal
-            pooled = scores(_evaluate(models, sites))[POOLED]
-            accs.append(pooled[0])
-            aucs.append(pooled[1])
-        lines.append(
-            f"| {epochs} | {lr:g} | {mu:g} | {statistics.fmean(aucs):.4f} "
-            f"({statistics.fmean(accs):.3f}) |"
-        )
-        print(lines[-1], file=sys.stderr, flush=True)
 
     lines += [
         "",
@@ -586,17 +785,119 @@ def tune() -> str:
         "",
         f"Chosen for the swarm: {chosen.label()}. Baselines: "
         + ", ".join(f"{method} lr {lr:g}" for method, (_, lr) in baseline_lr.items())
-        + ".",
+        + ". Personalization: section `accuracy-personal` (--tune-personal).",
     ]
     return "\n".join(lines)
+
+
+#: the personalization grid of --tune-personal
+PERSONAL_GRID = tuple(
+    PersonalSetting(epochs=e, lr=lr, fedprox_mu=mu, select=sel)
+    for e, lr, mu, sel in itertools.product(
+        (1, 3, 10, 20, 40), (0.01, 0.03, 0.1), (0.0, 0.1, 1.0), (False, True)
+    )
+)
+
+
+def tune_personal(study: Study) -> tuple[str, PersonalSetting]:
+    """Personalization (epochs x lr x FedProx mu x validation choice) on validation splits.
+
+    The goal is per site (personalized >= local-only at every site), so the score of a
+    setting is how many of the (site, metric) pairs it wins or ties against local-only (mean
+    over the tuning seeds), then the smallest per-site AUC margin, then pooled AUC.
+    """
+    per_seed: dict[int, tuple[list[Site], State]] = {}
+    local_runs, swarm_runs = [], []
+    for seed in TUNE_SEEDS:
+        sites = study.load(seed, validation=True)
+        run = run_swarm(study, sites, seed, Aggregation())
+        assert run.final_state is not None
+        per_seed[seed] = (sites, run.final_state)
+        swarm_runs.append(scores(run))
+        local_runs.append(scores(run_local(study, sites, seed)))
+    names = study.site_names
+
+    def means(runs: list[dict[str, tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+        return {
+            c: (mean_std(r[c][0] for r in runs)[0], mean_std(r[c][1] for r in runs)[0])
+            for c in [*names, POOLED]
+        }
+
+    local = means(local_runs)
+
+    def rank(m: dict[str, tuple[float, float]]) -> tuple[int, float, float]:
+        wins = sum(m[s][i] >= local[s][i] for s in names for i in (0, 1))
+        margin = min(m[s][1] - local[s][1] for s in names)
+        return wins, margin, m[POOLED][1]
+
+    rows: list[tuple[tuple[int, float, float], str, dict[str, tuple[float, float]]]] = []
+    results: dict[PersonalSetting, tuple[int, float, float]] = {}
+    for setting in PERSONAL_GRID:
+        runs = [
+            scores(run_personalized(study, sites, seed, final, setting))
+            for seed, (sites, final) in per_seed.items()
+        ]
+        m = means(runs)
+        results[setting] = rank(m)
+        label = (
+            f"{setting.epochs} | {setting.lr:g} | {setting.fedprox_mu:g} | "
+            f"{'yes' if setting.select else 'no'}"
+        )
+        rows.append((rank(m), label, m))
+        print(label, rank(m), file=sys.stderr, flush=True)
+    chosen = max(PERSONAL_GRID, key=lambda s: results[s])
+
+    def cells(m: dict[str, tuple[float, float]]) -> str:
+        return " | ".join(f"{m[c][0]:.3f} / {m[c][1]:.3f}" for c in [*names, POOLED])
+
+    width = len(names) + 1
+    lines = [
+        f"{study.title}. Validation = 25 % of each site's train rows (stratified; the test "
+        f"rows are left out), tuning seeds {TUNE_SEEDS.start}-{TUNE_SEEDS.stop - 1}, means "
+        "over seeds. Cells: validation accuracy / AUC. Wins = (site, metric) pairs, of "
+        f"{2 * len(names)}, where the personalized model is at least as good as local-only; "
+        "ranked by wins, then the smallest per-site AUC margin over local-only, then pooled "
+        f"AUC. Grid: epochs x lr x FedProx mu (anchored at the swarm model) x validation "
+        f"choice, {len(PERSONAL_GRID)} settings; the best 12 are shown.",
+        "",
+        "| epochs | lr | mu | validation choice | " + " | ".join(names) + f" | {POOLED} | wins |",
+        "|---:|---:|---:|---|" + "---:|" * (width + 1),
+        f"| local-only | | | | {cells(local)} | |",
+        f"| 0 (swarm model as is) | | | | {cells(means(swarm_runs))} | "
+        f"{rank(means(swarm_runs))[0]} |",
+    ]
+    for key, label, m in sorted(rows, key=lambda row: row[0], reverse=True)[:12]:
+        lines.append(f"| {label} | {cells(m)} | {key[0]} |")
+    lines += ["", f"Chosen: {chosen.label(study.config)}."]
+    return "\n".join(lines), chosen
+
+
+# --- main ------------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--task-file", type=Path, default=None, help="default: examples/heart")
+    parser.add_argument("--data", type=Path, nargs="+", default=None, help="one per site")
+    parser.add_argument("--sites", nargs="+", default=None, help="site labels, one per --data")
+    parser.add_argument("--builtin", action="store_true", help="the built-in heart task")
     parser.add_argument("--seeds", type=int, default=len(REPORT_SEEDS))
-    parser.add_argument("--tune", action="store_true", help="grid search on validation splits")
+    parser.add_argument("--baseline-lr", type=float, default=None)
+    parser.add_argument("--personal-epochs", type=int, default=None)
+    parser.add_argument("--personal-lr", type=float, default=None)
+    parser.add_argument("--personal-mu", type=float, default=None)
+    parser.add_argument(
+        "--personal-select",
+        choices=("yes", "no"),
+        default=None,
+        help="validation choice between the swarm model and the fine-tuned copy",
+    )
+    parser.add_argument("--tune", action="store_true", help="built-in heart task's grid")
+    parser.add_argument(
+        "--tune-personal", action="store_true", help="personalization grid on validation"
+    )
     parser.add_argument(
         "--plaintext-only", action="store_true", help="skip the CKKS path (no swarm.crypto)"
     )
@@ -609,12 +910,56 @@ def main() -> None:
         body = tune()
         name = "accuracy-tune"
     else:
-        body = NOTES + "\n\n" + report(list(range(args.seeds)), with_ckks=not args.plaintext_only)
-        name = "accuracy-bench"
+        study = _study(args)
+        if args.tune_personal:
+            body, _ = tune_personal(study)
+            name = "accuracy-personal"
+        else:
+            builtin = args.builtin or isinstance(next(iter(study.tasks.values())), HeartDiseaseTask)
+            heart = builtin or "heart" in study.title
+            seeds = list(range(args.seeds))
+            body = notes(study, seeds) + (HEART_NOTES if heart else "")
+            body += "\n\n" + report(
+                study, seeds, with_ckks=not args.plaintext_only, with_comparisons=builtin
+            )
+            name = "accuracy-bench" if heart else "accuracy-bench-" + _slug(study.title)
     body += f"\n\nWall time of this run: {time.perf_counter() - started:.0f} s."
     print(body)
     if not args.no_write:
         write_section(name, body, command.strip())
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
+
+
+def _study(args: argparse.Namespace) -> Study:
+    if args.builtin:
+        study = builtin_study()
+    else:
+        task_file = args.task_file or DEFAULT_TASK_FILE
+        data = tuple(args.data) if args.data else (DEFAULT_DATA if args.task_file is None else ())
+        if not data:
+            raise SystemExit("--task-file needs --data, one path per site")
+        if args.task_file is None and not task_file.exists():
+            print(f"{task_file} not found: the built-in heart task", file=sys.stderr)
+            study = builtin_study()
+        else:
+            sites = args.sites or (DEFAULT_SITES if args.data is None else None)
+            study = file_study(task_file, data, args.baseline_lr, sites)
+    if args.baseline_lr is not None:
+        study.baseline_lr = args.baseline_lr
+    overrides = {
+        "epochs": args.personal_epochs,
+        "lr": args.personal_lr,
+        "fedprox_mu": args.personal_mu,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if args.personal_select is not None:
+        given["select"] = args.personal_select == "yes"
+    if given:
+        study.personal = replace(study.personal, **given)
+    return study
 
 
 if __name__ == "__main__":

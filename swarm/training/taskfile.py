@@ -70,10 +70,15 @@ _NOT_IN_FILE = frozenset({"seed", "device"})
 class Personalization:
     """Local fine-tuning of a personal copy of the swarm's model (swarm.training.personalize).
 
-    ``epochs`` 0 turns it off; ``lr`` None uses the task's local learning rate."""
+    ``epochs`` 0 turns it off; ``lr`` None uses the task's local learning rate; ``fedprox_mu``
+    None the task's proximal weight (toward the swarm's model); ``select`` keeps the swarm's
+    model instead when fine-tuning does not help on a validation split of the site's train
+    rows."""
 
     epochs: int = 0
     lr: float | None = None
+    fedprox_mu: float | None = None
+    select: bool = True
 
 
 @dataclass(frozen=True)
@@ -404,12 +409,25 @@ def _server(table: Mapping[str, Any], where: str) -> ServerOptimizer:
 
 
 def _personalization(table: Mapping[str, Any], where: str) -> Personalization:
-    _only(table, ("epochs", "lr"), where, "personalization")
+    _only(table, ("epochs", "lr", "fedprox_mu", "select"), where, "personalization")
     epochs = _int(table, "epochs", 0, where, "personalization", minimum=0)
     lr = table.get("lr")
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
         raise TaskFileError(f"{where}: [personalization] lr must be a number above 0, not {lr!r}")
-    return Personalization(epochs=epochs, lr=None if lr is None else float(lr))
+    mu = table.get("fedprox_mu")
+    if mu is not None and (isinstance(mu, bool) or not isinstance(mu, int | float) or mu < 0):
+        raise TaskFileError(
+            f"{where}: [personalization] fedprox_mu must be a number of at least 0, not {mu!r}"
+        )
+    select = table.get("select", True)
+    if not isinstance(select, bool):
+        raise TaskFileError(f"{where}: [personalization] select must be true or false")
+    return Personalization(
+        epochs=epochs,
+        lr=None if lr is None else float(lr),
+        fedprox_mu=None if mu is None else float(mu),
+        select=select,
+    )
 
 
 __all__ = [
