@@ -272,10 +272,17 @@ def train_classifier(
     try:
         with _threads(TRAIN_THREADS), torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(config.seed)
+            has_batch_norm = any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+            )
             for _ in range(config.epochs):
                 order = torch.randperm(rows, generator=order_rng)
                 for start in range(0, rows, config.batch_size):
                     batch = order[start : start + config.batch_size]
+                    if batch.numel() == 1 and has_batch_norm and rows > 1:
+                        # BatchNorm cannot normalize one row (what drop_last avoids); the row
+                        # is in another batch next epoch, in a fresh order
+                        continue
                     xb, yb = x[batch], y[batch]
                     if not on_cpu:
                         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)

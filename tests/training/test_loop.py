@@ -175,3 +175,16 @@ def test_training_on_cuda_returns_cpu_float32_weights_close_to_the_cpu_run() -> 
     for name, value in results["cpu"][0].items():
         assert torch.allclose(value, results["cuda"][0][name], atol=1e-4), name
     assert results["cuda"][1].accuracy == pytest.approx(results["cpu"][1].accuracy, abs=0.01)
+
+
+def test_a_last_batch_of_one_row_does_not_crash_batch_norm() -> None:
+    """Fault: a site whose row count leaves one row in the last mini-batch; BatchNorm cannot
+    normalize a single row (ResNet's last feature map is 1x1 at 16 px), so that batch is skipped
+    rather than the round failing."""
+    from swarm.training.vision import resnet18
+
+    model = resnet18(2, 3, seed=0)
+    x = torch.randn(9, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1, 0])
+    assert train_classifier(model, x, y, TrainConfig(batch_size=8, epochs=1)) == 9
+    assert all(torch.isfinite(p).all() for p in model.parameters())
