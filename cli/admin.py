@@ -53,6 +53,15 @@ TaskOpt = Annotated[
         "of its initial model."
     ),
 ]
+TaskFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--task-file",
+        help="The consortium's task file (docs/own-data.md): the ledger records its task id "
+        "and the hash of the initial model it builds (swarm task info FILE). Instead of --task.",
+        show_default=False,
+    ),
+]
 SeedOpt = Annotated[
     int | None,
     typer.Option(
@@ -343,6 +352,7 @@ def deploy(
     ack_window: AckOpt = None,
     ckks_params_id: CkksOpt = None,
     task: TaskOpt = None,
+    task_file: TaskFileOpt = None,
     seed: SeedOpt = None,
     initial_model_hash: InitialOpt = None,
     metrics: MetricsOpt = None,
@@ -366,15 +376,29 @@ def deploy(
     """Deploy a new consortium (its Consortium and SwarmLedger contracts). Your key becomes its
     owner and first admin.
 
-    The ledger records the task's id and its initial model's hash (`swarm task info TASK`);
-    unset parameters take the defaults of docs/admin-guide.md. Prints the contract's address:
-    every hospital's config needs it.
+    The ledger records the task's id and its initial model's hash (`swarm task info FILE`):
+    those of --task-file, or of the built-in --task. Unset parameters take the defaults of
+    docs/admin-guide.md. Prints the contract's address: every hospital's config needs it.
     """
     from localnet.network import DEFAULT_TASK, default_params
 
-    task = task or DEFAULT_TASK
+    if task_file is not None:
+        from swarm.training.taskfile import TaskFile, fingerprint
+
+        if task is not None or seed is not None:
+            raise ConfigError(
+                "--task-file or --task/--seed, not both: the task file names its task and seed"
+            )
+        spec = TaskFile.load(task_file)
+        fp = fingerprint(spec)
+        base = default_params(fingerprint=fp)
+        task, seed, source = fp.name, fp.seed, str(spec.path)
+    else:
+        task = task or DEFAULT_TASK
+        base = default_params(task, seed or 0)
+        source = ""
     params = _merge_params(
-        default_params(task, seed or 0),
+        base,
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
         ckks_params_id, None, None, initial_model_hash, metrics,
         max_missed_commits, sit_out_rounds,
@@ -392,6 +416,7 @@ def deploy(
                 "chain_url": url,
                 "chain_id": chain.chain_id,
                 "task": task,
+                "task_file": source or None,
                 "seed": seed or 0,
                 "task_id": "0x" + params.task_id.hex(),
                 "initial_model_hash": "0x" + params.initial_model_hash.hex(),
@@ -401,8 +426,8 @@ def deploy(
         console.print(f"deployed SwarmLedger at [bold]{ledger.address}[/] on {url}")
         console.print(f"its Consortium (members, parameters) is at {ledger.consortium_address}")
         console.print(
-            f"task {escape(task)} (seed {seed or 0}): task id 0x{params.task_id.hex()}, "
-            f"initial model 0x{params.initial_model_hash.hex()}",
+            f"task {escape(task)}{f' ({escape(source)})' if source else ''} (seed {seed or 0}): "
+            f"task id 0x{params.task_id.hex()}, initial model 0x{params.initial_model_hash.hex()}",
             highlight=False,
             soft_wrap=True,
         )

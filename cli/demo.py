@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.common import (
-    check_hospital_count,
     console,
     print_table,
     short,
@@ -20,9 +19,10 @@ from cli.common import (
     signals_ignored,
     stop_signals_raise,
 )
+from cli.localnet import DataOpt, PeersOpt, SiteOpt, TaskFileOpt, plan, print_task
 
 if TYPE_CHECKING:
-    from localnet.network import LocalnetConfig
+    from localnet.network import LocalnetConfig, LocalTask
     from localnet.peers import PeerProcess
     from swarm.audit import ConsortiumHistory
     from swarm.ledger import LedgerClient, LedgerEvent
@@ -30,15 +30,10 @@ if TYPE_CHECKING:
 
 def demo(
     rounds: Annotated[int, typer.Option("--rounds", "-r", help="How many rounds to finalize.")] = 8,
-    peers: Annotated[
-        int,
-        typer.Option(
-            "--peers",
-            "-n",
-            help="How many hospitals, at least 3 (the heart data has 4 sites).",
-            callback=check_hospital_count,
-        ),
-    ] = 4,
+    peers: PeersOpt = None,
+    task_file: TaskFileOpt = None,
+    data: DataOpt = None,
+    site: SiteOpt = None,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Where the metrics table (CSV) and plot (PNG) go.")
     ] = Path("demo-output"),
@@ -52,18 +47,21 @@ def demo(
 ) -> None:
     """Run a swarm of hospitals on this machine, end to end.
 
-    Starts a local Ethereum chain (anvil), deploys the consortium contract, admits the four
-    hospitals of the UCI Heart Disease study, and runs each as its own OS process with its own
-    libp2p host and its own hospital's data. They train, exchange CKKS-encrypted updates, merge
-    and agree on each round's model on the ledger. Ends with every hospital's accuracy and AUC
-    per round (a table, a CSV and a PNG plot), read back from the ledger.
+    Starts a local Ethereum chain (anvil), deploys the consortium contract with the task file's
+    id and initial model, admits one hospital per --data (default: the four hospitals of the
+    UCI Heart Disease study, examples/heart), and runs each as its own OS process with its own
+    libp2p host and only its own data. They train, exchange CKKS-encrypted updates, merge and
+    agree on each round's model on the ledger. Ends with every hospital's accuracy and AUC per
+    round (a table, a CSV and a PNG plot), read back from the ledger.
     """
+    task = plan(task_file, data, site, peers)  # one line for bad data, before anything starts
+    print_task(task)
     with stop_signals_raise():  # SIGTERM and SIGHUP too end in the clean-up below
-        _run_demo(rounds, peers, out_dir, workdir, timeout, keep)
+        _run_demo(task, rounds, out_dir, workdir, timeout, keep)
 
 
 def _run_demo(
-    rounds: int, peers: int, out_dir: Path, workdir: Path, timeout: int, keep: bool
+    task: LocalTask, rounds: int, out_dir: Path, workdir: Path, timeout: int, keep: bool
 ) -> None:
     from localnet import network
     from localnet.peers import start_peer, stop_peers, write_peer_configs
@@ -80,8 +78,8 @@ def _run_demo(
             signals_deferred(),
             console.status("starting a local chain (anvil), deploying, admitting hospitals…"),
         ):
-            params = network.swarm_params()
-            net = network.up(workdir, peers=peers, params=params)
+            params = network.swarm_params(fingerprint=task.fingerprint)
+            net = network.up(workdir, params=params, task=task)
             configs = write_peer_configs(net, workdir, rounds=rounds)
             console.print(f"chain {net.chain_url}, contract {net.contract}")
             ledger = LedgerClient(RpcChain(net.chain_url), net.contract)
@@ -241,6 +239,7 @@ def _plot(rows: list[tuple[int, str, float, float, int]], path: Path) -> None:
         if rounds:
             ax.set_xticks(rounds)
     axes[1].legend(loc="lower right", fontsize=8)
-    fig.suptitle("swarm: 4 hospitals, CKKS-encrypted FedAvg, no central server")
+    hospitals = len({r[1] for r in rows})
+    fig.suptitle(f"swarm: {hospitals} hospitals, CKKS-encrypted aggregation, no central server")
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,11 +2,15 @@
 
 ``up`` writes everything under one directory (default ``.localnet/``):
 
-    localnet.json         chain URL, contract address, anvil's PID, the hospitals
+    localnet.json         chain URL, contract address, anvil's PID, the task file, the
+                          hospitals (each with its site label and its own data's path)
     password              the password of every key below (a development network only)
     admin/key.json        the consortium admin's keystore
     peers/<slug>/key.json each hospital's keystore
     chain/                anvil's state file, log and HOME
+
+What the hospitals train is a task file and each hospital's own data (:func:`local_task`),
+checked before anything starts; by default the heart study of this checkout (examples/heart).
 """
 
 from __future__ import annotations
@@ -16,13 +20,19 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from localnet.anvil import AnvilNode, free_port, start_anvil
 from swarm.errors import ConfigError
 from swarm.identity import DEV_SCRYPT_N, Identity, load_keystore, save_keystore
 from swarm.ledger import LedgerClient, Params, RpcChain
+
+if TYPE_CHECKING:
+    from swarm.training.task_id import TaskFingerprint
+    from swarm.training.taskfile import TaskFile
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +59,39 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
 
 
-def swarm_params(task: str = DEFAULT_TASK, seed: int = 0, **windows: int) -> Params:
+def swarm_params(
+    task: str = DEFAULT_TASK,
+    seed: int = 0,
+    *,
+    fingerprint: TaskFingerprint | None = None,
+    **windows: int,
+) -> Params:
     """Parameters for a local swarm: the task's real id and initial model hash
     (:func:`default_params`) and windows that suit peers on one machine (a dead peer costs a
-    window, not a round)."""
+    window, not a round). The windows of the steps whose work grows with the model (encrypt and
+    commit, merge, fetch and decrypt) get :data:`SECONDS_PER_PARAMETER` more per parameter: an
+    11M-parameter ResNet-18 commits in 60-70 s on a loaded 2-core machine, so a fixed 30 s
+    window would lapse every round."""
     import dataclasses
 
-    base = dict(join_window=20, key_window=15, commit_window=30, merge_window=20, ack_window=20)
+    params = default_params(task, seed, fingerprint=fingerprint)
+    size = fingerprint.param_count if fingerprint is not None else 0
+    extra = int(size * SECONDS_PER_PARAMETER)
+    base = dict(
+        join_window=20,
+        key_window=15,
+        commit_window=30 + extra,
+        merge_window=20 + extra,
+        ack_window=20 + extra,
+    )
     base.update(windows)
-    return dataclasses.replace(default_params(task, seed), **base)  # type: ignore[arg-type]
+    return dataclasses.replace(params, **base)  # type: ignore[arg-type]
+
+
+#: window allowance per model parameter on one machine (20 s per million: 224 s more for
+#: ResNet-18, whose commit took 60-70 s with 3 peers on a loaded 2-core machine: 3x margin;
+#: tests/e2e/test_image_task.py)
+SECONDS_PER_PARAMETER = 20e-6
 
 
 #: fewest hospitals a round proceeds with, and the least the contract accepts: with two
@@ -66,12 +100,17 @@ def swarm_params(task: str = DEFAULT_TASK, seed: int = 0, **windows: int) -> Par
 MIN_PEERS = 3
 
 
-def default_params(task: str = DEFAULT_TASK, seed: int = 0) -> Params:
-    """The documented defaults (docs/admin-guide.md): the task's id and true initial-model hash
-    (:func:`swarm.training.task_id.task_fingerprint`), minPeers 3, metrics on."""
-    from swarm.training.task_id import task_fingerprint
+def default_params(
+    task: str = DEFAULT_TASK, seed: int = 0, *, fingerprint: TaskFingerprint | None = None
+) -> Params:
+    """The documented defaults (docs/admin-guide.md): the task's id and true initial-model hash,
+    minPeers 3, metrics on. ``fingerprint`` is a task file's
+    (:func:`swarm.training.taskfile.fingerprint`); without one, the built-in task ``task`` with
+    ``seed`` (:func:`swarm.training.task_id.task_fingerprint`)."""
+    if fingerprint is None:
+        from swarm.training.task_id import task_fingerprint
 
-    fingerprint = task_fingerprint(task, seed)
+        fingerprint = task_fingerprint(task, seed)
     return Params(
         min_peers=MIN_PEERS,
         join_window=60,
@@ -86,6 +125,119 @@ def default_params(task: str = DEFAULT_TASK, seed: int = 0) -> Params:
     )
 
 
+#: This checkout (localnet runs from one): where the bundled heart study is.
+REPO = Path(__file__).resolve().parent.parent
+#: The default task: the UCI heart study as one task file plus each hospital's own CSV
+#: (examples/heart, docs/own-data.md), in the order of :data:`HOSPITALS`.
+HEART_TASK_FILE = REPO / "examples" / "heart" / "task.toml"
+HEART_DATA = tuple(
+    REPO / "examples" / "heart" / "data" / f"{stem}.csv"
+    for stem in ("cleveland", "hungary", "switzerland", "va-long-beach")
+)
+#: The heart study's site labels, in the order of :data:`HOSPITALS`.
+HEART_SITES = ("Cleveland", "Hungary", "Switzerland", "VA Long Beach")
+
+
+@dataclass(frozen=True)
+class Hospital:
+    """One hospital of a local consortium."""
+
+    name: str  # on the ledger, and its folder under peers/
+    site: str = ""  # its peer's [task] site: the label in logs and reports
+    data: Path | None = None  # its own data: a CSV file, an image folder, a plugin's
+
+
+@dataclass(frozen=True)
+class LocalTask:
+    """What a local consortium trains: one task file, and each hospital's own data."""
+
+    task_file: Path
+    hospitals: tuple[Hospital, ...]
+    fingerprint: TaskFingerprint  # what the ledger records (task id, initial model hash)
+
+
+def local_task(
+    task_file: Path | None = None,
+    data: Sequence[Path] = (),
+    sites: Sequence[str] = (),
+    peers: int | None = None,
+) -> LocalTask:
+    """The hospitals of ``localnet up`` / ``demo``, checked before anything starts.
+
+    One hospital per ``data`` path, in order (``sites`` label them, one each; default: each
+    path's file or folder name); ``peers`` more than that reuse the paths in turn, fewer take
+    the first. No task file and no data: the heart study (:data:`HEART_TASK_FILE`,
+    :data:`HEART_DATA`). Every hospital's data is checked against the task the way ``swarm task
+    check`` does, so a missing path, a bad task file or a CSV without a column of the schema is
+    one line (a ConfigError) here, not a peer that dies after the chain is up."""
+    from swarm.training.taskfile import TaskFile, default_site, fingerprint
+
+    heart = not data and (task_file is None or Path(task_file).resolve() == HEART_TASK_FILE)
+    if heart:
+        data, names, sites = HEART_DATA, list(HOSPITALS), sites or HEART_SITES
+    elif not data:
+        raise ConfigError("no data: give each hospital's data with --data PATH, once each")
+    paths = [Path(p).expanduser().resolve() for p in data]
+    if sites and len(sites) != len(paths):
+        raise ConfigError(
+            f"{len(sites)} --site for {len(paths)} --data: give one site name per data path "
+            "(or none)"
+        )
+    labels = list(sites) if sites else [default_site(p) for p in paths]
+    if not heart:
+        names = labels
+    count = len(paths) if peers is None else peers
+    if count < MIN_PEERS:
+        raise ConfigError(
+            f"{count} hospitals are too few: a consortium needs at least {MIN_PEERS} hospitals "
+            "(with two, each could read the other's update; docs/threat-model.md)"
+        )
+    spec = TaskFile.load(Path(task_file) if task_file is not None else HEART_TASK_FILE)
+    hospitals = assign_hospitals(names, labels, paths, count)
+    for h in hospitals[: len(paths)]:  # each path once (the rest reuse them)
+        assert h.data is not None
+        _check_data(spec, h.data, h.site)
+    return LocalTask(spec.path, hospitals, fingerprint(spec))
+
+
+def assign_hospitals(
+    names: Sequence[str], sites: Sequence[str], data: Sequence[Path], count: int
+) -> tuple[Hospital, ...]:
+    """``count`` hospitals over the ``data`` paths in turn (``names`` and ``sites`` label the
+    paths; a path's second hospital is "NAME 2"). ConfigError when two would share a folder
+    (peers/<slug of the name>): two data files of the same name, each needs a --site."""
+    hospitals = []
+    for i in range(count):
+        k, turn = i % len(data), i // len(data)
+        suffix = f" {turn + 1}" if turn else ""
+        hospitals.append(Hospital(names[k] + suffix, sites[k] + suffix, data[k]))
+    folders = [slug(h.name) for h in hospitals]
+    if len(set(folders)) != len(folders) or not all(folders):
+        raise ConfigError(
+            "two hospitals would have the same name ("
+            + ", ".join(h.site for h in hospitals)
+            + "): give each a name with --site"
+        )
+    return tuple(hospitals)
+
+
+def _check_data(spec: TaskFile, path: Path, site: str) -> None:
+    """SiteDataError (one line naming the path) unless ``path`` is data the task can use."""
+    from swarm.errors import SiteDataError
+    from swarm.training.taskfile import check_site
+
+    if not path.exists():
+        raise SiteDataError(f"{path}: no such file or folder (--data)")
+    report = check_site(spec, path, site)
+    if report.problems:
+        first = report.problems[0]
+        more = len(report.problems) - 1
+        raise SiteDataError(
+            (first if str(path) in first or path.name in first else f"{path}: {first}")
+            + (f" (and {more} more: swarm task check)" if more else "")
+        )
+
+
 @dataclass
 class PeerEntry:
     name: str
@@ -93,6 +245,9 @@ class PeerEntry:
     peer_id: str
     keystore: str
     listen: str
+    #: the hospital's [task] site label and its data ("" on a chain-only network of old)
+    site: str = ""
+    data: str = ""
 
 
 @dataclass
@@ -106,6 +261,8 @@ class LocalnetConfig:
     admin_keystore: str
     password_file: str
     peers: list[PeerEntry] = field(default_factory=list)
+    #: the task file the hospitals train ("": the built-in task of a library caller)
+    task_file: str = ""
 
     def save(self, workdir: Path) -> None:
         (workdir / CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -124,9 +281,20 @@ class LocalnetConfig:
 
 
 def up(
-    workdir: Path = DEFAULT_DIR, *, peers: int = 4, params: Params | None = None
+    workdir: Path = DEFAULT_DIR,
+    *,
+    peers: int = 4,
+    params: Params | None = None,
+    task: LocalTask | None = None,
 ) -> LocalnetConfig:
-    """Start anvil (detached), deploy the contract, admit ``peers`` hospitals with fresh keys."""
+    """Start anvil (detached), deploy the contract, admit ``peers`` hospitals with fresh keys.
+
+    With ``task`` (:func:`local_task`), its hospitals are admitted instead (``peers`` is
+    ignored), the network records their sites and data, and ``params`` defaults to the task
+    file's fingerprint; without, the hospitals are :func:`hospital_name`'s and the built-in
+    task's (library callers and tests of old)."""
+    if params is None and task is not None:
+        params = default_params(fingerprint=task.fingerprint)
     workdir = Path(workdir).resolve()
     if (workdir / CONFIG_NAME).exists():
         existing = LocalnetConfig.load(workdir)
@@ -155,16 +323,25 @@ def up(
         admin_address=admin.address,
         admin_keystore=str(admin_key),
         password_file=str(password_file),
+        task_file=str(task.task_file) if task else "",
     )
-    for i in range(peers):
-        name = hospital_name(i)
-        keystore = workdir / "peers" / slug(name) / "key.json"
-        hospital = _key(keystore, password)
-        chain.fund(hospital.address, GAS_MONEY)
+    hospitals = task.hospitals if task else [Hospital(hospital_name(i)) for i in range(peers)]
+    for h in hospitals:
+        keystore = workdir / "peers" / slug(h.name) / "key.json"
+        identity = _key(keystore, password)
+        chain.fund(identity.address, GAS_MONEY)
         listen = f"/ip4/127.0.0.1/tcp/{free_port()}"
-        ledger.add_member_identity(hospital, name, [listen])
+        ledger.add_member_identity(identity, h.name, [listen])
         config.peers.append(
-            PeerEntry(name, hospital.address, hospital.peer_id, str(keystore), listen)
+            PeerEntry(
+                h.name,
+                identity.address,
+                identity.peer_id,
+                str(keystore),
+                listen,
+                site=h.site,
+                data=str(h.data) if h.data else "",
+            )
         )
     config.save(workdir)
     return config

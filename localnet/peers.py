@@ -14,12 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from localnet.network import LocalnetConfig, PeerEntry, slug
+from localnet.network import HEART_SITES, LocalnetConfig, PeerEntry, slug
 from localnet.process import Stoppable, terminate, terminate_all
 from swarm.config import PeerConfig, TrainingOptions
-
-#: The UCI Heart Disease sites, in the order localnet's hospital names use.
-HEART_SITES = ("Cleveland", "Hungary", "Switzerland", "VA Long Beach")
 
 
 @dataclass
@@ -57,8 +54,13 @@ def write_peer_configs(
     rounds: int = 0,
     training: TrainingOptions | None = None,
 ) -> list[Path]:
-    """One config file per hospital, next to its key: ``peers/<name>/peer.toml``."""
+    """One config file per hospital, next to its key: ``peers/<name>/peer.toml``.
+
+    A network started with a task file (``network.up(task=...)``) gives each peer ``[task]
+    file``, its own ``data`` and ``site``; ``task``, ``sites`` and ``seed`` are then unused.
+    Without one, every peer runs the built-in ``task`` at its site of ``sites``."""
     paths = []
+    task_file = Path(net.task_file) if net.task_file else None
     for i, entry in enumerate(net.peers):
         folder = peer_dir(Path(workdir).resolve(), entry)
         config = PeerConfig(
@@ -68,7 +70,9 @@ def write_peer_configs(
             contract=net.contract,
             listen=(entry.listen,),
             task=task,
-            site=sites[i % len(sites)],
+            task_file=task_file,
+            data=Path(entry.data) if task_file and entry.data else None,
+            site=entry.site if task_file and entry.site else sites[i % len(sites)],
             seed=seed,
             training=training or TrainingOptions(),
             data_dir=folder / "data",
