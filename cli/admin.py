@@ -650,6 +650,7 @@ def set_params(
     ack_window: AckOpt = None,
     ckks_params_id: CkksOpt = None,
     task: TaskOpt = None,
+    task_file: TaskFileOpt = None,
     seed: SeedOpt = None,
     initial_model_hash: InitialOpt = None,
     metrics: MetricsOpt = None,
@@ -662,15 +663,31 @@ def set_params(
     dp_clip: DpClipOpt = None,
 ) -> None:
     """Change consortium parameters; the ones not given keep their current values. Prints
-    what changed (old -> new).
+    what changed (old -> new). --task-file switches the consortium to another task file's task
+    id and initial model (every hospital needs the new file; a new consortium is usually the
+    cleaner way).
 
     The change is a new parameter version: rounds opened from now on use it; a running round
     keeps the version it opened with.
     """
     ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
     old = ledger.params()
+    base = old
+    if task_file is not None:
+        import dataclasses
+
+        from swarm.training.taskfile import TaskFile, fingerprint
+
+        if task is not None or seed is not None:
+            raise ConfigError(
+                "--task-file or --task/--seed, not both: the task file names its task and seed"
+            )
+        fp = fingerprint(TaskFile.load(task_file))
+        base = dataclasses.replace(
+            old, task_id=fp.task_id, initial_model_hash=fp.initial_model_hash
+        )
     params = _merge_params(
-        old,
+        base,
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
         ckks_params_id, task, seed, initial_model_hash, metrics,
         max_missed_commits, sit_out_rounds,

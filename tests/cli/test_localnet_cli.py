@@ -94,3 +94,32 @@ def test_deploy_with_a_task_file_records_its_task_id_and_initial_model(
         capsys, "admin", "deploy", *key, "--task-file", task_file, "--task", "heart-disease-uci/mlp"
     )
     assert code == 2 and "not both" in one_line(err)
+
+
+@pytest.mark.anvil
+def test_set_params_with_a_task_file_switches_the_consortium_to_it(
+    chain: network.LocalnetConfig,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`swarm admin set-params --task-file F`: the ledger's task id and initial model become the
+    file's (one changed value in the file is another task). The fault: --task-file with --seed."""
+    monkeypatch.setenv("SWARM_PASSWORD", chain.password())
+    key = ["-k", chain.admin_keystore, "--chain-url", chain.chain_url]
+    code, out, err = swarm(capsys, "admin", "deploy", *key, "--json")
+    assert code == 0, err
+    contract = json.loads(out)["contract"]
+    changed = tmp_path / "task.toml"
+    changed.write_text(network.HEART_TASK_FILE.read_text().replace("seed = 0", "seed = 1", 1))
+    spec = TaskFile.load(changed)
+    where = [*key, "--contract", contract]
+    code, out, err = swarm(capsys, "admin", "set-params", *where, "--task-file", str(changed))
+    assert code == 0, err
+    params = LedgerClient(RpcChain(chain.chain_url), contract).params()
+    assert params.task_id == spec.task_id
+    assert params.initial_model_hash == fingerprint(spec).initial_model_hash
+    code, _, err = swarm(
+        capsys, "admin", "set-params", *where, "--task-file", str(changed), "--seed", "2"
+    )
+    assert code == 2 and "not both" in one_line(err)
