@@ -13,9 +13,10 @@ train/test splits, the initial weights and the shuffling):
   encoder, exactly the features the swarm trains on), ``rounds x epochs`` epochs.
 - local-only: each site trains alone on its own train rows, ``rounds x epochs`` epochs, and is
   evaluated on its own test rows.
-- personalized: each site fine-tunes the swarm's final model (plaintext run) on its own train
-  rows (swarm.training.personalize, the task file's ``[personalization]``): what a peer keeps
-  as its personal model.
+- personalized: each site builds its personal model from the swarm's final model (plaintext
+  run) and its own train rows (swarm.training.personalize, the task file's
+  ``[personalization]``; by default the swarm model mixed with the site's own locally trained
+  model): what a peer keeps as its personal model.
 
 Accuracy and ROC AUC (macro one-vs-rest for a multiclass task) on each site's test set and on
 all test rows pooled (local-only and personalized: each site's own model on its own rows), mean
@@ -25,8 +26,9 @@ every site (means over seeds).
 Hyperparameters are chosen on *validation* splits carved out of the train rows (seeds 100-104,
 disjoint from the reported seeds 0-4); test rows are never used for choosing. ``--tune`` is the
 built-in heart task's grid (model, scaling, rounds, lr, FedProx, baselines);
-``--tune-personal`` tunes the personalization of any task (epochs, lr, FedProx, validation
-choice). Both write their tables to docs/benchmarks.md too.
+``--tune-personal`` tunes the personalization of any task (the mixture's swarm weight; the
+fine-tuning's epochs, lr, FedProx and validation choice). Both write their tables to
+docs/benchmarks.md too.
 
     .venv/bin/python benchmarks/accuracy_bench.py [--task-file F --data D1 D2 ...] [--seeds 5]
         [--plaintext-only] [--no-write]
@@ -63,7 +65,12 @@ from swarm.training.heart import HeartDiseaseTask
 from swarm.training.heart_data import SITES, Scaling
 from swarm.training.loop import predict_logits
 from swarm.training.metrics import accuracy, macro_roc_auc, multiclass_accuracy, roc_auc
-from swarm.training.personalize import carve_validation, personalize
+from swarm.training.personalize import (
+    DEFAULT_METHOD,
+    DEFAULT_SWARM_WEIGHT,
+    carve_validation,
+    personalize,
+)
 from swarm.training.task import SiteData, Task, TrainConfig
 
 State = dict[str, torch.Tensor]
@@ -88,23 +95,49 @@ TUNED_BASELINE_LR = {"heart-disease-uci": 0.01, "heart-disease-uci/logreg": 0.01
 
 @dataclass(frozen=True)
 class PersonalSetting:
-    """How each site fine-tunes the swarm model (swarm.training.personalize)."""
+    """How each site builds its personal model (swarm.training.personalize)."""
 
     epochs: int = 1
     lr: float | None = None
     fedprox_mu: float | None = None
     select: bool = True
+    method: str = DEFAULT_METHOD
+    swarm_weight: float | None = None
+
+    @property
+    def weight(self) -> float:
+        return DEFAULT_SWARM_WEIGHT if self.swarm_weight is None else self.swarm_weight
 
     def label(self, base: TrainConfig) -> str:
         lr = base.lr if self.lr is None else self.lr
+        if self.method == "mixture":
+            return (
+                f"mixture: {self.weight:g} x the swarm model + {1 - self.weight:g} x the site's "
+                f"own model ({self.epochs} epochs, lr {lr:g}, from the swarm's initial model)"
+            )
         mu = base.fedprox_mu if self.fedprox_mu is None else self.fedprox_mu
         chosen = ", validation choice vs the swarm model" if self.select else ""
-        return f"{self.epochs} epochs, lr {lr:g}, mu {mu:g} (anchor: the swarm model){chosen}"
+        return (
+            f"fine-tuning: {self.epochs} epochs, lr {lr:g}, mu {mu:g} (anchor: the swarm "
+            f"model){chosen}"
+        )
+
+    def row(self) -> str:
+        """The setting's cells in the --tune-personal table."""
+        if self.method == "mixture":
+            return f"mixture | {self.weight:g} | {self.epochs} | {self.lr:g} | | "
+        mu = "" if self.fedprox_mu is None else f"{self.fedprox_mu:g}"
+        select = "yes" if self.select else "no"
+        return f"finetune | | {self.epochs} | {self.lr:g} | {mu} | {select}"
 
 
 #: the personalization --tune-personal chose on validation splits (section accuracy-personal);
-#: used for the built-in task and for a task file whose [personalization] is off
-PERSONAL_DEFAULT = PersonalSetting(epochs=10, lr=0.01, fedprox_mu=1.0, select=True)
+#: used for the built-in task and for a task file whose [personalization] is off. The site's
+#: own model gets local-only's budget and learning rate (rounds x epochs = 40 epochs at 0.01,
+#: accuracy-tune stage 3).
+PERSONAL_DEFAULT = PersonalSetting(
+    epochs=40, lr=0.01, method="mixture", swarm_weight=DEFAULT_SWARM_WEIGHT
+)
 
 
 @dataclass(frozen=True)
@@ -209,11 +242,17 @@ def file_study(
             raise SystemExit(f"two data paths give the site name {site!r}")
         tasks[site] = open_task(spec, path, site)
     personal = spec.personalization
-    setting = PersonalSetting(
-        epochs=personal.epochs or PERSONAL_DEFAULT.epochs,
-        lr=personal.lr if personal.epochs else PERSONAL_DEFAULT.lr,
-        fedprox_mu=getattr(personal, "fedprox_mu", None),
-        select=bool(getattr(personal, "select", True)),
+    setting = (
+        PersonalSetting(
+            epochs=personal.epochs,
+            lr=personal.lr,
+            fedprox_mu=getattr(personal, "fedprox_mu", None),
+            select=bool(getattr(personal, "select", True)),
+            method=str(getattr(personal, "method", None) or DEFAULT_METHOD),
+            swarm_weight=getattr(personal, "swarm_weight", None),
+        )
+        if personal.epochs
+        else PERSONAL_DEFAULT
     )
     server = spec.server
     shown = task_file.resolve()
@@ -407,8 +446,9 @@ def run_personalized(
     swarm_state: Mapping[str, torch.Tensor],
     setting: PersonalSetting,
 ) -> RunResult:
-    """Each site fine-tunes the swarm's final model on its own train rows, as its peer does
-    (swarm.peer.personal: seed derived from the round and the site)."""
+    """Each site builds its personal model from the swarm's final model and its own train rows,
+    as its peer does (swarm.peer.personal: seed derived from the round and the site; the own
+    model of a mixture starts from the swarm's initial model)."""
     config = replace(study.config, seed=seed)
     models: dict[str, nn.Module] = {}
     notes: dict[str, str] = {}
@@ -423,6 +463,9 @@ def run_personalized(
             select=setting.select,
             seed=config.for_round(study.rounds, f"{site.name}/personal").seed,
             config=config,
+            method=setting.method,
+            swarm_weight=setting.swarm_weight,
+            model_seed=seed,
         )
         model = study.build_model(seed)
         model.load_state_dict(result.state)
@@ -470,7 +513,7 @@ SWARM_CKKS = "swarm (FedAvg through CKKS)"
 SWARM_PLAIN = "swarm (plaintext FedAvg)"
 CENTRAL = "centralized (pooled data)"
 LOCAL = "local-only (each site alone)"
-PERSONAL = "personalized (swarm model fine-tuned at each site)"
+PERSONAL = "personalized (each site's personal model)"
 
 
 def report(study: Study, seeds: Sequence[int], with_ckks: bool, with_comparisons: bool) -> str:
@@ -588,7 +631,7 @@ def report(study: Study, seeds: Sequence[int], with_ckks: bool, with_comparisons
         "no FedProx",
         f"- personalized: {study.personal.label(config)}",
     ]
-    if study.personal.select:
+    if study.personal.method == "finetune" and study.personal.select:
         held = ", ".join(f"{site} {n}/{len(seeds)}" for site, n in kept_swarm.items())
         lines.append(f"- seeds where validation kept the swarm model: {held}")
     for label, _, described in extra:
@@ -627,8 +670,8 @@ def notes(study: Study, seeds: Sequence[int]) -> str:
         f"{study.title}: {len(study.tasks)} sites, each split into train and test, stratified "
         "by label, per seed. Swarm = the task's federated training over all sites; "
         "centralized = the same model on all train rows pooled; local-only = each site alone, "
-        "scored on its own test rows; personalized = the swarm's final model fine-tuned at each "
-        "site on its own train rows (what each peer keeps as its personal model, never shared). "
+        "scored on its own test rows; personalized = each site's personal model, built from the "
+        "swarm's final model and its own train rows (what each peer keeps, never shared). "
         "Same model, features and budget (passes over each row) for swarm, centralized and "
         f"local-only. Pooled = all {rows} test rows of the sites together."
     )
@@ -790,85 +833,145 @@ def tune() -> str:
     return "\n".join(lines)
 
 
-#: the personalization grid of --tune-personal
-PERSONAL_GRID = tuple(
-    PersonalSetting(epochs=e, lr=lr, fedprox_mu=mu, select=sel)
-    for e, lr, mu, sel in itertools.product(
-        (1, 3, 10, 20, 40), (0.01, 0.03, 0.1), (0.0, 0.1, 1.0), (False, True)
-    )
+#: the personalization grid of --tune-personal: the mixture's swarm weight (the site's own
+#: model with local-only's budget and lr), and fine-tuning around the earlier choice
+PERSONAL_GRID = (
+    *(
+        PersonalSetting(epochs=40, lr=0.01, method="mixture", swarm_weight=w)
+        for w in (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0)
+    ),
+    *(
+        PersonalSetting(epochs=e, lr=lr, fedprox_mu=mu, select=sel, method="finetune")
+        for e, lr, mu, sel in (
+            (10, 0.01, 1.0, True),
+            (10, 0.01, 1.0, False),
+            (40, 0.01, 1.0, True),
+            (3, 0.1, 1.0, True),
+            (20, 0.01, 0.0, True),
+        )
+    ),
 )
+#: validation seeds of --tune-personal: the swarm's tuning seeds and 10 more, because on 5 the
+#: heart task's Switzerland (2 healthy patients per validation split) ties every setting on
+#: accuracy; still validation splits of train rows only, never a test row
+PERSONAL_TUNE_SEEDS = range(100, 115)
+#: blocks of PERSONAL_TUNE_SEEDS over which the chosen setting is shown again
+PERSONAL_BLOCK = 5
+
+Scores = dict[str, tuple[float, float]]
 
 
-def tune_personal(study: Study) -> tuple[str, PersonalSetting]:
-    """Personalization (epochs x lr x FedProx mu x validation choice) on validation splits.
+def _means(runs: Sequence[Scores], columns: Sequence[str]) -> Scores:
+    return {
+        c: (mean_std(r[c][0] for r in runs)[0], mean_std(r[c][1] for r in runs)[0]) for c in columns
+    }
 
-    The goal is per site (personalized >= local-only at every site), so the score of a
-    setting is how many of the (site, metric) pairs it wins or ties against local-only (mean
-    over the tuning seeds), then the smallest per-site AUC margin, then pooled AUC.
-    """
+
+def _rank(m: Scores, local: Scores, names: Sequence[str]) -> tuple[int, float, int, float]:
+    """Accuracy first (the goal's primary metric): (site, accuracy) wins or ties against
+    local-only, the smallest per-site accuracy margin, AUC wins, pooled AUC."""
+    acc_wins = sum(m[s][0] >= local[s][0] - 1e-9 for s in names)
+    margin = round(min(m[s][0] - local[s][0] for s in names), 6)
+    auc_wins = sum(m[s][1] >= local[s][1] - 1e-9 for s in names)
+    return acc_wins, margin, auc_wins, m[POOLED][1]
+
+
+def _validation_runs(
+    study: Study, seeds: Iterable[int]
+) -> tuple[dict[int, tuple[list[Site], State]], list[Scores], list[Scores]]:
     per_seed: dict[int, tuple[list[Site], State]] = {}
     local_runs, swarm_runs = [], []
-    for seed in TUNE_SEEDS:
+    for seed in seeds:
         sites = study.load(seed, validation=True)
         run = run_swarm(study, sites, seed, Aggregation())
         assert run.final_state is not None
         per_seed[seed] = (sites, run.final_state)
         swarm_runs.append(scores(run))
         local_runs.append(scores(run_local(study, sites, seed)))
+    return per_seed, local_runs, swarm_runs
+
+
+def tune_personal(study: Study) -> tuple[str, PersonalSetting]:
+    """Personalization on validation splits: the mixture's swarm weight, and fine-tuning
+    (epochs x lr x FedProx mu x validation choice) for comparison.
+
+    The goal is per site (personalized >= local-only at every site, accuracy first), so a
+    setting is ranked by :func:`_rank` of its means over PERSONAL_TUNE_SEEDS; the chosen one is
+    shown again per block of seeds (how much the choice rests on a few seeds).
+    """
     names = study.site_names
-
-    def means(runs: list[dict[str, tuple[float, float]]]) -> dict[str, tuple[float, float]]:
-        return {
-            c: (mean_std(r[c][0] for r in runs)[0], mean_std(r[c][1] for r in runs)[0])
-            for c in [*names, POOLED]
-        }
-
-    local = means(local_runs)
-
-    def rank(m: dict[str, tuple[float, float]]) -> tuple[int, float, float]:
-        wins = sum(m[s][i] >= local[s][i] for s in names for i in (0, 1))
-        margin = min(m[s][1] - local[s][1] for s in names)
-        return wins, margin, m[POOLED][1]
-
-    rows: list[tuple[tuple[int, float, float], str, dict[str, tuple[float, float]]]] = []
-    results: dict[PersonalSetting, tuple[int, float, float]] = {}
+    columns = [*names, POOLED]
+    seeds = list(PERSONAL_TUNE_SEEDS)
+    per_seed, local_runs, swarm_runs = _validation_runs(study, seeds)
+    local = _means(local_runs, columns)
+    rows: list[tuple[tuple[int, float, int, float], str, Scores]] = []
+    results: dict[PersonalSetting, tuple[int, float, int, float]] = {}
+    setting_runs: dict[PersonalSetting, list[Scores]] = {}
     for setting in PERSONAL_GRID:
         runs = [
             scores(run_personalized(study, sites, seed, final, setting))
             for seed, (sites, final) in per_seed.items()
         ]
-        m = means(runs)
-        results[setting] = rank(m)
-        label = (
-            f"{setting.epochs} | {setting.lr:g} | {setting.fedprox_mu:g} | "
-            f"{'yes' if setting.select else 'no'}"
-        )
-        rows.append((rank(m), label, m))
-        print(label, rank(m), file=sys.stderr, flush=True)
+        setting_runs[setting] = runs
+        m = _means(runs, columns)
+        results[setting] = _rank(m, local, names)
+        rows.append((results[setting], setting.row(), m))
+        print(setting.row(), results[setting], file=sys.stderr, flush=True)
     chosen = max(PERSONAL_GRID, key=lambda s: results[s])
 
-    def cells(m: dict[str, tuple[float, float]]) -> str:
-        return " | ".join(f"{m[c][0]:.3f} / {m[c][1]:.3f}" for c in [*names, POOLED])
+    def cells(m: Scores) -> str:
+        return " | ".join(f"{m[c][0]:.3f} / {m[c][1]:.3f}" for c in columns)
 
-    width = len(names) + 1
+    def score(key: tuple[int, float, int, float]) -> str:
+        return f"{key[0]} | {key[1]:+.3f} | {key[2]}"
+
+    width = len(columns)
+    swarm = _means(swarm_runs, columns)
     lines = [
         f"{study.title}. Validation = 25 % of each site's train rows (stratified; the test "
-        f"rows are left out), tuning seeds {TUNE_SEEDS.start}-{TUNE_SEEDS.stop - 1}, means "
-        "over seeds. Cells: validation accuracy / AUC. Wins = (site, metric) pairs, of "
-        f"{2 * len(names)}, where the personalized model is at least as good as local-only; "
-        "ranked by wins, then the smallest per-site AUC margin over local-only, then pooled "
-        f"AUC. Grid: epochs x lr x FedProx mu (anchored at the swarm model) x validation "
-        f"choice, {len(PERSONAL_GRID)} settings; the best 12 are shown.",
+        f"rows are left out), validation seeds {seeds[0]}-{seeds[-1]} (on the swarm's 5 "
+        "tuning seeds alone every setting tied on accuracy at Switzerland), means over seeds. "
+        "Cells: validation accuracy / AUC. Accuracy is the goal's primary metric: settings "
+        f"are ranked by accuracy wins (sites, of {len(names)}, where the personal model is at "
+        "least as good as local-only), then the smallest per-site accuracy margin over "
+        "local-only, then AUC wins, then pooled AUC. Mixture: swarm weight w, the personal "
+        "model = w x the swarm model + (1 - w) x the site's own model (trained from the "
+        "swarm's initial model on the site's train rows alone: w = 0 is local-only up to "
+        "shuffling, w = 1 the swarm model). Fine-tuning: the swarm model trained further at "
+        "the site (FedProx mu toward it; validation choice = a validation split of the train "
+        "rows decides between the copy and the swarm model).",
         "",
-        "| epochs | lr | mu | validation choice | " + " | ".join(names) + f" | {POOLED} | wins |",
-        "|---:|---:|---:|---|" + "---:|" * (width + 1),
-        f"| local-only | | | | {cells(local)} | |",
-        f"| 0 (swarm model as is) | | | | {cells(means(swarm_runs))} | "
-        f"{rank(means(swarm_runs))[0]} |",
+        "| method | swarm weight | epochs | lr | mu | validation choice | "
+        + " | ".join(columns)
+        + " | acc wins | min acc margin | AUC wins |",
+        "|---|---:|---:|---:|---:|---|" + "---:|" * (width + 3),
+        f"| local-only | | | | | | {cells(local)} | | | |",
+        f"| swarm model as is | | | | | | {cells(swarm)} | {score(_rank(swarm, local, names))} |",
     ]
-    for key, label, m in sorted(rows, key=lambda row: row[0], reverse=True)[:12]:
-        lines.append(f"| {label} | {cells(m)} | {key[0]} |")
-    lines += ["", f"Chosen: {chosen.label(study.config)}."]
+    for key, label, m in sorted(rows, key=lambda row: row[0], reverse=True):
+        lines.append(f"| {label} | {cells(m)} | {score(key)} |")
+    lines += [
+        "",
+        f"Chosen: {chosen.label(study.config)}.",
+        "",
+        f"The chosen setting and the swarm model per block of {PERSONAL_BLOCK} seeds, against "
+        "local-only on the same seeds:",
+        "",
+        "| seeds | model | " + " | ".join(columns) + " | acc wins | min acc margin | AUC wins |",
+        "|---|---|" + "---:|" * (width + 3),
+    ]
+    for start in range(0, len(seeds), PERSONAL_BLOCK):
+        block = slice(start, start + PERSONAL_BLOCK)
+        shown = seeds[block]
+        block_local = _means(local_runs[block], columns)
+        for label, runs in (
+            ("local-only", local_runs),
+            ("swarm model as is", swarm_runs),
+            ("chosen", setting_runs[chosen]),
+        ):
+            m = _means(runs[block], columns)
+            ranked = "| |" if label == "local-only" else score(_rank(m, block_local, names))
+            lines.append(f"| {shown[0]}-{shown[-1]} | {label} | {cells(m)} | {ranked} |")
     return "\n".join(lines), chosen
 
 
@@ -888,6 +991,10 @@ def main() -> None:
     parser.add_argument("--personal-epochs", type=int, default=None)
     parser.add_argument("--personal-lr", type=float, default=None)
     parser.add_argument("--personal-mu", type=float, default=None)
+    parser.add_argument("--personal-method", choices=("mixture", "finetune"), default=None)
+    parser.add_argument(
+        "--personal-swarm-weight", type=float, default=None, help="mixture: the swarm's weight"
+    )
     parser.add_argument(
         "--personal-select",
         choices=("yes", "no"),
@@ -953,6 +1060,8 @@ def _study(args: argparse.Namespace) -> Study:
         "epochs": args.personal_epochs,
         "lr": args.personal_lr,
         "fedprox_mu": args.personal_mu,
+        "method": args.personal_method,
+        "swarm_weight": args.personal_swarm_weight,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     if args.personal_select is not None:

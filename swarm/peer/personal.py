@@ -3,8 +3,9 @@ disk next to the swarm's checkpoints, never offered, pushed or reported anywhere
 
 After a round is finalized the peer evaluates the swarm model on its test split (catchup's
 ``report_metrics``); when the consortium's task file asks for personalization
-(``[personalization] epochs`` > 0) it also fine-tunes a copy on its own train rows
-(swarm.training.personalize), evaluates that copy on the same test split and keeps it at
+(``[personalization] epochs`` > 0) it also builds its personal model from the swarm model and
+its own train rows (swarm.training.personalize: by default the swarm model mixed with the
+hospital's own locally trained model), evaluates it on the same test split and keeps it at
 ``data_dir/personal/latest.ckpt`` (swarm.training.checkpoint format, round and settings in its
 header). Only the two numbers ``personal_accuracy`` and ``personal_auc`` go into the local
 ``metrics`` event; the ledger's metrics stay the swarm model's.
@@ -23,7 +24,7 @@ import torch
 
 from swarm.errors import CheckpointError
 from swarm.training.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from swarm.training.personalize import personalize
+from swarm.training.personalize import DEFAULT_METHOD, DEFAULT_SWARM_WEIGHT, personalize
 from swarm.training.task import Metrics, SiteData, Task, TrainConfig
 
 if TYPE_CHECKING:
@@ -44,8 +45,12 @@ class PersonalSettings:
     lr: float | None = None
     #: FedProx pull toward the swarm model while fine-tuning (None: the training config's)
     fedprox_mu: float | None = None
-    #: keep the swarm model when a validation split of the train rows prefers it
+    #: keep the swarm model when a validation split of the train rows prefers it (finetune)
     select: bool = True
+    #: "mixture" (the swarm model mixed with the hospital's own) or "finetune"
+    method: str = DEFAULT_METHOD
+    #: the swarm model's weight in the mixture (None: the library's tuned default)
+    swarm_weight: float | None = None
 
 
 def settings_of(peer: Any) -> PersonalSettings:
@@ -58,6 +63,8 @@ def settings_of(peer: Any) -> PersonalSettings:
         lr=getattr(spec, "lr", None),
         fedprox_mu=getattr(spec, "fedprox_mu", None),
         select=bool(getattr(spec, "select", True)),
+        method=str(getattr(spec, "method", None) or DEFAULT_METHOD),
+        swarm_weight=getattr(spec, "swarm_weight", None),
     )
 
 
@@ -107,11 +114,13 @@ def update_personal_model(
     model_seed: int,
     data_dir: Path,
 ) -> PersonalOutcome:
-    """Fine-tune the swarm model of ``round_id``, evaluate it on the test split, keep it.
+    """Build the personal model from the swarm model of ``round_id``, evaluate it on the test
+    split, keep it.
 
     Blocking (training and a file write): the peer runs it in a worker thread. The shuffling
-    seed is derived from (config seed, round, site), so a restarted peer rebuilds the same
-    personal model from the same swarm model.
+    seed is derived from (config seed, round, site), and the hospital's own model starts from
+    the swarm's initial model (``model_seed``), so a restarted peer rebuilds the same personal
+    model from the same swarm model.
     """
     seed = config.for_round(round_id, f"{data.site}/personal").seed
     result = personalize(
@@ -124,6 +133,9 @@ def update_personal_model(
         select=settings.select,
         seed=seed,
         config=config,
+        method=settings.method,
+        swarm_weight=settings.swarm_weight,
+        model_seed=model_seed,
     )
     model = task.build_model(model_seed)
     model.load_state_dict(result.state)
@@ -134,7 +146,12 @@ def update_personal_model(
         "epochs": settings.epochs,
         "lr": settings.lr if settings.lr is not None else config.lr,
         "chosen": result.chosen,
+        "method": settings.method,
     }
+    if settings.method == "mixture":
+        header["swarm_weight"] = (
+            settings.swarm_weight if settings.swarm_weight is not None else DEFAULT_SWARM_WEIGHT
+        )
     path = save_personal(data_dir, round_id, result.state, header)
     log.info(
         "personal model of round %d (%s): accuracy %.4f auc %.4f",

@@ -79,6 +79,11 @@ class Personalization:
     lr: float | None = None
     fedprox_mu: float | None = None
     select: bool = True
+    #: "mixture": swarm_weight x the swarm's model + the rest x the hospital's own model (APFL
+    #: style); "finetune": the swarm's model fine-tuned locally
+    method: str = "mixture"
+    #: the swarm model's weight in a mixture, 0 to 1 (None: swarm.training.personalize's default)
+    swarm_weight: float | None = None
 
 
 @dataclass(frozen=True)
@@ -409,7 +414,12 @@ def _server(table: Mapping[str, Any], where: str) -> ServerOptimizer:
 
 
 def _personalization(table: Mapping[str, Any], where: str) -> Personalization:
-    _only(table, ("epochs", "lr", "fedprox_mu", "select"), where, "personalization")
+    _only(
+        table,
+        ("epochs", "lr", "fedprox_mu", "select", "method", "swarm_weight"),
+        where,
+        "personalization",
+    )
     epochs = _int(table, "epochs", 0, where, "personalization", minimum=0)
     lr = table.get("lr")
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
@@ -422,11 +432,25 @@ def _personalization(table: Mapping[str, Any], where: str) -> Personalization:
     select = table.get("select", True)
     if not isinstance(select, bool):
         raise TaskFileError(f"{where}: [personalization] select must be true or false")
+    method = table.get("method", "mixture")
+    if method not in ("mixture", "finetune"):
+        raise TaskFileError(
+            f"{where}: [personalization] method must be mixture or finetune, not {method!r}"
+        )
+    weight = table.get("swarm_weight")
+    if weight is not None and (
+        isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1
+    ):
+        raise TaskFileError(
+            f"{where}: [personalization] swarm_weight must be a number from 0 to 1, not {weight!r}"
+        )
     return Personalization(
         epochs=epochs,
         lr=None if lr is None else float(lr),
         fedprox_mu=None if mu is None else float(mu),
         select=select,
+        method=method,
+        swarm_weight=None if weight is None else float(weight),
     )
 
 

@@ -6,7 +6,10 @@ and class balance) is declared in a task file, each hospital's CSV is checked wi
 check``, and ``swarm localnet up --task-file ... --data ...`` trains it on 4 peer processes. Every
 command runs as a user types it (``python -m cli.app`` in a subprocess, from the user's own
 folder, with relative paths); the test itself only reads what came out: the ledger, the exported
-models and the pooled test rows.
+models and the pooled test rows. The study trains with AdamW locally and FedAvgM on the
+aggregate, so the server optimizer's state is computed at every key holder, hashed with the
+model, checkpointed and served to peers that catch up: all four checkpoints must still agree
+bit for bit.
 """
 
 from __future__ import annotations
@@ -84,13 +87,17 @@ categories = ["emergency", "clinic", "transfer"]
 architecture = "logreg"
 
 [training]
-optimizer = "sgd"
+optimizer = "adamw"
 epochs = 3
 batch_size = 16
-lr = 0.2
-momentum = 0.9
+lr = 0.05
 weight_decay = 0.0001
 fedprox_mu = 0.1
+
+[server]
+optimizer = "fedavgm"
+lr = 1.0
+momentum = 0.5
 """
 
 COLUMNS = (

@@ -22,6 +22,7 @@ from swarm.peer.actions import ReportMetrics
 from swarm.peer.catchup import report_metrics
 from swarm.training.checkpoint import model_hash, read_checkpoint
 from swarm.training.heart import HeartDiseaseTask
+from swarm.training.personalize import DEFAULT_SWARM_WEIGHT
 
 TASK = HeartDiseaseTask()
 SITE = "VA Long Beach"
@@ -42,7 +43,11 @@ class Ledger:
 
 
 def fake_peer(
-    tmp_path: Path, epochs: int | None, lr: float | None = 0.03, select: bool = False
+    tmp_path: Path,
+    epochs: int | None,
+    lr: float | None = 0.03,
+    select: bool = False,
+    method: str | None = None,
 ) -> Any:
     """The attributes report_metrics and swarm.peer.personal read."""
     events: list[tuple[str, dict[str, Any]]] = []
@@ -53,7 +58,9 @@ def fake_peer(
     task_file = (
         None
         if epochs is None
-        else SimpleNamespace(personalization=SimpleNamespace(epochs=epochs, lr=lr, select=select))
+        else SimpleNamespace(
+            personalization=SimpleNamespace(epochs=epochs, lr=lr, select=select, method=method)
+        )
     )
     return SimpleNamespace(
         task=TASK,
@@ -93,12 +100,22 @@ def test_personal_metrics_sit_next_to_the_swarms_and_only_the_swarms_reach_the_l
     kept = read_checkpoint(personal.latest_path(tmp_path))
     assert kept.round_id == 3 and kept.model_hash != before
     assert kept.config["site"] == SITE and kept.config["epochs"] == 5
-    assert kept.config["chosen"] == "fine-tuned"
+    assert kept.config["chosen"] == kept.config["method"] == "mixture"  # the default
+    assert kept.config["swarm_weight"] == DEFAULT_SWARM_WEIGHT
     # the numbers reported are the kept model's
     model = TASK.build_model(0)
     model.load_state_dict(kept.state_dict)
     metrics = TASK.evaluate(model, peer.data)
     assert (metrics.accuracy, metrics.auc) == (data["personal_accuracy"], data["personal_auc"])
+
+
+def test_a_fine_tuning_task_file_keeps_the_fine_tuned_copy(tmp_path: Path) -> None:
+    """``method = "finetune"``: the copy fine-tuned from the swarm model, not a mixture."""
+    peer = fake_peer(tmp_path, epochs=3, method="finetune")
+    report(peer, 2)
+    kept = read_checkpoint(personal.latest_path(tmp_path))
+    assert kept.config["chosen"] == "fine-tuned" and kept.config["method"] == "finetune"
+    assert "swarm_weight" not in kept.config
 
 
 def test_only_the_latest_personal_model_is_kept_and_a_restart_rebuilds_the_same(
@@ -137,12 +154,17 @@ def test_a_failed_fine_tuning_leaves_the_swarms_metrics_reported(tmp_path: Path)
 
 
 def test_settings_follow_the_task_file() -> None:
-    """Keys a task file does not have take their defaults: the training config's FedProx mu,
-    and the validation choice on."""
+    """Keys a task file does not have take their defaults: the mixture with the library's
+    swarm weight, the training config's FedProx mu, and the validation choice on."""
     spec = SimpleNamespace(personalization=SimpleNamespace(epochs=4, lr=None))
     assert personal.settings_of(SimpleNamespace(task_file=spec)) == personal.PersonalSettings(
-        epochs=4, lr=None, fedprox_mu=None, select=True
+        epochs=4, lr=None, fedprox_mu=None, select=True, method="mixture", swarm_weight=None
     )
+    spec = SimpleNamespace(
+        personalization=SimpleNamespace(epochs=2, lr=0.1, method="finetune", swarm_weight=0.5)
+    )
+    settings = personal.settings_of(SimpleNamespace(task_file=spec))
+    assert (settings.method, settings.swarm_weight) == ("finetune", 0.5)
     assert personal.settings_of(SimpleNamespace()).epochs == 0
     assert personal.settings_of(SimpleNamespace(task_file=None)).epochs == 0
 
