@@ -139,6 +139,13 @@ def check_peer_config(config: PeerConfig) -> None:
     check_address(config.contract, "config: [ledger] contract")
     if config.data is not None and not config.data.exists():
         raise ConfigError(f"config: [task] data {config.data}: no such file or folder")
+    if config.task_file is None:
+        from swarm.training import get_task
+
+        try:
+            get_task(config.task)
+        except ValueError as exc:
+            raise ConfigError(f"config: [task] name: {exc}") from None
     resolved = consortium_task(
         task_file=config.task_file,
         data=config.data,
