@@ -24,8 +24,9 @@ import torch
 
 from swarm.errors import CheckpointError
 from swarm.training.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from swarm.training.personalize import DEFAULT_METHOD, DEFAULT_SWARM_WEIGHT, personalize
+from swarm.training.personalize import DEFAULT_SWARM_WEIGHT, personalize
 from swarm.training.task import Metrics, SiteData, Task, TrainConfig
+from swarm.training.taskfile import Personalization
 
 if TYPE_CHECKING:
     from swarm.peer.runner import Peer
@@ -37,35 +38,14 @@ PERSONAL_DIR = "personal"
 LATEST = "latest.ckpt"
 
 
-@dataclass(frozen=True)
-class PersonalSettings:
-    """What the task file's ``[personalization]`` asks for (epochs 0: off)."""
-
-    epochs: int = 0
-    lr: float | None = None
-    #: FedProx pull toward the swarm model while fine-tuning (None: the training config's)
-    fedprox_mu: float | None = None
-    #: keep the swarm model when a validation split of the train rows prefers it (finetune)
-    select: bool = True
-    #: "mixture" (the swarm model mixed with the hospital's own) or "finetune"
-    method: str = DEFAULT_METHOD
-    #: the swarm model's weight in the mixture (None: the library's tuned default)
-    swarm_weight: float | None = None
+#: what the task file's ``[personalization]`` asks for (epochs 0: off)
+PersonalSettings = Personalization
 
 
-def settings_of(peer: Any) -> PersonalSettings:
+def settings_of(peer: Any) -> Personalization:
     """The peer's personalization settings; off when it has no task file (a built-in task)."""
-    spec = getattr(getattr(peer, "task_file", None), "personalization", None)
-    if spec is None:
-        return PersonalSettings()
-    return PersonalSettings(
-        epochs=int(getattr(spec, "epochs", 0) or 0),
-        lr=getattr(spec, "lr", None),
-        fedprox_mu=getattr(spec, "fedprox_mu", None),
-        select=bool(getattr(spec, "select", True)),
-        method=str(getattr(spec, "method", None) or DEFAULT_METHOD),
-        swarm_weight=getattr(spec, "swarm_weight", None),
-    )
+    spec = getattr(peer, "task_file", None)
+    return spec.personalization if spec is not None else Personalization()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from swarm.peer.catchup import report_metrics
 from swarm.training.checkpoint import model_hash, read_checkpoint
 from swarm.training.heart import HeartDiseaseTask
 from swarm.training.personalize import DEFAULT_SWARM_WEIGHT
+from swarm.training.taskfile import Personalization
 
 TASK = HeartDiseaseTask()
 SITE = "VA Long Beach"
@@ -59,7 +60,9 @@ def fake_peer(
         None
         if epochs is None
         else SimpleNamespace(
-            personalization=SimpleNamespace(epochs=epochs, lr=lr, select=select, method=method)
+            personalization=Personalization(
+                epochs=epochs, lr=lr, select=select, method=method or "mixture"
+            )
         )
     )
     return SimpleNamespace(
@@ -156,12 +159,12 @@ def test_a_failed_fine_tuning_leaves_the_swarms_metrics_reported(tmp_path: Path)
 def test_settings_follow_the_task_file() -> None:
     """Keys a task file does not have take their defaults: the mixture with the library's
     swarm weight, the training config's FedProx mu, and the validation choice on."""
-    spec = SimpleNamespace(personalization=SimpleNamespace(epochs=4, lr=None))
+    spec = SimpleNamespace(personalization=Personalization(epochs=4, lr=None))
     assert personal.settings_of(SimpleNamespace(task_file=spec)) == personal.PersonalSettings(
         epochs=4, lr=None, fedprox_mu=None, select=True, method="mixture", swarm_weight=None
     )
     spec = SimpleNamespace(
-        personalization=SimpleNamespace(epochs=2, lr=0.1, method="finetune", swarm_weight=0.5)
+        personalization=Personalization(epochs=2, lr=0.1, method="finetune", swarm_weight=0.5)
     )
     settings = personal.settings_of(SimpleNamespace(task_file=spec))
     assert (settings.method, settings.swarm_weight) == ("finetune", 0.5)
