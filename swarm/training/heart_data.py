@@ -34,7 +34,7 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -225,12 +225,6 @@ def site_rows(table: HeartTable, site: str) -> HeartTable:
     return table.take(np.flatnonzero(table.sites == site))
 
 
-def _split_seed(seed: int, site: str) -> int:
-    # A stable hash (not Python's salted hash()) so that every process splits alike.
-    digest = hashlib.sha256(f"heart-split:{seed}:{site}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
-
-
 def split_indices(
     labels: npt.NDArray[np.float32], seed: int, site: str, test_fraction: float = 0.25
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
@@ -240,11 +234,22 @@ def split_indices(
     when the class has two or more rows (Switzerland has 8 healthy patients: 2 go to test, so
     its test AUC is defined). Deterministic in (seed, site).
     """
+    return stratified_split(labels, f"heart-split:{seed}:{site}", test_fraction)
+
+
+def stratified_split(
+    labels: npt.NDArray[Any], tag: str, test_fraction: float
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The stratified split rule of every task (heart, CSV, image folders), for any number of
+    classes: each class present gives ``round(test_fraction * count)`` rows to the test split,
+    at least one when it has two or more and never all. Seeded by the SHA-256 of ``tag`` (which
+    names the task kind, the seed and the site), so every process splits alike."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    rng = np.random.default_rng(_split_seed(seed, site))
-    test_parts: list[npt.NDArray[np.intp]] = []
-    for value in (0.0, 1.0):
+    digest = hashlib.sha256(tag.encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    test_parts: list[npt.NDArray[np.intp]] = [np.zeros(0, dtype=np.intp)]
+    for value in np.unique(labels):
         members = np.flatnonzero(labels == value)
         count = round(test_fraction * members.size)
         if members.size >= 2:

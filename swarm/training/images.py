@@ -59,6 +59,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from swarm.errors import SiteDataError, TaskFileError
+from swarm.training.heart_data import stratified_split
 from swarm.training.loop import evaluate_classifier, train_classifier
 from swarm.training.task import Metrics, SiteData, TrainConfig
 from swarm.training.taskfile import DataReport, TaskFile
@@ -273,20 +274,7 @@ def split_stratified(
     least one when it has two or more and never all of them (the rule of the heart task's
     split, for any number of classes). Deterministic in (seed, site).
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    digest = hashlib.sha256(f"image-split:{seed}:{site}".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    parts: list[npt.NDArray[np.intp]] = [np.zeros(0, dtype=np.intp)]
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        count = round(test_fraction * members.size)
-        if members.size >= 2:
-            count = min(max(count, 1), members.size - 1)
-        parts.append(rng.permutation(members)[:count])
-    test = np.sort(np.concatenate(parts))
-    train = np.setdiff1d(np.arange(labels.size), test)
-    return train, test
+    return stratified_split(labels, f"image-split:{seed}:{site}", test_fraction)
 
 
 # --- the task ----------------------------------------------------------------------------------

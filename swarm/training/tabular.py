@@ -63,7 +63,6 @@ What this module does not do: compute scales from the sites' data through the sw
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 import math
@@ -79,7 +78,7 @@ import torch
 from torch import nn
 
 from swarm.errors import SiteDataError, TaskFileError
-from swarm.training.heart_data import split_indices
+from swarm.training.heart_data import split_indices, stratified_split
 from swarm.training.loop import evaluate_classifier, train_classifier
 from swarm.training.models import MLP, LogisticRegression, build_seeded
 from swarm.training.task import Metrics, SiteData, TrainConfig
@@ -753,17 +752,7 @@ def _split(
     the heart task file splits as the built-in task); multiclass: the same rule per class."""
     if classes == 2 and labels.dtype == np.float32:
         return split_indices(labels, seed, site, test_fraction)
-    digest = hashlib.sha256(f"csv-split:{seed}:{site}".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    parts: list[npt.NDArray[np.intp]] = []
-    for value in range(classes):
-        members = np.flatnonzero(labels == value)
-        count = round(test_fraction * members.size)
-        if members.size >= 2:
-            count = min(max(count, 1), members.size - 1)
-        parts.append(rng.permutation(members)[:count])
-    test = np.sort(np.concatenate(parts))
-    return np.setdiff1d(np.arange(labels.size), test), test
+    return stratified_split(labels, f"csv-split:{seed}:{site}", test_fraction)
 
 
 def _fill(schema: CsvSchema, train: _Rows) -> dict[str, float]:
