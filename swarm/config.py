@@ -7,6 +7,8 @@ password_file = "password"        # optional; else $SWARM_PASSWORD or a prompt
 [ledger]
 chain_url = "http://127.0.0.1:8545"
 contract = "0x..."
+events_url = ""                   # WebSocket for the ledger's events ("": anvil's own; "off":
+                                  # poll for new blocks every poll_s instead)
 
 [p2p]
 listen = ["/ip4/0.0.0.0/tcp/4001"] # where the peer listens (0.0.0.0: every interface)
@@ -27,7 +29,8 @@ device = "auto"                   # cpu | cuda | auto (cuda when this machine ha
 data_dir = "data"                 # checkpoints, received blobs, round logs
 rounds = 0                        # stop after this many finalized rounds (0: run forever)
 report_metrics = true
-poll_s = 0.5                      # seconds between looks at the ledger
+poll_s = 0.5                      # seconds between checks for a new block (no event stream)
+reconcile_s = 5.0                 # seconds between reads of the ledger when nothing happens
 keep_checkpoints = 20             # newest checkpoints kept on disk (0: keep every one)
 """
 
@@ -87,8 +90,12 @@ class PeerConfig:
     training: TrainingOptions = field(default_factory=TrainingOptions)
     rounds: int = 0
     report_metrics: bool = True
-    #: seconds between looks at the ledger
+    #: seconds between checks for a new block where the node streams no events
     poll_s: float = 0.5
+    #: seconds between reads of the ledger when no event came (a missed event costs this)
+    reconcile_s: float = 5.0
+    #: the node's WebSocket endpoint for events; "": anvil's own (else none); "off": none
+    events_url: str = ""
     #: how many of the newest checkpoints stay on disk (0: every one)
     keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
 
@@ -160,6 +167,8 @@ class PeerConfig:
             rounds=_number(peer, "rounds", "peer", int, 0, minimum=0),
             report_metrics=_flag(peer, "report_metrics", "peer", True),
             poll_s=_number(peer, "poll_s", "peer", float, 0.5, minimum=0.0, above=True),
+            reconcile_s=_number(peer, "reconcile_s", "peer", float, 5.0, minimum=0.0, above=True),
+            events_url=_events_url(ledger.get("events_url", "")),
             keep_checkpoints=_number(
                 peer, "keep_checkpoints", "peer", int, DEFAULT_KEEP_CHECKPOINTS, minimum=0
             ),
@@ -197,6 +206,7 @@ class PeerConfig:
             "[ledger]",
             f"chain_url = {q(self.chain_url)}",
             f"contract = {q(self.contract)}",
+            *([f"events_url = {q(self.events_url)}"] if self.events_url else []),
             "",
             "[p2p]",
             "listen = [" + ", ".join(q(a) for a in self.listen) + "]",
@@ -223,6 +233,7 @@ class PeerConfig:
             f"rounds = {self.rounds}",
             f"report_metrics = {q(self.report_metrics)}",
             f"poll_s = {self.poll_s!r}",
+            f"reconcile_s = {self.reconcile_s!r}",
             f"keep_checkpoints = {self.keep_checkpoints}  # newest checkpoints kept (0: all)",
             "",
         ]
@@ -230,6 +241,16 @@ class PeerConfig:
 
 
 # --- validation: every value checked once, here, with the key it came from -------------------
+
+
+def _events_url(value: object) -> str:
+    text = str(value).strip() if isinstance(value, str) else None
+    if text is None or not (text in ("", "off") or text.startswith(("ws://", "wss://"))):
+        raise ConfigError(
+            f'config: [ledger] events_url must be a ws:// or wss:// URL, "" or "off": {value!r}'
+        )
+    return text
+
 
 #: [training] keys: (type, smallest allowed value, whether the value must be above it)
 _TRAINING_RANGES: dict[str, tuple[type, float, bool]] = {

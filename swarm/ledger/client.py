@@ -42,14 +42,20 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import requests
+from eth_abi import decode, encode
 from eth_account import Account
 from eth_typing import ChecksumAddress
-from eth_utils import is_address, to_checksum_address
+from eth_utils import (
+    collapse_if_tuple,
+    function_abi_to_4byte_selector,
+    is_address,
+    to_checksum_address,
+)
 from hexbytes import HexBytes
 from web3.contract import Contract
 from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
 from web3.logs import DISCARD
-from web3.types import BlockIdentifier
+from web3.types import BlockIdentifier, RPCEndpoint
 
 from swarm.errors import (
     ChainUnavailableError,
@@ -66,6 +72,7 @@ from swarm.ledger.chain import Chain
 from swarm.ledger.events import LedgerEvent, decode_logs
 from swarm.ledger.revert import decode_exception, decoded_reverts
 from swarm.ledger.types import LapseReason, LedgerView, Member, Params, RoundInfo, RoundState
+from swarm.ledger.watch import LedgerWatch, open_watch
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +210,7 @@ class LedgerClient:
         self.consortium: Contract = self.w3.eth.contract(
             address=self.consortium_address, abi=load_artifact("Consortium").abi
         )
+        self._view_shape: tuple[bytes, list[str]] | None = None  # peerView's selector, outputs
 
     # --- deployment ----------------------------------------------------------------------
 
@@ -378,11 +386,38 @@ class LedgerClient:
         ``round_id`` 0 is the current round. ``block`` pins the read to a block (e.g. to read
         events up to ``view.block_number`` afterwards); the default is the latest.
         """
-        raw = self._read(
-            lambda: self.contract.functions.peerView(round_id).call(block_identifier=block),
-            "peerView",
+        return _view_from_tuple(
+            self._read(lambda: self._peer_view_raw(round_id, block), "peerView")
         )
-        return _view_from_tuple(raw)
+
+    def _peer_view_raw(self, round_id: int, block: BlockIdentifier) -> Any:
+        """``peerView`` as one plain ``eth_call``, encoded and decoded here.
+
+        Every peer reads this after each event that concerns it: through web3's contract
+        machinery (its middlewares, formatters and validation) one read cost about 12 ms of CPU
+        on this project's 2-core machine, a large share of a busy swarm's work; this way about a
+        tenth of it (``benchmarks/ledger_bench.py``). A node's error goes the web3 way, so
+        reverts and refusals are decoded as everywhere else."""
+        shape = self._view_shape
+        if shape is None:
+            abi = self.contract.get_function_by_name("peerView").abi
+            shape = self._view_shape = (
+                function_abi_to_4byte_selector(abi),
+                [collapse_if_tuple(dict(o)) for o in abi["outputs"]],
+            )
+        selector, outputs = shape
+        data = "0x" + (selector + encode(["uint256"], [round_id])).hex()
+        call = {"to": self.address, "data": data}
+        if self.chain.kind == "embedded" or not isinstance(block, str | int):
+            # in this process (nothing to save), or pinned by hash: the web3 way
+            return self.contract.functions.peerView(round_id).call(block_identifier=block)
+        tag = block if isinstance(block, str) else hex(block)
+        response = self.w3.provider.make_request(RPCEndpoint("eth_call"), [call, tag])
+        result = response.get("result")
+        if "error" in response or not isinstance(result, str) or result in ("0x", ""):
+            return self.contract.functions.peerView(round_id).call(block_identifier=block)
+        values = decode(outputs, bytes.fromhex(result[2:]))
+        return values[0] if len(values) == 1 else values  # one struct: as web3 returns it
 
     def active_member_count(self) -> int:
         return int(
@@ -411,6 +446,18 @@ class LedgerClient:
                 }
             )
             return decode_logs(self.w3, [self.contract, self.consortium], logs)
+
+    def watch(self, *, events_url: str = "", poll_s: float = 0.5) -> LedgerWatch:
+        """What tells a peer that this consortium's ledger changed (swarm.ledger.watch): a
+        subscription to both contracts' events where the node streams them, else a cheap poll
+        for new blocks every ``poll_s``."""
+        return open_watch(
+            self.chain,
+            [self.address, self.consortium_address],
+            [self.contract.abi, self.consortium.abi],
+            events_url=events_url,
+            poll_s=poll_s,
+        )
 
     # --- writes: membership and parameters -------------------------------------------------
 

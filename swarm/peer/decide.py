@@ -30,6 +30,7 @@ Stages, from the ledger's derived round state and our place in the round::
 from __future__ import annotations
 
 from swarm.ledger.types import LedgerView, RoundInfo, RoundState
+from swarm.ledger.watch import LedgerNote
 from swarm.peer.actions import (
     Acknowledge,
     Action,
@@ -56,7 +57,7 @@ from swarm.peer.actions import (
     Train,
 )
 from swarm.peer.local import LocalView, RoundProgress
-from swarm.protocol import ack_eligible, deadline_passed, mask_threshold
+from swarm.protocol import GRACE_S, ack_eligible, deadline_passed, mask_threshold
 
 ZERO = b"\0" * 32
 #: how long the others wait for the designated peer to open the next round
@@ -264,4 +265,57 @@ def _acknowledging(ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress) 
     return [*out, Decrypt(r.round_id, r.attempt)]
 
 
-__all__ = ["decide"]
+# --- when to look at the ledger again ---------------------------------------------------------
+
+#: events of other members that change nothing this peer decides (it reads them on its next look)
+_OTHERS_ONLY_INFORM = frozenset({"Joined", "Acknowledged", "MetricsReported", "PrivacySpent"})
+
+
+def worth_a_look(note: LedgerNote, ledger: LedgerView | None, me: str, now: float) -> bool:
+    """Whether what the ledger just told us (``note``) can change what :func:`decide` returns,
+    so that the peer reads the contract again. Reading on every event would make a round cost
+    every peer a read per member's transaction (quadratic in the swarm's size); reading on too
+    few would leave a step waiting for the slow reconciliation read.
+
+    A join by another member changes nothing we do (the window closes by itself when the last
+    one joins: JoinClosed), nor do another member's acknowledgement (the last one finalizes:
+    RoundFinalized) or metrics. Another member's commitment matters to the merge peer only. A
+    block without our events matters while the roles wait for their draw block, and once one of
+    the round's deadlines has passed (the round's state is judged by the block's time)."""
+    if note.unknown or ledger is None:
+        return True
+    r = ledger.round
+    if note.event is None:  # a new block with none of our events in it
+        if r is None or r.state in (RoundState.NONE, RoundState.FINALIZED, RoundState.LAPSED):
+            return False
+        if r.state == RoundState.DRAWING:
+            return True
+        return any(0 < d < now for d in _deadlines(r))
+    if note.account == me:
+        return True
+    if note.event in _OTHERS_ONLY_INFORM:
+        return False
+    if note.event == "UpdateCommitted":
+        return r is None or r.merge_peer == me or note.round != r.round_id
+    return True
+
+
+def next_look_at(ledger: LedgerView, idle_since: float | None, now: float) -> float | None:
+    """The earliest time after ``now`` at which :func:`decide` may answer differently with
+    nothing new on the ledger: a round deadline passing (with its grace), or the designated
+    opener's head start running out (``idle_since`` as in LocalView). None if no such time."""
+    times: list[float] = []
+    r = ledger.round
+    if r is not None and r.state not in (RoundState.NONE, RoundState.FINALIZED, RoundState.LAPSED):
+        times += [d + GRACE_S for d in _deadlines(r) if d > 0]
+    elif idle_since is not None:
+        times.append(idle_since + OPEN_FALLBACK_S)
+    later = [t for t in times if t > now]
+    return min(later) if later else None
+
+
+def _deadlines(r: RoundInfo) -> tuple[int, ...]:
+    return (r.join_deadline, r.key_deadline, r.commit_deadline, r.merge_deadline, r.ack_deadline)
+
+
+__all__ = ["decide", "next_look_at", "worth_a_look"]

@@ -2,10 +2,15 @@
 
 The loop is: one consistent read of the ledger (``LedgerClient.view``), one call of the pure
 :func:`swarm.peer.decide.decide`, and each returned action started as its own task, carried out
-by a role module (participant, steward, merger, keyholder, catchup). A finished action, a
-received push or ``poll_s`` wakes the loop for the next decision. An action that failed is
+by a role module (participant, steward, merger, keyholder, catchup). An action that failed is
 cooled down for a moment (so a dead peer is not hammered) and then decided afresh: nothing is
 ever "remembered as done" unless the ledger or the local disk shows it.
+
+The loop sleeps until something can change its decision (issue: "rounds at the speed of the
+ledger"): an event on the ledger that matters to this peer (swarm.ledger.watch, filtered by
+:func:`swarm.peer.decide.worth_a_look`), a finished action, a push from another peer, a round
+deadline or a cool-down running out (:func:`swarm.peer.decide.next_look_at`). Every
+``reconcile_s`` it reads the ledger anyway, so an event it missed costs seconds, not a round.
 
 Blocking work (torch, TenSEAL, web3, disk) runs in worker threads; every network transfer runs
 under its own deadline (swarm.p2p); every wait for another peer is bounded by a ledger deadline,
@@ -36,8 +41,10 @@ from swarm.errors import (
 from swarm.identity import Identity
 from swarm.ledger import LedgerClient, LedgerView, RoundInfo, RoundState
 from swarm.ledger.gas import funds as account_funds
+from swarm.ledger.watch import LedgerNote, LedgerWatch
 from swarm.p2p import BlobKind, BlobRef, LedgerMembershipSource, P2PConfig, P2PService, open_p2p
 from swarm.p2p.disk_store import DirectoryBlobStore
+from swarm.p2p.membership import run_in_thread_abandoning
 from swarm.peer import catchup, keyholder, masks, merger, participant, privacy, steward
 from swarm.peer.actions import (
     Acknowledge,
@@ -64,7 +71,7 @@ from swarm.peer.actions import (
     Stop,
     Train,
 )
-from swarm.peer.decide import decide
+from swarm.peer.decide import decide, next_look_at, worth_a_look
 from swarm.peer.local import LocalView
 from swarm.peer.model import ModelKeeper
 from swarm.peer.work import ActionSupersededError, RoundWork
@@ -103,6 +110,10 @@ class PeerHooks(Protocol):
 
     def at(self, point: str, info: RoundInfo, me: str) -> None: ...
 
+    def hears(self, note: LedgerNote, me: str) -> bool:
+        """Whether the peer gets ``note`` from its ledger watch (a test drops some)."""
+        ...
+
 
 class Peer:
     """One hospital's peer. ``await peer.run()`` until its target round count is reached."""
@@ -117,6 +128,7 @@ class Peer:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         p2p_config: P2PConfig | None = None,
         hooks: PeerHooks | None = None,
+        watch: LedgerWatch | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -178,12 +190,17 @@ class Peer:
         self._in_flight: set[str] = set()
         self._cooling: dict[str, tuple[float, int]] = {}  # key -> (until, failures)
         self._wake = trio.Event()
+        self._timer_is_reconcile = True
         self._stopped = False
         self._idle_since: float | None = None
         self._finished = 0  # actions ended so far (a view read across one is not decided on)
         self.sitting_out_until = 0  # benched by the ledger for missed commits, through this round
         self.privacy_spent = False  # our privacy budget cannot pay for another round
         self.privacy = privacy.PrivacyKeeper(config.data_dir / "privacy.json")
+        self.watch = watch or ledger.watch(events_url=config.events_url, poll_s=config.poll_s)
+        #: why the loop woke, counted (logged at the end): ledger events, reconciliation, ...
+        self.wakes: dict[str, int] = {}
+        self._woken_by = "start"
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -192,7 +209,7 @@ class Peer:
             self.identity,
             self.p2p_config,
             LedgerMembershipSource(self.ledger),
-            _WakingStore(self.store, self.wake),
+            _WakingStore(self.store, lambda: self.wake("push")),
             status_provider=self._status,
         ) as net:
             self.net = net
@@ -219,17 +236,62 @@ class Peer:
             self.emit("started", addrs=net.addrs(), model=self.model.hash.hex())
             task_status.started()
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._listen)
                 while not self._stopped:
                     await self._step(nursery)
-                    with trio.move_on_after(self.config.poll_s):
+                    with trio.move_on_after(self._sleep_s()):
                         await self._wake.wait()
+                    if not self._wake.is_set():
+                        self._woken_by = "reconcile" if self._timer_is_reconcile else "deadline"
+                    self.wakes[self._woken_by] = self.wakes.get(self._woken_by, 0) + 1
                     self._wake = trio.Event()
                 nursery.cancel_scope.cancel()
+            log.info(
+                "looked at the ledger after: %s",
+                " ".join(f"{k}={v}" for k, v in sorted(self.wakes.items())),
+            )
             await trio.sleep(LINGER_S)
 
-    def wake(self) -> None:
-        """Decide again now (a push arrived, an action finished)."""
+    def wake(self, why: str = "action") -> None:
+        """Decide again now (a push arrived, an action finished, the ledger changed)."""
+        if not self._wake.is_set():
+            self._woken_by = why
         self._wake.set()
+
+    def _sleep_s(self) -> float:
+        """Until the next time the decision can change with nothing new on the ledger (a
+        deadline, a cool-down ending), or the next reconciliation read if that is sooner."""
+        now = time.time()
+        reconcile = self.config.reconcile_s
+        times = [until for until, _ in self._cooling.values() if until > now]
+        if self.view is not None and (at := next_look_at(self.view, self._idle_since, now)):
+            times.append(at)
+        soonest = min(times, default=now + reconcile)
+        self._timer_is_reconcile = soonest >= now + reconcile
+        return max(0.0, min(soonest - now, reconcile))
+
+    async def _listen(self) -> None:
+        """Carry the ledger watch's notes (from its thread) to :meth:`_noted`."""
+        watch = self.watch
+        token = trio.lowlevel.current_trio_token()
+
+        def deliver(note: LedgerNote) -> None:
+            try:
+                trio.from_thread.run_sync(self._noted, note, trio_token=token)
+            except (trio.RunFinishedError, RuntimeError):
+                watch.close()  # the peer is gone
+
+        log.info("ledger events: %s", watch.kind)
+        try:
+            await run_in_thread_abandoning(lambda: watch.run(deliver))
+        finally:
+            watch.close()
+
+    def _noted(self, note: LedgerNote) -> None:
+        if self.hooks is not None and not self.hooks.hears(note, self.me):
+            return
+        if worth_a_look(note, self.view, self.me, time.time()):
+            self.wake(note.event or "block")
 
     async def _step(self, nursery: trio.Nursery) -> None:
         finished = self._finished

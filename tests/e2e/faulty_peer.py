@@ -12,6 +12,8 @@ library feature). Run as ``python -m tests.e2e.faulty_peer <the arguments of cli
   sends SIGCONT;
 - ``stall`` (no round, no position: give it to one process): the peer joins every round and
   never commits, a member that stalls rounds on purpose; it does everything else as usual.
+- ``deaf`` (likewise): the peer hears none of the ledger's events (its watch's notes are
+  dropped): it goes on by its reconciliation reads, deadlines, pushes and its own actions.
 
 Positions make it deterministic which of the identically configured processes is hit.
 """
@@ -25,6 +27,7 @@ import sys
 from dataclasses import dataclass
 
 from swarm.ledger import RoundInfo
+from swarm.ledger.watch import LedgerNote
 from swarm.peer.work import ActionSupersededError
 
 log = logging.getLogger("swarm.tests.faults")
@@ -46,14 +49,26 @@ class FaultHooks:
     def __init__(self, spec: str) -> None:
         self.faults = []
         self.stall = False
+        self.deaf = False
+        self.dropped = 0
         for item in filter(None, spec.split(",")):
             if item == "stall":
                 self.stall = True
+                continue
+            if item == "deaf":
+                self.deaf = True
                 continue
             name, _, where = item.partition("@")
             round_text, _, position = where.partition(":")
             self.faults.append(Fault(name, int(round_text), int(position)))
         self.fired: set[Fault] = set()
+
+    def hears(self, note: LedgerNote, me: str) -> bool:
+        if self.deaf:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 50 == 0:
+                log.error("fault deaf: dropped %d ledger notes so far", self.dropped)
+        return not self.deaf
 
     def at(self, point: str, info: RoundInfo, me: str) -> None:
         if self.stall and point == "before-commit":

@@ -8,6 +8,7 @@ commitments or the latest model at the next), so that it decided from a state th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -178,21 +179,37 @@ class _Counter:
 
 @contextmanager
 def counted_requests(w3: Web3) -> Iterator[_Counter]:
-    """Every request that reaches the provider (after web3's and our middleware)."""
+    """Every request that reaches the provider: through web3's (and our) middleware, or
+    straight to the provider (``LedgerClient.view`` on an RPC chain), each counted once."""
     counter = _Counter()
+    inside = threading.local()
 
     class Count(Web3Middleware):
         def wrap_make_request(self, make_request: Callable[..., Any]) -> Callable[..., Any]:
             def middleware(method: str, params: Any) -> Any:
                 counter.methods.append(method)
-                return make_request(method, params)
+                inside.depth = getattr(inside, "depth", 0) + 1  # requests nest (eth_accounts)
+                try:
+                    return make_request(method, params)
+                finally:
+                    inside.depth -= 1
 
             return middleware
 
+    provider: Any = w3.provider
+    direct = provider.make_request
+
+    def counted(method: str, params: Any) -> Any:
+        if not getattr(inside, "depth", 0):
+            counter.methods.append(method)
+        return direct(method, params)
+
     w3.middleware_onion.inject(Count, name="test_counter", layer=0)
+    provider.make_request = counted
     try:
         yield counter
     finally:
+        del provider.make_request
         w3.middleware_onion.remove("test_counter")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import pytest
 
 from swarm.ledger import LapseReason, LedgerView, Params, RoundInfo, RoundState
+from swarm.ledger.watch import LedgerNote
 from swarm.peer import LocalView, RoundProgress, decide
 from swarm.peer.actions import (
     Acknowledge,
@@ -38,7 +39,7 @@ from swarm.peer.actions import (
     Stop,
     Train,
 )
-from swarm.peer.decide import OPEN_FALLBACK_S, SEED_STORE_AFTER_BLOCKS
+from swarm.peer.decide import OPEN_FALLBACK_S, SEED_STORE_AFTER_BLOCKS, next_look_at, worth_a_look
 from swarm.protocol import GRACE_S
 
 A, B, C, D = (f"0x{i:040X}" for i in (0xA, 0xB, 0xC, 0xD))
@@ -614,3 +615,84 @@ def test_every_action_kind_is_reachable() -> None:
     }  # fmt: skip
     assert defined == reached
     assert all(dataclasses.is_dataclass(k) for k in defined)
+
+
+# --- when to look at the ledger again (worth_a_look, next_look_at) ----------------------------
+
+
+def _note(event: str | None = None, account: str | None = None, **kw: object) -> LedgerNote:
+    return LedgerNote(block=101, event=event, round=5, account=account, **kw)  # type: ignore[arg-type]
+
+
+def test_an_unknown_change_or_no_view_yet_is_always_worth_a_look() -> None:
+    """A polled new block, a reconnected stream (events may have been missed), or a peer that
+    has not read the ledger yet: read it."""
+    assert worth_a_look(_note(unknown=True), ledger(rnd(RoundState.COMMITTING)), A, T)
+    assert worth_a_look(_note("MetricsReported", B), None, A, T)
+
+
+@pytest.mark.parametrize("event", ["Joined", "Acknowledged", "MetricsReported", "PrivacySpent"])
+def test_another_members_join_ack_or_metrics_wakes_nobody(event: str) -> None:
+    """What made rounds quadratic: every peer read the ledger after every member's join, ack and
+    metrics. The last join closes the window (JoinClosed) and the last ack finalizes
+    (RoundFinalized): those wake everyone. Our own event always wakes us."""
+    view = ledger(rnd(RoundState.JOINING))
+    assert not worth_a_look(_note(event, B), view, A, T)
+    assert worth_a_look(_note(event, A), view, A, T)
+
+
+def test_another_members_commitment_wakes_only_the_merge_peer() -> None:
+    """The merge peer merges once every participant's commitment is in; nobody else cares."""
+    view = ledger(rnd(RoundState.COMMITTING))  # C merges
+    assert worth_a_look(_note("UpdateCommitted", A), view, C, T)
+    assert not worth_a_look(_note("UpdateCommitted", A), view, D, T)
+    # a commitment in a round we have not seen yet: look
+    assert worth_a_look(dataclasses.replace(_note("UpdateCommitted", A), round=6), view, D, T)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "RoundOpened",
+        "JoinClosed",
+        "RoundKeyPosted",
+        "AggregateSubmitted",
+        "RoundFinalized",
+        "KeyStewardReplaced",
+        "MergePeerReplaced",
+        "ParticipantLeft",
+        "MemberRemoved",
+        "ParamsSet",
+    ],
+)
+def test_every_step_of_the_round_wakes_everyone(event: str) -> None:
+    """Each step starts the moment the step before it is on the ledger."""
+    assert worth_a_look(_note(event, B), ledger(rnd(RoundState.COMMITTING)), A, T)
+
+
+def test_an_empty_block_matters_only_while_drawing_or_past_a_deadline() -> None:
+    """Roles wait for the draw block; a round's state changes by the block's time once a
+    deadline passed (a lapse). Otherwise blocks without our events are nothing to us."""
+    empty = LedgerNote(block=101)
+    assert worth_a_look(empty, ledger(rnd(RoundState.DRAWING)), A, T)
+    assert not worth_a_look(empty, ledger(rnd(RoundState.COMMITTING)), A, T)
+    assert worth_a_look(empty, ledger(rnd(RoundState.COMMITTING)), A, T + 11)  # commit passed
+    assert not worth_a_look(empty, ledger(rnd(RoundState.FINALIZED)), A, T + 100)
+    assert not worth_a_look(empty, ledger(None), A, T)
+
+
+def test_next_look_is_the_next_deadline_with_its_grace() -> None:
+    """With nothing new on the ledger, decide changes its answer only when a deadline (plus
+    the grace decide allows) passes: the peer sleeps until then, not a poll interval."""
+    view = ledger(rnd(RoundState.COMMITTING))  # deadlines T+10 (key, commit), T+20, T+30
+    assert next_look_at(view, None, T) == T + 10 + GRACE_S
+    assert next_look_at(view, None, T + 12.5) == T + 20 + GRACE_S
+    assert next_look_at(view, None, T + 40) is None
+
+
+def test_next_look_between_rounds_is_the_openers_head_start() -> None:
+    """Between rounds only the designated opener acts at once; the others step in after
+    OPEN_FALLBACK_S: that is when to look again."""
+    view = ledger(rnd(RoundState.FINALIZED))
+    assert next_look_at(view, T - 1, T) == T - 1 + OPEN_FALLBACK_S
+    assert next_look_at(view, None, T) is None
