@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -158,21 +159,55 @@ def init(
     console.print(f"wrote {out}: run it with `swarm peer run --config {out}`")
 
 
-def _cap_malloc_arenas(arenas: int = 2) -> None:
-    """At most ``arenas`` glibc malloc arenas. The peer's worker threads come and go (trio's
-    thread cache); each new thread can get an arena that keeps freed memory: a 200-round soak
-    grew 30-58 MB per 100 rounds with in-use memory flat, +6-25 MB with 2 arenas. Same as
-    MALLOC_ARENA_MAX=2; a no-op where there is no glibc."""
+def _libc() -> Any:
+    """The C library (ctypes), or None where there is none to load."""
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     if name is None:
-        return
+        return None
     try:
-        ctypes.CDLL(name).mallopt(-8, arenas)  # -8: M_ARENA_MAX
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def _cap_malloc_arenas(arenas: int = 2) -> None:
+    """At most ``arenas`` glibc malloc arenas. The peer's worker threads come and go (trio's
+    thread cache); each new thread can get an arena that keeps freed memory: a 200-round soak
+    grew 30-58 MB per 100 rounds with in-use memory flat, +6-25 MB with 2 arenas. Same as
+    MALLOC_ARENA_MAX=2; a no-op where there is no glibc."""
+    try:
+        _libc().mallopt(-8, arenas)  # -8: M_ARENA_MAX
+    except AttributeError:  # no libc, or one without mallopt (not glibc)
         return
+
+
+#: Events after which a round is over for this peer: its buffers (updates, blobs, the
+#: aggregate, training tensors) are garbage by then.
+_ROUND_OVER = frozenset({"finalized", "lapsed", "caught up"})
+
+
+def _trim_heap_after_rounds(
+    on_event: Callable[[str, dict[str, Any]], None],
+) -> Callable[[str, dict[str, Any]], None]:
+    """``on_event``, then glibc's ``malloc_trim(0)`` once a round is over: free pages inside
+    the heap go back to the OS instead of staying in the peer's RSS (large blocks freed during a
+    round raise glibc's mmap threshold, so later ones come from the heap and leave holes in it).
+    Measured on the 4-hospital heart localnet: 5-10 MB less RSS per peer; one call takes
+    milliseconds at most.
+    ``on_event`` unchanged where the C library has no malloc_trim (not glibc)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
+        return on_event
+
+    def handle(kind: str, data: dict[str, Any]) -> None:
+        on_event(kind, data)
+        if kind in _ROUND_OVER:
+            trim(0)
+
+    return handle
 
 
 @app.command("run")
@@ -230,7 +265,7 @@ def run(
                     config,
                     identity,
                     ledger,
-                    on_event=printer.event,
+                    on_event=_trim_heap_after_rounds(printer.event),
                     hooks=PEER_HOOKS,
                     p2p_config=config.p2p_config(),  # [p2p] listen and announce
                 )

@@ -176,13 +176,15 @@ class PeerConfig:
 
     def p2p_config(self, **changes: Any) -> P2PConfig:
         """The peer network's settings of this config: ``[p2p]`` listen and announce, and the
-        peer's member-list poll (2 s); ``changes`` override P2PConfig fields."""
+        peer's member-list reconciliation (30 s: the ledger's membership events make the peer
+        read the list at once; reading it, one call per member, every 2 s was most of an idle
+        peer's CPU); ``changes`` override P2PConfig fields."""
         from swarm.p2p.config import P2PConfig
 
         values: dict[str, Any] = {
             "listen_addrs": self.listen,
             "announce_addrs": self.announce,
-            "membership_poll_s": 2.0,
+            "membership_poll_s": 30.0,
         }
         values.update(changes)
         return P2PConfig(**values)

@@ -20,9 +20,10 @@ GRACE_S = 2.0
 
 
 #: Blocks between the join window's close and the block whose hash draws the roles. The closing
-#: transaction is in block B; the seed uses the hash of block B + DRAW_DELAY, which no member
-#: knows when it joins or closes (a block producer still can: docs/threat-model.md).
-DRAW_DELAY = 1
+#: transaction is in block B; the seed uses the hash of block B + DRAW_DELAY (0: B itself),
+#: which no member knows when it joins or closes (a block producer still can:
+#: docs/threat-model.md). The roles are known once B is mined, at the pending block.
+DRAW_DELAY = 0
 #: Domain tag of the role draw, hashed as the contract hashes it: keccak256("swarm.v1.role-draw").
 ROLE_DRAW_TAG = keccak(b"swarm.v1.role-draw")
 #: Fewest acknowledgements on one model hash that finalize a round, whatever the majority.

@@ -3,9 +3,9 @@ pragma solidity 0.8.37;
 
 /// @title RoleDraw
 /// @notice The role order of a round's participants, from a seed no member can steer.
-/// @dev The seed comes from the hash of a block mined after the join window closed
-/// (`drawBlock`): when a member joins or closes the window, that block does not exist yet, so
-/// no timing of its transactions can choose its role. Only the producer of `drawBlock` could
+/// @dev The seed comes from the hash of the block that closed the join window (`drawBlock`):
+/// when a member joins or closes the window, that block does not exist yet, so no timing of
+/// its transactions can choose its role. Only the producer of `drawBlock` could
 /// bias it (docs/threat-model.md).
 /// The order is a forward Fisher-Yates shuffle of participant indexes: position k depends on
 /// the swaps at i <= k only, so `indexAt` computes one position without the rest.

@@ -195,8 +195,11 @@ contract SwarmLedger is ISwarmLedger {
         bytes32[] sharesHashes; // mask-share manifest hashes of the current attempt's commitments
     }
 
-    /// @notice Blocks between the join close and the block whose hash seeds the roles.
-    uint256 public constant DRAW_DELAY = 1;
+    /// @notice Blocks between the join close and the block whose hash seeds the roles: 0, the
+    /// closing block itself. Its hash does not exist when the closing transaction is sent, and
+    /// the roles are known as soon as the block is (a read at the pending block; no wait for
+    /// another block, which on a chain that mines on demand could take seconds).
+    uint256 public constant DRAW_DELAY = 0;
     /// @notice Fewest acknowledgements that finalize a round.
     uint256 public constant MIN_ACKS = 2;
     /// @notice Largest sample count one commitment may claim (2^48 - 1).

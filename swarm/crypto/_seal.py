@@ -26,6 +26,7 @@ SEAL's bytes as they are: correctness never depends on the packed form.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import struct
@@ -168,6 +169,18 @@ class SealBridge:
             key = sealapi.SecretKey()
             key.load(self.context, mf.path)
         self._secret_encryptor = sealapi.Encryptor(self.context, key)
+
+    def with_secret_key(self, secret_key_bytes: bytes | memoryview) -> SealBridge:
+        """A bridge for the same parameters and public key that also holds the secret key.
+
+        It shares this bridge's SEAL context and encoder instead of building its own: they are
+        the same for both keys, read-only once built, and weigh ~5 MB in SEAL's memory pool,
+        which SEAL keeps for the life of the process. This bridge stays without the key."""
+        twin = copy.copy(self)
+        twin.memfile = MemFile()
+        twin._secret_encryptor = None
+        twin.set_secret_key(secret_key_bytes)
+        return twin
 
     @property
     def has_secret_key(self) -> bool:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -208,13 +209,18 @@ class PublicRoundContext:
             raise MalformedContextError(f"unreadable public key: {exc}") from exc
         if tenseal_context.has_secret_key() or tenseal_context.is_private():
             raise MalformedContextError("a public context must not carry a secret key")
+        # Checked; not kept. Only the merge peer adds with it (loaded again on first use); a
+        # participant encrypts and decrypts with its secret context. Each loaded context holds
+        # ~5 MB of SEAL's memory pool, which SEAL never returns to the OS.
+        del tenseal_context
 
         ctx = cls(_token=_CONSTRUCT)
         ctx.params_id = params_id
         ctx.params = params
         ctx.public_bytes = data
         ctx.context_hash = digest
-        ctx._tenseal = tenseal_context
+        ctx._tenseal = None
+        ctx._tenseal_lock = threading.Lock()
         ctx._bridge = bridge
         ctx._encryption_parameters = enc_params
         ctx._public_key = public_key
@@ -222,17 +228,22 @@ class PublicRoundContext:
         return ctx
 
     _tenseal: Any
+    _tenseal_lock: threading.Lock
     _bridge: SealBridge
     _encryption_parameters: bytes
     _public_key: bytes
 
     @property
     def tenseal_context(self) -> Any:
-        """The TenSEAL context (public: ``is_private()`` is False)."""
-        return self._tenseal
+        """The TenSEAL context (public: ``is_private()`` is False), loaded on first use."""
+        with self._tenseal_lock:
+            if self._tenseal is None:
+                self._tenseal = ts.context_from(self.public_bytes, n_threads=1)
+            return self._tenseal
 
     def is_private(self) -> bool:
-        return bool(self._tenseal.is_private())
+        # from_bytes refused any context with a secret key
+        return self._tenseal is not None and bool(self._tenseal.is_private())
 
     def __repr__(self) -> str:
         return f"PublicRoundContext(params_id={self.params_id}, hash={self.context_hash.hex()})"
@@ -262,9 +273,8 @@ class SecretRoundContext:
         )
         try:
             tenseal_context = ts.context_from(private_bytes, n_threads=1)
-            bridge = SealBridge(public.params, public._encryption_parameters)
-            bridge.set_public_key(public._public_key)
-            bridge.set_secret_key(secret_key)
+            # the public context's SEAL context and encoder, with the secret key added
+            bridge = public._bridge.with_secret_key(secret_key)
         except (ValueError, RuntimeError, TypeError) as exc:
             raise SealedKeyError(f"not a usable CKKS secret key: {exc}") from exc
         if not tenseal_context.is_private():
@@ -455,7 +465,20 @@ def generate_round_keys(params_id: int = DEFAULT_PARAMS_ID) -> SecretRoundContex
     Publish ``ctx.public_bytes`` to every participant and record ``ctx.context_hash`` on the
     ledger; seal the secret key to each key-holding participant with :func:`seal_secret_key`.
     """
-    params = get_params(params_id)
+    public_bytes, secret_key = _new_key_pair(get_params(params_id))
+    # Build the steward's own contexts through the same path a participant takes, so the
+    # steward uses exactly what it publishes.
+    public = PublicRoundContext.from_bytes(public_bytes, params_id=params_id)
+    ctx = SecretRoundContext._attach(public, secret_key)
+    log.info("generated round key, context %s", public.context_hash.hex()[:16])
+    return ctx
+
+
+def _new_key_pair(params: CkksParams) -> tuple[bytes, bytes]:
+    """(public context bytes, SEAL secret key bytes) of a fresh key pair. The TenSEAL context
+    that made them (with relinearization keys the round never uses) is gone on return, before
+    the round's contexts are built from the bytes: SEAL's memory pool keeps its high-water mark
+    for the life of the process."""
     steward = ts.context(
         ts.SCHEME_TYPE.CKKS,
         poly_modulus_degree=params.poly_modulus_degree,
@@ -471,13 +494,7 @@ def generate_round_keys(params_id: int = DEFAULT_PARAMS_ID) -> SecretRoundContex
     )
     private = _proto.fields_by_number(private_bytes)
     secret_fields = _proto.fields_by_number(_proto.read_bytes(private[_CTX_PRIVATE][0]))
-    secret_key = bytes(_proto.read_bytes(secret_fields[_PRIV_SECRET_KEY][0]))
-    # Build the steward's own contexts through the same path a participant takes, so the
-    # steward uses exactly what it publishes.
-    public = PublicRoundContext.from_bytes(public_bytes, params_id=params_id)
-    ctx = SecretRoundContext._attach(public, secret_key)
-    log.info("generated round key, context %s", public.context_hash.hex()[:16])
-    return ctx
+    return public_bytes, bytes(_proto.read_bytes(secret_fields[_PRIV_SECRET_KEY][0]))
 
 
 def _x25519_public(key: x25519.X25519PublicKey | bytes) -> x25519.X25519PublicKey:

@@ -672,11 +672,15 @@ class LedgerClient:
     def _build(self, fn: Any) -> dict[str, Any]:
         """The unsigned transaction: a fresh nonce, and gas from the estimate (``GasPolicy``).
 
-        A revert during the estimate raises the contract's typed error: nothing is sent.
+        A revert during the estimate raises the contract's typed error: nothing is sent. The
+        estimate runs on the pending block, where the transaction will run: right after the
+        join window closed, the roles exist there (DRAW_DELAY 0) but not yet at "latest".
         """
         sender = self._signer().address
         name = getattr(fn, "fn_name", "")
-        estimate = int(fn.estimate_gas({"from": sender}))
+        # (the embedded chain estimates only at its default, the pending block)
+        at = None if self.chain.kind == "embedded" else "pending"
+        estimate = int(fn.estimate_gas({"from": sender}, block_identifier=at))
         members = (
             int(self.consortium.functions.activeMemberCount().call())
             if self.gas_policy.needs_member_count(name)

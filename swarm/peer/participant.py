@@ -10,6 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import trio
+
 from swarm import crypto
 from swarm.errors import CryptoError, NotParticipantError, P2PError
 from swarm.p2p import BlobKind, BlobRef, PushRequest
@@ -28,6 +30,10 @@ from swarm.peer.actions import (
 )
 from swarm.peer.work import ActionSupersededError, RoundWork, StateDict
 from swarm.training import model_delta
+
+#: how long a participant leaves the key steward to push the round's key before pulling it
+KEY_PUSH_WAIT_S = 2.0
+_KEY_BLOBS = (BlobKind.ROUND_CONTEXT, BlobKind.ROUND_KEY)
 
 if TYPE_CHECKING:
     from swarm.ledger import RoundInfo
@@ -170,6 +176,15 @@ async def fetch_round_key(peer: Peer, action: FetchRoundKey) -> None:
         if await peer.call(steward.restore, peer, action.round_id, action.attempt) is None:
             raise ActionSupersededError("this steward's round key was lost (data directory)")
         return
+    # The steward pushes the key the moment it is on the ledger, and this action starts at
+    # the same moment: pulling at once would send the (large) context twice. Give the push
+    # KEY_PUSH_WAIT_S to land; a pull is for a push that failed or was lost (we restarted).
+    wanted = (BlobKind.ROUND_CONTEXT,) if peer.me == info.merge_peer else _KEY_BLOBS
+    wait_until = (work.key_seen_at or 0.0) + KEY_PUSH_WAIT_S
+    while time.time() < wait_until and not all(
+        peer.store.find(kind=kind, round_id=action.round_id) for kind in wanted
+    ):
+        await trio.sleep(0.05)
     await peer.call(load_round_keys, peer, info, work)
     if work.public is not None and (work.secret is not None or peer.me == info.merge_peer):
         return

@@ -103,6 +103,11 @@ MOOT = (
 
 
 _OVER = (RoundState.NONE, RoundState.FINALIZED, RoundState.LAPSED)
+#: the Consortium's events that change who is a member or how to reach one: the peer network's
+#: member list is read again at once (between them, only every ``membership_poll_s``)
+MEMBERSHIP_EVENTS = frozenset(
+    {"MemberAdded", "MemberRemoved", "MemberAddressesUpdated", "EncryptionKeySet"}
+)
 
 
 class PeerHooks(Protocol):
@@ -290,13 +295,15 @@ class Peer:
     def _noted(self, note: LedgerNote) -> None:
         if self.hooks is not None and not self.hooks.hears(note, self.me):
             return
+        if self.net is not None and (note.unknown or note.event in MEMBERSHIP_EVENTS):
+            self.net.watcher.poke()  # who may connect to us changed: read the member list now
         if worth_a_look(note, self.view, self.me, time.time()):
             self.wake(note.event or "block")
 
     async def _step(self, nursery: trio.Nursery) -> None:
         finished = self._finished
         try:
-            view = await self.call(self.ledger.view)
+            view = await self.call(self._read_view)
         except SwarmError as exc:
             self._warn("reading the ledger", exc)
             return
@@ -371,6 +378,8 @@ class Peer:
             self.secret_keys_held = {k for k in self.secret_keys_held if k[0] == info.round_id}
         work.info = info
         work.at_attempt(info.attempt)
+        if work.key_seen_at is None and info.state >= RoundState.COMMITTING:
+            work.key_seen_at = time.time()
         if not work.roles_seen and RoundState.KEYING <= info.state <= RoundState.ACKNOWLEDGING:
             work.roles_seen = True
             self.hook("round-closed", info)
@@ -448,8 +457,19 @@ class Peer:
             raise ActionSupersededError(f"round {round_id} moved on to attempt {info.attempt}")
         return info
 
+    def _read_view(self) -> LedgerView:
+        """The ledger at its latest block; right after the join window closed, at the pending
+        block: the closing block's hash draws the roles (DRAW_DELAY 0), so they exist from the
+        next block on, which on a chain that mines on demand may not come for seconds. The key
+        steward's transaction (estimated there too) is that next block."""
+        view = self.ledger.view()
+        r = view.round
+        if r is not None and r.state == RoundState.DRAWING and view.block_number >= r.draw_block:
+            view = self.ledger.view(block="pending")
+        return view
+
     async def fresh_view(self) -> LedgerView:
-        view = await self.call(self.ledger.view)
+        view = await self.call(self._read_view)
         self.view = view
         return view
 

@@ -19,7 +19,7 @@ from swarm.audit.history import ADMIN_ROLE, DEFAULT_ADMIN_ROLE
 from swarm.audit.verify import role_order
 from swarm.ledger.events import LedgerEvent
 from swarm.ledger.types import LapseReason
-from swarm.protocol import finalizes
+from swarm.protocol import DRAW_DELAY, finalizes
 from tests.conftest import h
 
 WINDOW = 100
@@ -175,11 +175,11 @@ class EventLog:
         self.emit(
             "JoinClosed",
             round=rid,
-            drawBlock=self.block + 1,
+            drawBlock=self.block + DRAW_DELAY,
             keyDeadline=self.time + 1 + WINDOW,
             by=joined[-1],
         )
-        self.time += 1  # the draw block: mined, with no event of the consortium's in it
+        self.time += 1  # a block with no event of the consortium's in it
         self.last_block += 1
         seed = seed if seed is not None else h(f"seed-{rid}")
         order = role_order(seed, self.joined[rid])

@@ -22,6 +22,7 @@ from swarm.audit.verify import (
     verify,
 )
 from swarm.ledger import LapseReason, RoundInfo, RoundState
+from swarm.protocol import DRAW_DELAY
 from tests.audit.driven import driven
 from tests.audit.events import ADMIN, INITIAL_MODEL, WINDOW, EventLog, H
 from tests.conftest import h
@@ -210,9 +211,10 @@ def test_seed_checked_against_the_chain() -> None:
     assert check(log, chain=facts(h("another block"))) == {("error", "wrong-seed", 2, None)}
 
 
-def test_draw_block_is_the_block_after_the_close() -> None:
-    """A JoinClosed whose draw block is not the next block (one a closer could already see or
-    wait for): wrong-seed; roles drawn before the draw block exists: out-of-phase."""
+def test_draw_block_is_the_closing_block() -> None:
+    """A JoinClosed whose draw block is not the closing block itself (one a closer could
+    already see or wait for): wrong-seed; roles drawn before the draw block exists:
+    out-of-phase."""
     log = base_log()
     log.open(2, h("m1"))
     for a in H[:4]:
@@ -231,8 +233,8 @@ def test_join_window_closed_early_without_everyone() -> None:
     log.open(2, h("m1"))
     for a in H[:3]:
         log.join(2, a)
-    log.emit("JoinClosed", round=2, drawBlock=log.block + 1, keyDeadline=log.time + WINDOW,
-             by=H[2])  # fmt: skip
+    log.emit("JoinClosed", round=2, drawBlock=log.block + DRAW_DELAY,
+             keyDeadline=log.time + WINDOW, by=H[2])  # fmt: skip
     assert check(log) == {("error", "out-of-phase", 2, H[2])}
 
 

@@ -98,6 +98,7 @@ def test_address_with_a_bad_checksum_is_refused(capsys: pytest.CaptureFixture[st
         (dict(extra="[training]\nlr = 10.0\nfedprox_mu = 1.0"), "makes local training diverge"),
         (dict(extra="[peer]\npoll_s = -1"), "config: [peer] poll_s must be above 0"),
         (dict(extra="[peer]\npoll_s = 0"), "config: [peer] poll_s must be above 0"),
+        (dict(extra="[peer]\nreconcile_s = 0"), "config: [peer] reconcile_s must be above 0"),
         (dict(extra="[peer]\nrounds = -2"), "config: [peer] rounds must be at least 0"),
         (dict(extra="[peer]\nkeep_checkpoints = -1"), "keep_checkpoints must be at least 0"),
         (dict(extra="[peer]\nreport_metrics = 'yes'"), "report_metrics must be true or false"),

@@ -87,6 +87,25 @@ def test_public_context_holds_no_secret_key(public_ctx: PublicRoundContext) -> N
         )
 
 
+def test_round_contexts_share_one_seal_context_and_load_tenseal_when_used(
+    steward: SecretRoundContext,
+) -> None:
+    """Memory (SEAL's pool keeps its high-water mark): a secret context's SEAL bridge shares
+    the public context's SEAL context and encoder, and the public context's own TenSEAL context
+    is loaded only when something adds with it. The public side never gains the key."""
+    public = PublicRoundContext.from_bytes(steward.public_bytes, params_id=1)
+    assert public._tenseal is None and not public.is_private()
+    opened = open_as(seal_to(steward, 3), public, 3)
+    assert opened._bridge.context is public._bridge.context
+    assert opened._bridge.encoder is public._bridge.encoder
+    assert opened._bridge.has_secret_key and not public._bridge.has_secret_key
+    assert opened._bridge.memfile is not public._bridge.memfile
+    assert public._tenseal is None  # the participant encrypts and decrypts with its own
+    loaded = public.tenseal_context
+    assert public.tenseal_context is loaded and not loaded.has_secret_key()
+    assert not public.is_private()
+
+
 def test_contexts_are_built_only_through_their_constructors() -> None:
     """No secret-key path into a public context: direct construction is refused."""
     with pytest.raises(TypeError):

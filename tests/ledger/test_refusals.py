@@ -125,7 +125,7 @@ CASES: list[tuple[str, str, Call, str]] = [
     ("closeJoin/wrong-state", "DRAWING", lambda w: w.member().close_join(w.rid), "WrongRoundState"),
     ("closeJoin/too-early", "JOINING", lambda w: w.member().close_join(w.rid), "DeadlineNotPassed"),
     ("drawRoles/non-member", "KEYING", lambda w: w.outsider.draw_roles(w.rid), "NotAMember"),
-    ("drawRoles/wrong-state", "DRAWING", lambda w: w.member().draw_roles(w.rid), "WrongRoundState"),
+    ("drawRoles/wrong-state", "JOINING", lambda w: w.member().draw_roles(w.rid), "WrongRoundState"),
     ("drawRoles/again", "COMMITTING", lambda w: w.member().draw_roles(w.rid), "RolesAlreadyDrawn"),
     (
         "postRoundKey/non-member",

@@ -246,18 +246,19 @@ def test_view_with_consortium_sizes(
 
 
 def test_view_while_drawing_has_no_roles_yet(consortium: Consortium) -> None:
-    """Between the join close and the draw block: the view says DRAWING with the draw block and
-    no roles (a peer must not act on roles that do not exist yet), and equals the getters."""
+    """In the block that closed the join window (the draw block): the view at that block says
+    DRAWING with the draw block and no roles (a peer must not act on roles that do not exist
+    yet), and equals the getters; the next block knows the roles."""
     c = consortium
     rid = open_round(c)
     for a in c.addresses:
         c.client(a).join(rid)
     v = check_view(c.admin)
     assert v.round is not None and v.round.state == RoundState.DRAWING
-    assert v.round.draw_block == v.block_number + 1
+    assert v.round.draw_block == v.block_number
     assert v.round.merge_peer is None and v.round.order == () and v.round.seed == ZERO
     assert v.round.params is not None and v.round.params == v.params
-    c.chain.mine(2)
+    c.chain.mine(1)
     v = check_view(c.admin)
     assert v.round is not None and v.round.state == RoundState.KEYING
     assert v.round.merge_peer == v.round.order[0] and not v.round.seed_stored
