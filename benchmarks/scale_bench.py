@@ -322,9 +322,17 @@ class Run:
     """One peer count: network up, peers, warm-up, measured rounds, idle, teardown."""
 
     def __init__(
-        self, peers: int, rounds: int, idle_s: float, *, timeout: float, stall_s: float
+        self,
+        peers: int,
+        rounds: int,
+        idle_s: float,
+        *,
+        timeout: float,
+        stall_s: float,
+        mask_threshold_pct: int | None = None,
     ) -> None:
         self.n = peers
+        self.mask_threshold_pct = mask_threshold_pct
         self.rounds = rounds
         self.idle_s = idle_s
         self.began = time.monotonic()
@@ -340,7 +348,10 @@ class Run:
             self.workdir = Path(tmp)
             sampler: MemorySampler | None = None
             try:
-                net = network.up(self.workdir, peers=self.n, params=network.swarm_params())
+                params = network.swarm_params()
+                if self.mask_threshold_pct is not None:
+                    params = dataclasses.replace(params, mask_threshold_pct=self.mask_threshold_pct)
+                net = network.up(self.workdir, peers=self.n, params=params)
                 self._say("network up")
                 self.watch = EventWatch(net.chain_url, net.contract)
                 configs = write_peer_configs(net, self.workdir, rounds=0)  # 0: no target
@@ -651,6 +662,13 @@ def main() -> None:
         default=300.0,
         help="give a peer count up after this long without a ledger event (default 300)",
     )
+    parser.add_argument(
+        "--mask-threshold-pct",
+        type=int,
+        default=None,
+        help="the consortium's maskThresholdPct (default: the documented default, masking on; "
+        "0: no masks, written to its own section, scale-bench-unmasked)",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
     args = parser.parse_args()
     if any(not MIN_PEERS <= n <= MAX_PEERS for n in args.peers):
@@ -663,7 +681,14 @@ def main() -> None:
     for n in args.peers:
         timeout = args.timeout or 600 + n * (20 + 10 * args.rounds)
         print(f"{n} peers: starting ({args.rounds} rounds, timeout {timeout:.0f} s)", flush=True)
-        result = Run(n, args.rounds, args.idle_s, timeout=timeout, stall_s=args.stall_s)()
+        result = Run(
+            n,
+            args.rounds,
+            args.idle_s,
+            timeout=timeout,
+            stall_s=args.stall_s,
+            mask_threshold_pct=args.mask_threshold_pct,
+        )()
         if result.error:
             print(f"{n} peers: FAILED: {result.error}", file=sys.stderr, flush=True)
         results.append(result)
@@ -675,7 +700,15 @@ def main() -> None:
         sys.exit(1)
     if not args.no_write:
         command = "python benchmarks/scale_bench.py " + " ".join(sys.argv[1:])
-        write_section("scale-bench", NOTES.format(idle_s=args.idle_s) + text, command.strip())
+        unmasked = args.mask_threshold_pct == 0
+        section = "scale-bench-unmasked" if unmasked else "scale-bench"
+        notes = NOTES.format(idle_s=args.idle_s)
+        if unmasked:
+            notes = (
+                "Without masks (maskThresholdPct 0): the same, less the all-to-all mask "
+                "shares and reveals.\n\n" + notes
+            )
+        write_section(section, notes + text, command.strip())
 
 
 if __name__ == "__main__":
