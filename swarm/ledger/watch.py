@@ -146,7 +146,7 @@ class StreamWatch:
                     pause = first
                     on_note(LedgerNote(unknown=True))  # what happened before (or between)
                     self._read(socket, on_note)
-            except (OSError, WebSocketException, TimeoutError, ValueError) as exc:
+            except (OSError, WebSocketException, TimeoutError, ValueError, LookupError) as exc:
                 if self._closed.is_set():
                     return
                 log.warning(

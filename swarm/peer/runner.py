@@ -289,6 +289,10 @@ class Peer:
         log.info("ledger events: %s", watch.kind)
         try:
             await run_in_thread_abandoning(lambda: watch.run(deliver))
+        except Exception as exc:  # a bug in the watch must not stop the peer: it reconciles
+            self._warn(
+                f"watching the ledger's events (reading every {self.config.reconcile_s} s)", exc
+            )
         finally:
             watch.close()
 
