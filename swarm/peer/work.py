@@ -139,7 +139,10 @@ class StewardKeys:
 
 
 def prune_steward_keys(directory: Path, before_round: int) -> None:
-    """Forget the round keys of rounds before ``before_round`` (nobody needs them any more)."""
+    """Forget the round keys of rounds before ``before_round`` (nobody needs them any more).
+
+    Two prunes may run at once (adopting a model and catching up, in worker threads): what the
+    other one removed first is simply gone (a 200-round run lost a peer to that race)."""
     if not directory.is_dir():
         return
     for folder in directory.iterdir():
@@ -148,9 +151,12 @@ def prune_steward_keys(directory: Path, before_round: int) -> None:
         except ValueError:
             continue
         if round_id < before_round:
-            for f in folder.iterdir():
-                f.unlink(missing_ok=True)
-            folder.rmdir()
+            try:
+                for f in folder.iterdir():
+                    f.unlink(missing_ok=True)
+                folder.rmdir()
+            except FileNotFoundError:
+                continue
 
 
 def _folder(directory: Path, round_id: int, attempt: int) -> Path:

@@ -81,6 +81,26 @@ def test_steward_keys_survive_a_restart_and_an_interrupted_save_is_ignored(
     assert [p.name for p in tmp_path.iterdir()] == ["round000005-attempt0"]
 
 
+def test_two_prunes_at_once_do_not_stop_the_peer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault (found by a long localnet run): adopting a model and catching up pruned the old
+    round keys in two worker threads at once; the slower one found a folder already gone and
+    its FileNotFoundError stopped the peer. Here the other prune wins each folder just before
+    this one removes it."""
+    for rid in (1, 2):
+        StewardKeys(rid, 0, b"c", b"\x06" * 32, {"0xA": b"s"}).save(tmp_path)
+    real_rmdir = Path.rmdir
+
+    def other_prune_was_first(self: Path) -> None:
+        real_rmdir(self)  # the other thread removes it...
+        real_rmdir(self)  # ...before this one does: FileNotFoundError
+
+    monkeypatch.setattr(Path, "rmdir", other_prune_was_first)
+    prune_steward_keys(tmp_path, 3)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_new_attempt_forgets_the_old_attempts_key_and_push_but_not_the_training() -> None:
     """Merge peer replaced: the key and the update of attempt 0 are void; the trained delta is
     reused (same base model)."""
