@@ -133,7 +133,6 @@ class Peer:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         p2p_config: P2PConfig | None = None,
         hooks: PeerHooks | None = None,
-        watch: LedgerWatch | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -202,7 +201,7 @@ class Peer:
         self.sitting_out_until = 0  # benched by the ledger for missed commits, through this round
         self.privacy_spent = False  # our privacy budget cannot pay for another round
         self.privacy = privacy.PrivacyKeeper(config.data_dir / "privacy.json")
-        self.watch = watch or ledger.watch(events_url=config.events_url, poll_s=config.poll_s)
+        self.watch: LedgerWatch = ledger.watch(events_url=config.events_url, poll_s=config.poll_s)
         #: why the loop woke, counted (logged at the end): ledger events, reconciliation, ...
         self.wakes: dict[str, int] = {}
         self._woken_by = "start"
