@@ -16,6 +16,7 @@ from cli.common import (
     JsonOpt,
     PasswordFileOpt,
     console,
+    err_console,
     ledger_client,
     load_identity,
     print_json,
@@ -23,6 +24,7 @@ from cli.common import (
 )
 from swarm.errors import ConfigError
 from swarm.ledger import LedgerClient, Params, check_member_card, connect
+from swarm.sizing import DERIVED, MODEL_ONLY, Throughput, size_round, too_short
 
 app = typer.Typer(
     help="Deploy the consortium's contract, admit and remove hospitals, set parameters."
@@ -121,6 +123,46 @@ DpClipOpt = Annotated[
     typer.Option(
         "--dp-clip",
         help="DP-SGD per-sample gradient clipping norm (e.g. 1.0; above 0 with a budget).",
+    ),
+]
+_DEFAULT_THROUGHPUT = Throughput()
+LinkOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--link-mb-s",
+        min=0.001,
+        help="The hospitals' network link in MB/s, for the windows that follow the task's "
+        "model (docs/admin-guide.md, Windows; default "
+        f"{_DEFAULT_THROUGHPUT.link_mb_s:g}): the merge peer's link carries every update.",
+        show_default=False,
+    ),
+]
+TrainOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--train-s",
+        min=0,
+        help="Seconds your slowest hospital takes to train a round: the commit window must "
+        f"hold them (unset: {_DEFAULT_THROUGHPUT.train_s:g} s in the derived windows, none in "
+        "the least).",
+        show_default=False,
+    ),
+]
+HospitalsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--hospitals",
+        min=1,
+        help="How many hospitals usually take part, for the windows that follow the model "
+        "(default: --min-peers on deploy, the active members on set-params).",
+        show_default=False,
+    ),
+]
+ForceWindowsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-windows",
+        help="Accept a window shorter than the task's model needs (its rounds may lapse).",
     ),
 ]
 
@@ -281,6 +323,81 @@ def _merge_params(
     return params
 
 
+def fit_windows(
+    params: Params,
+    given: dict[str, int | None],
+    param_count: int,
+    *,
+    link_mb_s: float | None = None,
+    train_s: float | None = None,
+    hospitals: int | None = None,
+    force: bool = False,
+    derive: bool = True,
+    anyway: str = "deploy anyway",
+) -> tuple[Params, list[str]]:
+    """Windows that follow the model (swarm.sizing, docs/admin-guide.md "Windows").
+
+    A given window shorter than the least this model needs (its bytes and CKKS work, and the
+    training time if ``train_s`` is given: swarm.sizing.MODEL_ONLY) is a ConfigError naming the
+    option, the seconds needed and the estimate's parts, unless ``force``. A window not given
+    (None) is raised when ``params`` has less than the derived window (``derive``: with the
+    allowances for training and transactions, on deploy over the documented defaults) or than
+    the least (on set-params, over the current values, which the admin chose). Returns the
+    parameters and one note per window raised or forced."""
+    link = {"link_mb_s": link_mb_s} if link_mb_s is not None else {}
+    least_tp = dataclasses.replace(MODEL_ONLY, train_s=train_s or 0.0, **link)
+    derived_tp = dataclasses.replace(
+        _DEFAULT_THROUGHPUT, **link, **({"train_s": train_s} if train_s is not None else {})
+    )
+    least = size_round(param_count, params.min_peers, least_tp, expected=hospitals)
+    derived = size_round(param_count, params.min_peers, derived_tp, expected=hospitals)
+    raise_to = derived if derive else least
+    changes: dict[str, int] = {}
+    notes: list[str] = []
+    for name in DERIVED:
+        value = given.get(name)
+        if value is None:
+            target = raise_to.least(name)
+            if int(getattr(params, name)) >= target:
+                continue
+            step = raise_to.steps[name]
+            if target > MAX_WINDOW_S:
+                raise ConfigError(
+                    f"{_option(name)}: {param_count:,} parameters need {target} s, more than the "
+                    f"contract's {MAX_WINDOW_S} s (1 day) ({step.explain()}); a faster "
+                    "--link-mb-s, a shorter --train-s or fewer --hospitals"
+                )
+            changes[name] = target
+            notes.append(
+                f"{_option(name)[2:]} {target} s for {param_count:,} parameters and "
+                f"{raise_to.hospitals} hospitals ({step.explain()})"
+            )
+            continue
+        problem = too_short(least, name, value)
+        if problem is None:
+            continue
+        if not force:
+            raise ConfigError(
+                f"{problem}; --link-mb-s or --hospitals if the estimate is off, or "
+                f"--force-windows to {anyway}"
+            )
+        notes.append(f"forced: {problem}")
+    return dataclasses.replace(params, **changes), notes  # type: ignore[arg-type]
+
+
+def _print_notes(notes: list[str], *, json_out: bool = False) -> None:
+    """Each raised window on stdout (stderr under --json), each forced one as a warning on
+    stderr."""
+    for note in notes:
+        where = err_console if json_out or note.startswith("forced: ") else console
+        where.print(
+            f"warning: {note[8:]}" if note.startswith("forced: ") else f"window: {note}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 _LABELS = {
     "min_peers": "min-peers",
     "join_window": "join-window",
@@ -363,6 +480,10 @@ def deploy(
     dp_delta: DpDeltaOpt = None,
     dp_noise: DpNoiseOpt = None,
     dp_clip: DpClipOpt = None,
+    link_mb_s: LinkOpt = None,
+    train_s: TrainOpt = None,
+    hospitals: HospitalsOpt = None,
+    force_windows: ForceWindowsOpt = False,
     owner_delay: Annotated[
         int,
         typer.Option(
@@ -378,7 +499,9 @@ def deploy(
 
     The ledger records the task's id and its initial model's hash (`swarm task info FILE`):
     those of --task-file, or of the built-in --task. Unset parameters take the defaults of
-    docs/admin-guide.md. Prints the contract's address: every hospital's config needs it.
+    docs/admin-guide.md; the key, commit, merge and ack windows at least what the task's model
+    needs (--link-mb-s, --train-s, --hospitals), and a shorter one given is refused. Prints the
+    contract's address: every hospital's config needs it.
     """
     from localnet.network import DEFAULT_TASK, default_params
 
@@ -391,12 +514,20 @@ def deploy(
             )
         spec = TaskFile.load(task_file)
         fp = fingerprint(spec)
-        base = default_params(fingerprint=fp)
         task, seed, source = fp.name, fp.seed, str(spec.path)
     else:
+        from swarm.training.task_id import task_fingerprint
+
         task = task or DEFAULT_TASK
-        base = default_params(task, seed or 0)
+        fp = task_fingerprint(task, seed or 0)
         source = ""
+    base = default_params(fingerprint=fp)
+    given = {
+        "key_window": key_window,
+        "commit_window": commit_window,
+        "merge_window": merge_window,
+        "ack_window": ack_window,
+    }
     params = _merge_params(
         base,
         min_peers, join_window, key_window, commit_window, merge_window, ack_window,
@@ -404,6 +535,16 @@ def deploy(
         max_missed_commits, sit_out_rounds,
         mask_threshold, epsilon_budget, dp_delta, dp_noise, dp_clip,
     )  # fmt: skip
+    params, notes = fit_windows(
+        params,
+        given,
+        fp.param_count,
+        link_mb_s=link_mb_s,
+        train_s=train_s,
+        hospitals=hospitals,
+        force=force_windows,
+    )
+    check_params(params)
     identity = load_identity(keystore, password_file)
     url, _ = resolve_chain(chain_url, None)
     chain = connect(url)
@@ -420,9 +561,13 @@ def deploy(
                 "seed": seed or 0,
                 "task_id": "0x" + params.task_id.hex(),
                 "initial_model_hash": "0x" + params.initial_model_hash.hex(),
+                "param_count": fp.param_count,
+                **{name: getattr(params, name) for name in _WINDOWS},
             }
         )
+        _print_notes(notes, json_out=True)
     else:
+        _print_notes(notes)
         console.print(f"deployed SwarmLedger at [bold]{ledger.address}[/] on {url}")
         console.print(f"its Consortium (members, parameters) is at {ledger.consortium_address}")
         console.print(
@@ -661,11 +806,19 @@ def set_params(
     dp_delta: DpDeltaOpt = None,
     dp_noise: DpNoiseOpt = None,
     dp_clip: DpClipOpt = None,
+    link_mb_s: LinkOpt = None,
+    train_s: TrainOpt = None,
+    hospitals: HospitalsOpt = None,
+    force_windows: ForceWindowsOpt = False,
 ) -> None:
     """Change consortium parameters; the ones not given keep their current values. Prints
     what changed (old -> new). --task-file switches the consortium to another task file's task
     id and initial model (every hospital needs the new file; a new consortium is usually the
     cleaner way).
+
+    With --task-file (the consortium's own file changes no task) or --task, the windows are
+    checked against the task's model as on deploy: a shorter one given is refused, a current
+    one shorter than the model needs is raised (--link-mb-s, --train-s, --hospitals).
 
     The change is a new parameter version: rounds opened from now on use it; a running round
     keeps the version it opened with.
@@ -673,9 +826,8 @@ def set_params(
     ledger = ledger_client(chain_url, contract, load_identity(keystore, password_file))
     old = ledger.params()
     base = old
+    param_count: int | None = None
     if task_file is not None:
-        import dataclasses
-
         from swarm.training.taskfile import TaskFile, fingerprint
 
         if task is not None or seed is not None:
@@ -683,6 +835,7 @@ def set_params(
                 "--task-file or --task/--seed, not both: the task file names its task and seed"
             )
         fp = fingerprint(TaskFile.load(task_file))
+        param_count = fp.param_count
         base = dataclasses.replace(
             old, task_id=fp.task_id, initial_model_hash=fp.initial_model_hash
         )
@@ -693,11 +846,40 @@ def set_params(
         max_missed_commits, sit_out_rounds,
         mask_threshold, epsilon_budget, dp_delta, dp_noise, dp_clip,
     )  # fmt: skip
+    if task is not None:
+        from swarm.training.task_id import task_fingerprint
+
+        param_count = task_fingerprint(task, seed or 0).param_count
+    notes: list[str] = []
+    if param_count is not None:
+        params, notes = fit_windows(
+            params,
+            {
+                "key_window": key_window,
+                "commit_window": commit_window,
+                "merge_window": merge_window,
+                "ack_window": ack_window,
+            },
+            param_count,
+            link_mb_s=link_mb_s,
+            train_s=train_s,
+            hospitals=hospitals if hospitals is not None else ledger.active_member_count(),
+            force=force_windows,
+            derive=False,
+            anyway="set it anyway",
+        )
+        check_params(params)
+    elif link_mb_s is not None or train_s is not None or hospitals is not None or force_windows:
+        raise ConfigError(
+            "--link-mb-s, --train-s, --hospitals and --force-windows size the windows for a "
+            "task's model: give the consortium's --task-file too"
+        )
     changes = params_changes(old, params)
     if not changes:
         console.print("nothing to change: the ledger has these parameters already")
         return
     ledger.set_params(params)
+    _print_notes(notes)
     for label, before, after in changes:
         console.print(f"{label}: {before} -> {after}", markup=False, highlight=False)
 

@@ -78,7 +78,9 @@ def _run_demo(
             signals_deferred(),
             console.status("starting a local chain (anvil), deploying, admitting hospitals…"),
         ):
-            params = network.swarm_params(fingerprint=task.fingerprint)
+            params = network.swarm_params(
+                fingerprint=task.fingerprint, hospitals=len(task.hospitals)
+            )
             net = network.up(workdir, params=params, task=task)
             configs = write_peer_configs(net, workdir, rounds=rounds)
             console.print(f"chain {net.chain_url}, contract {net.contract}")

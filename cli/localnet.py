@@ -110,7 +110,11 @@ def up(
 
     task = plan(task_file, data, site, peers)
     with console.status("starting anvil, deploying, admitting hospitals…"):
-        params = network.swarm_params(fingerprint=task.fingerprint) if run_peers else None
+        params = (
+            network.swarm_params(fingerprint=task.fingerprint, hospitals=len(task.hospitals))
+            if run_peers
+            else None
+        )
         config = network.up(workdir, params=params, task=task)
         if run_peers:
             paths = write_peer_configs(config, workdir)

@@ -31,6 +31,7 @@ from swarm.identity import DEV_SCRYPT_N, Identity, load_keystore, save_keystore
 from swarm.ledger import LedgerClient, Params, RpcChain
 
 if TYPE_CHECKING:
+    from swarm.sizing import Throughput
     from swarm.training.task_id import TaskFingerprint
     from swarm.training.taskfile import TaskFile
 
@@ -64,34 +65,64 @@ def swarm_params(
     seed: int = 0,
     *,
     fingerprint: TaskFingerprint | None = None,
+    hospitals: int = 4,
     **windows: int,
 ) -> Params:
     """Parameters for a local swarm: the task's real id and initial model hash
-    (:func:`default_params`) and windows that suit peers on one machine (a dead peer costs a
-    window, not a round). The windows of the steps whose work grows with the model (encrypt and
-    commit, merge, fetch and decrypt) get :data:`SECONDS_PER_PARAMETER` more per parameter: an
-    11M-parameter ResNet-18 commits in 60-70 s on a loaded 2-core machine, so a fixed 30 s
-    window would lapse every round."""
+    (:func:`default_params`) and windows that suit ``hospitals`` peers on one machine (a dead
+    peer costs a window, not a round). Each window is the small-model one of
+    :data:`LOCAL_WINDOWS` (which holds training a small model, the key's making and anvil's
+    blocks) plus :data:`LOCAL_SAFETY` times what the task's model adds on this machine: its
+    bytes over loopback and its CKKS work on shared cores (:func:`local_throughput`,
+    swarm.sizing). An 11M-parameter ResNet-18 commits in 60-70 s on a loaded 2-core machine,
+    so a fixed 30 s window would lapse every round; the heart model adds nothing. ``windows``
+    given are taken as they are."""
     import dataclasses
 
+    from swarm.sizing import size_round
+
     params = default_params(task, seed, fingerprint=fingerprint)
-    size = fingerprint.param_count if fingerprint is not None else 0
-    extra = int(size * SECONDS_PER_PARAMETER)
-    base = dict(
-        join_window=20,
-        key_window=15,
-        commit_window=30 + extra,
-        merge_window=20 + extra,
-        ack_window=20 + extra,
-    )
+    base = dict(LOCAL_WINDOWS)
+    if fingerprint is not None:
+        sizing = size_round(fingerprint.param_count, hospitals, local_throughput(hospitals))
+        for name, step in sizing.steps.items():
+            base[name] += round(LOCAL_SAFETY * step.need_s)
     base.update(windows)
     return dataclasses.replace(params, **base)  # type: ignore[arg-type]
 
 
-#: window allowance per model parameter on one machine (20 s per million: 224 s more for
-#: ResNet-18, whose commit took 60-70 s with 3 peers on a loaded 2-core machine: 3x margin;
-#: tests/e2e/test_image_task.py)
-SECONDS_PER_PARAMETER = 20e-6
+#: windows for a small model on one machine (the heart study's rounds take a second or two)
+LOCAL_WINDOWS = {
+    "join_window": 20,
+    "key_window": 15,
+    "commit_window": 30,
+    "merge_window": 20,
+    "ack_window": 20,
+}
+#: the margin on one machine, shared with other work: the ResNet-18 commit measured 60-70 s
+#: with 3 peers and masking (tests/e2e/test_image_task.py), about twice the estimate; with 5 the
+#: commit window on 2 cores is 136 s for 3 peers and 180 s for 4, 2-3x what was measured
+LOCAL_SAFETY = 5.0
+
+
+def local_throughput(hospitals: int, cores: int | None = None) -> Throughput:
+    """What one of ``hospitals`` peers on this machine gets: every transfer crosses loopback,
+    where the peer network carried 32 MB/s for one 100 MB push and 33 MB/s in all for ten
+    pushes at once (docs/benchmarks.md, "Peer network goodput"): 30 MB/s, which the merge peer's
+    fan-in shares like a hospital's link; the CKKS rates of docs/benchmarks.md (swarm.sizing's
+    defaults) on the machine's cores shared by all hospitals (they encrypt, and decrypt, at
+    the same time). Training, the key's making and the transactions are left out: they do
+    not grow with the model, and :data:`LOCAL_WINDOWS` holds them."""
+    from swarm.sizing import Throughput
+
+    total = cores if cores is not None else (os.cpu_count() or 1)
+    return Throughput(
+        link_mb_s=30.0,
+        cores=min(1.0, total / max(hospitals, 1)),
+        train_s=0.0,
+        tx_s=0.0,
+        keygen_s=0.0,
+    )
 
 
 #: fewest hospitals a round proceeds with, and the least the contract accepts: with two

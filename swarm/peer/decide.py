@@ -198,7 +198,7 @@ def _committing(
             assert r.merge_peer is not None
             out.append(PushUpdate(rid, attempt, r.merge_peer))
     if me == r.merge_peer:
-        out += _merging(ledger, r, p, now)
+        out += _merging(ledger, r, me, p, now)
     elif r.merge_peer in r.left or (
         r.state == RoundState.MERGING and deadline_passed(r.merge_deadline, now)
     ):
@@ -216,9 +216,13 @@ def _should_push(r: RoundInfo, me: str, p: RoundProgress, now: float) -> bool:
     )
 
 
-def _merging(ledger: LedgerView, r: RoundInfo, p: RoundProgress, now: float) -> list[Action]:
+def _merging(
+    ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress, now: float
+) -> list[Action]:
     """The merge peer merges once every participant's committed update is here, or once the
-    commit window closed with at least ``min_peers`` of them (the rest are left out)."""
+    commit window closed with at least ``min_peers`` of them (the rest are left out). Its own
+    update, when it committed one, waits for its mask shares to be held; when it could not
+    commit (its update refused by the codec, say), it merges the others' all the same."""
     if not p.has_context:
         steward = r.key_steward
         return [FetchRoundKey(r.round_id, r.attempt, steward)] if steward else []
@@ -230,7 +234,7 @@ def _merging(ledger: LedgerView, r: RoundInfo, p: RoundProgress, now: float) -> 
     ]
     everyone = len(ready) == len([a for a in r.participants if a not in r.left])
     window_closed = deadline_passed(r.commit_deadline, now)
-    if _masking(r) and p.shares_held_by < _threshold(r):
+    if _masking(r) and me in ledger.commitments and p.shares_held_by < _threshold(r):
         return []  # our own masks must be recoverable without us before our update is summed
     if (everyone or window_closed) and len(ready) >= r.min_peers and now <= r.merge_deadline:
         return [Merge(r.round_id, r.attempt)]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 
-from swarm import crypto
+from swarm import crypto, sizing
 from swarm.config import PeerConfig
 from swarm.errors import (
     AlreadyDoneError,
@@ -39,7 +39,7 @@ from swarm.errors import (
     WrongRoundStateError,
 )
 from swarm.identity import Identity
-from swarm.ledger import LedgerClient, LedgerView, RoundInfo, RoundState
+from swarm.ledger import LedgerClient, LedgerView, Params, RoundInfo, RoundState
 from swarm.ledger.gas import funds as account_funds
 from swarm.ledger.watch import LedgerNote, LedgerWatch
 from swarm.p2p import BlobKind, BlobRef, LedgerMembershipSource, P2PConfig, P2PService, open_p2p
@@ -186,6 +186,7 @@ class Peer:
             optimizer=self.server_optimizer,
         )
         self.layout = crypto.layout_of(model_delta(self.model.state, self.model.state))
+        self.sized_for: Params | None = None  # the parameters the windows were checked against
         self.net: P2PService | None = None
         self.view: LedgerView | None = None
         self.work: RoundWork | None = None
@@ -359,7 +360,14 @@ class Peer:
             )
         if view.params.epsilon_budget != self.params.epsilon_budget:
             self.privacy_spent = False  # a new budget: our account may afford rounds again
-        self.params = view.params
+        # before a round starts, and again when the parameters change: can this model fit?
+        hospitals = len(view.round.participants) if view.round is not None else None
+        fit = sizing.fit_warning(
+            view.params, self.layout.param_count, self.sized_for, hospitals=hospitals
+        )
+        if fit is not None:
+            log.warning("%s", fit)
+        self.sized_for = self.params = view.params
         info = view.round
         running = info is not None and info.state not in _OVER
         if running:
@@ -417,6 +425,12 @@ class Peer:
             log.info("%s: too late: %s", key, exc)
             self._cool(key)
         except SwarmError as exc:
+            self._warn(_describe(action), exc)
+            self._cool(key)
+        except OSError as exc:
+            # The machine, not the protocol: a full disk, a file another worker thread of ours
+            # removed, a socket error that escaped the p2p layer. The action is retried after a
+            # cool-down like any failed step; ending the process would lose the round.
             self._warn(_describe(action), exc)
             self._cool(key)
         finally:

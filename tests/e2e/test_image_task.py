@@ -6,9 +6,10 @@ This is the issue's "an image-folder task with ResNet-18 finalizes rounds on gen
 ledger records. Three peers (the fewest a round accepts) and one round: on CPU, each peer needs
 about 1-1.7 GB and a round about a minute (the test prints what it measured).
 
-``localnet up`` widens the windows of the steps that grow with the model by 20 s per million
-parameters (localnet.network.SECONDS_PER_PARAMETER): with a fixed 30 s commit window every
-ResNet-18 round lapsed, its commit alone taking 60-70 s on a loaded 2-core machine.
+``localnet up`` widens the windows of the steps that grow with the model from its parameter
+count, the hospitals sharing the machine's cores and loopback throughput (swarm.sizing via
+localnet.network.swarm_params): with a fixed 30 s commit window every ResNet-18 round lapsed,
+its commit alone taking 60-70 s on a loaded 2-core machine.
 """
 
 from __future__ import annotations
