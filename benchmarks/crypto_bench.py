@@ -16,8 +16,14 @@ Configurations:
   FedAvg sends);
 - ``TenSEAL usual``: N=8192, coeff moduli [60, 40, 40], scale 2^40, fresh public-key
   ciphertexts from ``ts.ckks_vector`` (the setting other federated frameworks ship);
-- ``swarm participant``: seeded symmetric encryption at the last level (``SecretRoundContext``);
-- ``swarm merge peer``: public-key encryption at the last level (``PublicRoundContext``).
+- ``swarm round``: what a round does: update 0 is the merge peer's own, a plain update
+  (CKKS-encoded at the last level, not encrypted: ``PublicRoundContext``), updates 1-9 are the
+  participants' seeded symmetric ones (``SecretRoundContext``); the aggregate is a seeded one
+  (sum of first polynomials + 9 seeds per chunk), which the key holder decrypts with k = 9.
+
+Then, for each size, the key holder's decryption alone against the number k of seeded
+contributors (``--decrypt-k 3,7``): an aggregate of the merge peer's plain update and the first
+k seeded ones (built untimed), decrypted in its own child.
 
 Rates are CPU seconds of the child (TenSEAL runs one thread per vector), so "per core".
 Peak RSS is the high-water mark of the phase (``VmHWM`` after resetting it through
@@ -52,13 +58,18 @@ DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- crypto-bench:start -->", "<!-- crypto-bench:end -->"
 UPDATES = 10
 ROUND = 1
-CONFIGS = ("plaintext", "tenseal", "participant", "merge_peer")
+CONFIGS = ("plaintext", "tenseal", "swarm")
 LABELS = {
     "plaintext": "plaintext float32",
     "tenseal": "TenSEAL usual: N=8192 [60,40,40] 2^40, fresh public-key",
-    "participant": "swarm participant: seeded symmetric, last level",
-    "merge_peer": "swarm merge peer: public key, last level",
+    "swarm": "swarm round: merge peer plain + 9 seeded, last level",
 }
+MERGE_PEER = bytes(20)
+
+
+def sender(i: int) -> bytes:
+    """Update ``i``'s author: the merge peer for 0, one participant each for the others."""
+    return MERGE_PEER if i == 0 else i.to_bytes(20, "big")
 
 
 def weight(i: int) -> float:
@@ -123,7 +134,7 @@ def _load(config: str, work: Path, role: str) -> Any:
     from swarm.identity import Identity
 
     public = PublicRoundContext.from_bytes((work / "public.ctx").read_bytes(), params_id=1)
-    if role == "sum" or (config == "merge_peer" and role == "encrypt"):
+    if role == "sum":
         return public
     member = Identity((work / "member.key").read_bytes())
     return open_sealed_key(
@@ -166,6 +177,7 @@ def child(config: str, phase: str, size: int, work: Path) -> dict[str, Any]:
     cpu = 0.0
     if phase == "encrypt":
         sizes = []
+        plain_cpu = 0.0
         for i in range(UPDATES):
             values = update(size, i)
             start = time.process_time()
@@ -178,23 +190,29 @@ def child(config: str, phase: str, size: int, work: Path) -> dict[str, Any]:
             else:
                 blob = encrypt_vector(
                     values,
-                    ctx,
+                    ctx.public if i == 0 else ctx,  # the merge peer holds the public context
                     layout=layout,
                     weight=weight(i),
                     round_id=ROUND,
-                    sender=i.to_bytes(20, "big"),  # one update per sender
+                    sender=sender(i),
                 )
-            cpu += time.process_time() - start
-            sizes.append(len(blob))
+            elapsed = time.process_time() - start
+            if config == "swarm" and i == 0:
+                plain_cpu = elapsed
+                out["plain_bytes"] = len(blob)
+                out["plain_rate"] = size / plain_cpu
+            else:
+                cpu += elapsed
+                sizes.append(len(blob))
             (work / f"{config}-{i}.blob").write_bytes(blob)
             del blob
-        out["update_bytes"] = sizes[0]
-        out["rate"] = UPDATES * size / cpu
+        out["update_bytes"] = sizes[-1]
+        out["rate"] = len(sizes) * size / cpu
     elif phase == "sum":
         total: Any = None
         aggregator = None
-        if config in ("participant", "merge_peer"):
-            aggregator = Aggregator(ctx, round_id=ROUND, layout=layout, merge_peer=bytes(20))
+        if config == "swarm":
+            aggregator = Aggregator(ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
         for i in range(UPDATES):
             data = (work / f"{config}-{i}.blob").read_bytes()
             start = time.process_time()
@@ -226,7 +244,7 @@ def child(config: str, phase: str, size: int, work: Path) -> dict[str, Any]:
         (work / f"{config}-sum.blob").write_bytes(result)
         out["aggregate_bytes"] = len(result)
         out["rate"] = UPDATES * size / cpu
-    else:
+    elif phase == "decrypt":
         data = (work / f"{config}-sum.blob").read_bytes()
         start = time.process_time()
         if config == "plaintext":
@@ -238,13 +256,31 @@ def child(config: str, phase: str, size: int, work: Path) -> dict[str, Any]:
         cpu = time.process_time() - start
         out["rate"] = size / cpu
         out["peak_mb"] = peak_rss_mb()  # before the check below allocates its own arrays
-        expected = np.zeros(size)
-        for i in range(UPDATES):
-            expected += weight(i) * update(size, i).astype(np.float64)
-        out["max_error"] = float(np.max(np.abs(decrypted - expected)))
+        out["max_error"] = max_error(decrypted, size, range(UPDATES))
+    else:  # "decrypt-K": the merge peer's plain update and K seeded ones
+        k = int(phase.split("-")[1])
+        aggregator = Aggregator(ctx.public, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
+        for i in range(k + 1):
+            aggregator.add((work / f"{config}-{i}.blob").read_bytes())
+        data = aggregator.finish()
+        del aggregator
+        base = reset_peak_rss()
+        start = time.process_time()
+        decrypted = decrypt_aggregate(data, ctx, round_id=ROUND, layout=layout)
+        out["cpu"] = time.process_time() - start
+        out["aggregate_bytes"] = len(data)
+        out["peak_mb"] = peak_rss_mb()
+        out["max_error"] = max_error(decrypted, size, range(k + 1))
     out.setdefault("peak_mb", peak_rss_mb())
     out["base_mb"] = base
     return out
+
+
+def max_error(decrypted: np.ndarray, size: int, updates: range) -> float:
+    expected = np.zeros(size)
+    for i in updates:
+        expected += weight(i) * update(size, i).astype(np.float64)
+    return float(np.max(np.abs(decrypted - expected)))
 
 
 # --- parent ---------------------------------------------------------------------------------
@@ -288,10 +324,17 @@ def run_child(config: str, phase: str, size: int, work: Path) -> dict[str, Any]:
     return result
 
 
-def measure(config: str, size: int, work: Path) -> dict[str, Any]:
+def measure(
+    config: str, size: int, work: Path, decrypt_k: list[int]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     phases = {
         phase: run_child(config, phase, size, work) for phase in ("encrypt", "sum", "decrypt")
     }
+    by_k = []
+    if config == "swarm":
+        for k in decrypt_k:
+            result = run_child(config, f"decrypt-{k}", size, work)
+            by_k.append({"size": size, "k": k, **result})
     for i in range(UPDATES):
         (work / f"{config}-{i}.blob").unlink()
     (work / f"{config}-sum.blob").unlink()
@@ -309,7 +352,7 @@ def measure(config: str, size: int, work: Path) -> dict[str, Any]:
     }
     peak_phase = max(ratios, key=lambda p: ratios[p])
     growth = phases[peak_phase]["peak_mb"] - phases[peak_phase]["base_mb"]
-    return {
+    row = {
         "config": config,
         "size": size,
         "encrypt": phases["encrypt"]["rate"],
@@ -322,7 +365,10 @@ def measure(config: str, size: int, work: Path) -> dict[str, Any]:
         "growth_mb": growth,
         "growth_ratio": ratios[peak_phase],
         "peak_phase": peak_phase,
+        "plain_rate": phases["encrypt"].get("plain_rate"),
+        "plain_bpp": phases["encrypt"].get("plain_bytes", 0) / size,
     }
+    return row, by_k
 
 
 def rate(value: float) -> str:
@@ -337,23 +383,46 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        encrypt, update_bpp = rate(r["encrypt"]), f"{r['update_bpp']:.2f}"
+        if r["plain_rate"] is not None:
+            encrypt = f"seeded {encrypt}, plain {rate(r['plain_rate'])}"
+            update_bpp = f"seeded {update_bpp}, plain {r['plain_bpp']:.2f}"
         lines.append(
-            f"| {r['size']:,} | {LABELS[r['config']]} | {rate(r['encrypt'])} | {rate(r['sum'])} "
-            f"| {rate(r['decrypt'])} | {r['update_bpp']:.2f} | {r['aggregate_bpp']:.2f} "
+            f"| {r['size']:,} | {LABELS[r['config']]} | {encrypt} | {rate(r['sum'])} "
+            f"| {rate(r['decrypt'])} | {update_bpp} | {r['aggregate_bpp']:.2f} "
             f"| {r['error']:.1e} | {r['peak_mb']:.0f} | {r['growth_mb']:.0f} "
             f"({r['growth_ratio']:.1f}x, {r['peak_phase']}) |"
         )
     return "\n".join(lines)
 
 
+def k_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| params | seeded contributors k (+ the merge peer's plain update) | bytes/param "
+        "aggregate | key holder decrypt CPU s | decrypt params/s | max abs error |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['size']:,} | {r['k']} | {r['aggregate_bytes'] / r['size']:.2f} "
+            f"| {r['cpu']:.2f} | {rate(r['size'] / r['cpu'])} | {r['max_error']:.1e} |"
+        )
+    return "\n".join(lines)
+
+
 def goals(rows: list[dict[str, Any]]) -> str:
     lines = []
-    for r in (r for r in rows if r["config"] == "participant"):
+    for r in (r for r in rows if r["config"] == "swarm"):
         checks = [
             (
                 "<= 16 bytes/param on the participants' path",
                 r["update_bpp"] <= 16.0,
                 f"{r['update_bpp']:.2f}",
+            ),
+            (
+                "<= 16 bytes/param for the aggregate a key holder downloads",
+                r["aggregate_bpp"] <= 16.0,
+                f"{r['aggregate_bpp']:.2f}",
             ),
             (">= 1M params/s per core to encrypt", r["encrypt"] >= 1e6, rate(r["encrypt"]) + "/s"),
             ("max abs error <= 1e-6 after summing 10", r["error"] <= 1e-6, f"{r['error']:.1e}"),
@@ -370,21 +439,25 @@ def goals(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-NOTES = """Reading the table:
+NOTES = """Reading the tables:
 
-- A participant's update is ~15 bytes per parameter (seeded, 60-bit packed); the aggregate is
-  ~32, because a sum of seeded ciphertexts is no longer seeded. Each key holder downloads it once.
-- The merge peer's own update takes the public-key path (it holds no secret key): ~32 bytes per
-  parameter and about half the encryption speed.
-- The sum rate includes loading each update (unpacking, regenerating the seeded polynomial, SEAL's
-  validity checks) and, at the end, serializing the aggregate.
-- The error is that of the weighted sum (weights 50 to 950, values ~ N(0, 1e-2)). Plaintext
-  float32 is *less* precise than CKKS here: its sum rounds at ~1e-5.
-- Memory: the sum phase necessarily holds the running sum (~32 bytes per parameter in SEAL's
-  memory pool, which SEAL does not hand back to the OS), the update being added, and the
-  aggregate blob it writes. The merge-peer row sums ten public-key updates of 32 bytes per
-  parameter each; in a real round only the merge peer's own update takes that path, the others
-  are the participants' 15-byte ones."""
+- A participant's update is ~15 bytes per parameter (seeded, 60-bit packed). The merge peer's
+  own update is a plain one, 15 bytes per parameter: CKKS-encoded (SEAL's encoder), not
+  encrypted, masked like any other; it never leaves the merge peer.
+- The aggregate is the sum of the first polynomials (60-bit packed) and each seeded
+  contributor's 65-byte seed record per chunk of 4096 values: 15 + 65 k / 4096 bytes per
+  parameter, <= 16 up to k = 63 seeded contributors (docs/crypto.md).
+- The sum rate is numpy: unpacking each update's first polynomials, checking them against q0,
+  adding mod q0; and, at the end, packing the aggregate. No SEAL object is built.
+- Decryption rebuilds each chunk's second polynomial from the k seeds (SEAL regenerates each
+  when it loads a seeded ciphertext, ~0.3 ms per seed per chunk on one core, single-threaded:
+  sealapi holds the GIL) and adds them: its cost grows with k (second table).
+- The error is that of the weighted sum (weights 50 to 950, values ~ N(0, 1e-2)), after the
+  aggregate's rounding to the 2^-20 grid (at most 4.8e-7). Plaintext float32 is *less* precise
+  than CKKS here: its sum rounds at ~1e-5.
+- Memory: the sum phase holds the running sum (16 bytes per parameter, whatever the number of
+  contributors, plus 65 bytes per chunk per seeded contributor), the update being added, and
+  the aggregate blob it writes."""
 
 
 def machine() -> str:
@@ -418,6 +491,11 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs alone")
     parser.add_argument(
+        "--decrypt-k",
+        default="3,7",
+        help="comma-separated numbers (1-9) of seeded contributors to time decryption with",
+    )
+    parser.add_argument(
         "--child", nargs=4, metavar=("CONFIG", "PHASE", "SIZE", "WORK"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -429,14 +507,19 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     configs = [c for c in args.configs.split(",") if c]
     started = time.time()
+    decrypt_k = [int(k) for k in args.decrypt_k.split(",") if k]
+    if any(not 1 <= k < UPDATES for k in decrypt_k):
+        raise SystemExit(f"--decrypt-k: each k in 1..{UPDATES - 1}")
     rows = []
+    k_rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
         work = Path(tmp)
         prepare(work)
         for size in sizes:
             for config in configs:
-                row = measure(config, size, work)
+                row, by_k = measure(config, size, work, decrypt_k)
                 rows.append(row)
+                k_rows += by_k
                 print(
                     f"# {size:,} {config}: done after {time.time() - started:.0f} s",
                     file=sys.stderr,
@@ -461,7 +544,11 @@ def main() -> None:
             "and the aggregate; decrypt: the aggregate). The 10 blobs are written to and read "
             "from a scratch directory between phases (not timed).",
             "",
-            "Goals (participant path):",
+            "Key holder decryption against the number of seeded contributors:",
+            "",
+            k_table(k_rows),
+            "",
+            "Goals (participant path and aggregate):",
             "",
             goals(rows),
             "",

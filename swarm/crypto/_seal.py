@@ -32,6 +32,7 @@ import os
 import struct
 import tempfile
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -53,6 +54,10 @@ PRNG_SEED_BYTES = 64
 #: Ciphertext members before the data: parms_id (4 x u64), is_ntt_form (u8), size,
 #: poly_modulus_degree, coeff_modulus_size (u64 each), scale (f64), correction_factor (u64)
 CT_MEMBERS = struct.Struct("<4QBQQQdQ")
+#: Plaintext members before the data: parms_id (4 x u64), coeff_count (u64), scale (f64)
+PT_MEMBERS = struct.Struct("<4QQd")
+#: SEAL's PRNG types (seal::prng_type) a seeded ciphertext may name
+PRNG_TYPES = frozenset({1, 2})  # blake2xb, shake256
 
 
 class MemFile:
@@ -153,6 +158,8 @@ class SealBridge:
         self.seal_version = (major, minor)
         self._public_encryptor: Any = None
         self._secret_encryptor: Any = None
+        self._decryptor: Any = None
+        self._evaluator: Any = None
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -169,6 +176,7 @@ class SealBridge:
             key = sealapi.SecretKey()
             key.load(self.context, mf.path)
         self._secret_encryptor = sealapi.Encryptor(self.context, key)
+        self._decryptor = sealapi.Decryptor(self.context, key)
 
     def with_secret_key(self, secret_key_bytes: bytes | memoryview) -> SealBridge:
         """A bridge for the same parameters and public key that also holds the secret key.
@@ -179,6 +187,8 @@ class SealBridge:
         twin = copy.copy(self)
         twin.memfile = MemFile()
         twin._secret_encryptor = None
+        twin._decryptor = None
+        twin._evaluator = None
         twin.set_secret_key(secret_key_bytes)
         return twin
 
@@ -214,6 +224,78 @@ class SealBridge:
         with self.memfile as mf:
             serializable.save(mf.path)
             return mf.read()
+
+    def encode_coefficients(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
+        """The CKKS encoding of ``values`` at the last level, as SEAL's encoder makes it: the
+        ``poly_modulus_degree`` coefficients (NTT form, each in ``[0, q0)``) of the plaintext
+        that an encryption of ``values`` would hide. A trivial ciphertext ``(these, 0)``
+        decrypts to ``values``; added to a ciphertext's first polynomial it adds ``values``.
+
+        Read from SEAL's serialization, where zstd stores these (uniform-looking NTT-form)
+        coefficients raw; a plaintext zstd did compress (a constant vector, say) is read one
+        coefficient at a time instead: slower, same result."""
+        if len(self.last_moduli) != 1:
+            raise ValueError("plain updates need a single modulus at the last level")
+        n = self.poly_modulus_degree
+        plain = self._encode_last_level(values)
+        if plain.is_zero():
+            return np.zeros(n, dtype=np.uint64)
+        with self.memfile as mf:
+            plain.save(mf.path)
+            data = mf.read()
+        body = _seal_body(data)
+        prefix = PT_MEMBERS.pack(*self.last_parms_id, n, self.params.scale)
+        prefix += self._sub_header(SEAL_HEADER_SIZE + 8 + n * 8) + struct.pack("<Q", n)
+        if body is not None and len(body) == len(prefix) + n * 8 and body[: len(prefix)] == prefix:
+            coeffs = np.frombuffer(body, dtype="<u8", count=n, offset=len(prefix))
+            coeffs = coeffs.astype(np.uint64)
+        else:
+            coeffs = np.fromiter((plain[i] for i in range(n)), dtype=np.uint64, count=n)
+        if int(coeffs.max()) >= self.last_moduli[0]:  # pragma: no cover - SEAL reduces them
+            raise ValueError("SEAL's encoding is not reduced mod q0")
+        return coeffs
+
+    # --- decryption from first polynomials and seeds ------------------------------------------
+
+    def _load_ciphertext(self, seal_bytes: bytes) -> Any:
+        cipher = sealapi.Ciphertext()
+        with self.memfile as mf:
+            mf.write(seal_bytes)
+            cipher.load(self.context, mf.path)
+        return cipher
+
+    def decrypt_sum(
+        self, c0: npt.NDArray[np.uint64], seeds: Sequence[tuple[int, bytes]]
+    ) -> npt.NDArray[np.float64]:
+        """Decrypt the last-level ciphertext whose first polynomial is ``c0`` (NTT form, in
+        ``[0, q0)``) and whose second is the sum of the polynomials SEAL generates from
+        ``seeds`` ((prng type, 64-byte seed) each; none: a trivial ciphertext, second
+        polynomial zero). Returns the ``slots`` decoded values.
+
+        SEAL regenerates each seed's polynomial when it loads a seeded ciphertext: the first
+        with ``c0``, the others with a zero first polynomial, added by SEAL's evaluator (exact
+        modular addition). Raises ``ValueError`` for what SEAL refuses (unknown PRNG type)."""
+        if self._decryptor is None:
+            raise RuntimeError("no secret key loaded")
+        if self._evaluator is None:
+            self._evaluator = sealapi.Evaluator(self.context)
+        if not seeds:
+            zeros = np.zeros(self.poly_modulus_degree, dtype=np.uint64)
+            cipher = self._load_ciphertext(self.ciphertext_bytes(c0, zeros))
+        else:
+            try:
+                (prng_type, seed), *rest = seeds
+                cipher = self._load_ciphertext(self.seeded_bytes(prng_type, seed, c0))
+                if rest:
+                    zeros = np.zeros(self.poly_modulus_degree, dtype=np.uint64)
+                    for prng_type, seed in rest:
+                        other = self._load_ciphertext(self.seeded_bytes(prng_type, seed, zeros))
+                        self._evaluator.add_inplace(cipher, other)
+            except RuntimeError as exc:  # SEAL's refusal of a bad seed record
+                raise ValueError(f"SEAL refuses the ciphertext: {exc}") from exc
+        plain = sealapi.Plaintext()
+        self._decryptor.decrypt(cipher, plain)
+        return np.fromiter(self.encoder.decode_double(plain), dtype=np.float64)
 
     # --- packing ----------------------------------------------------------------------------
 
@@ -262,23 +344,59 @@ class SealBridge:
             return None
         return bytes([prng_type]) + bytes(seed) + _pack_bits(coeffs, self.coeff_bits)
 
+    @property
+    def packed_poly_size(self) -> int:
+        """Bytes of one polynomial's coefficients packed at :attr:`coeff_bits` each."""
+        return (self.poly_modulus_degree * self.coeff_bits + 7) // 8
+
+    def pack_poly(self, coeffs: npt.NDArray[np.uint64]) -> bytes:
+        """``poly_modulus_degree`` coefficients (each < 2**coeff_bits), bit-packed."""
+        return _pack_bits(coeffs, self.coeff_bits)
+
+    def unpack_poly(self, data: bytes | memoryview) -> npt.NDArray[np.uint64]:
+        """The coefficients of :meth:`pack_poly`'s bytes (not checked against q0)."""
+        if len(data) != self.packed_poly_size:
+            raise ValueError("packed polynomial has the wrong length")
+        return _unpack_bits(data, self.poly_modulus_degree, self.coeff_bits)
+
     def unpack_seeded(self, packed: bytes | memoryview) -> bytes:
         """The SEAL bytes (uncompressed) of a :func:`pack_seeded` ciphertext."""
         if len(packed) != self.packed_seeded_size:
             raise ValueError("packed ciphertext has the wrong length")
+        coeffs = self.unpack_poly(packed[1 + PRNG_SEED_BYTES :])
+        return self.seeded_bytes(packed[0], bytes(packed[1 : 1 + PRNG_SEED_BYTES]), coeffs)
+
+    def seeded_bytes(self, prng_type: int, seed: bytes, c0: npt.NDArray[np.uint64]) -> bytes:
+        """SEAL's (uncompressed) serialization of the seeded last-level ciphertext whose first
+        polynomial is ``c0`` and whose second SEAL generates from ``seed``."""
         n = self.poly_modulus_degree
-        prng_type = bytes(packed[:1])
-        seed = bytes(packed[1 : 1 + PRNG_SEED_BYTES])
-        coeffs = _unpack_bits(packed[1 + PRNG_SEED_BYTES :], n, self.coeff_bits)
+        if len(seed) != PRNG_SEED_BYTES or c0.shape != (n,):
+            raise ValueError("a seed is 64 bytes, a polynomial poly_modulus_degree values")
         body = b"".join(
             (
                 self._members(),
                 self._sub_header(SEAL_HEADER_SIZE + 8 + n * 8),
                 struct.pack("<Q", n),
-                coeffs.astype("<u8", copy=False).tobytes(),
+                c0.astype("<u8", copy=False).tobytes(),
                 self._sub_header(SEAL_HEADER_SIZE + 1 + PRNG_SEED_BYTES),
-                prng_type,
+                bytes([prng_type]),
                 seed,
+            )
+        )
+        return self._sub_header(SEAL_HEADER_SIZE + len(body)) + body
+
+    def ciphertext_bytes(self, c0: npt.NDArray[np.uint64], c1: npt.NDArray[np.uint64]) -> bytes:
+        """SEAL's (uncompressed) serialization of the last-level ciphertext ``(c0, c1)``."""
+        n = self.poly_modulus_degree
+        if c0.shape != (n,) or c1.shape != (n,):
+            raise ValueError("a polynomial is poly_modulus_degree values")
+        body = b"".join(
+            (
+                self._members(),
+                self._sub_header(SEAL_HEADER_SIZE + 8 + 2 * n * 8),
+                struct.pack("<Q", 2 * n),
+                c0.astype("<u8", copy=False).tobytes(),
+                c1.astype("<u8", copy=False).tobytes(),
             )
         )
         return self._sub_header(SEAL_HEADER_SIZE + len(body)) + body
@@ -410,6 +528,13 @@ def _zstd_stored_blocks(frame: memoryview) -> memoryview | None:
 
 def _pack_bits(values: npt.NDArray[np.uint64], width: int) -> bytes:
     """Little-endian bit packing of values < 2**width, ``width`` bits each."""
+    if width == 60 and values.size % 2 == 0:
+        # two values make 15 bytes: the low 64 bits a | b << 60, then the 56 bits b >> 4
+        pairs = values.astype(np.uint64, copy=False).reshape(-1, 2)
+        words = np.empty((pairs.shape[0], 2), dtype="<u8")
+        words[:, 0] = pairs[:, 0] | (pairs[:, 1] << np.uint64(60))
+        words[:, 1] = pairs[:, 1] >> np.uint64(4)
+        return words.view(np.uint8).reshape(-1, 16)[:, :15].tobytes()
     as_bytes = values.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)
     bits = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :width]
     return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
@@ -417,6 +542,15 @@ def _pack_bits(values: npt.NDArray[np.uint64], width: int) -> bytes:
 
 def _unpack_bits(data: bytes | memoryview, count: int, width: int) -> npt.NDArray[np.uint64]:
     raw = np.frombuffer(data, dtype=np.uint8)
+    if width == 60 and count % 2 == 0 and raw.size == count * 15 // 2:
+        padded = np.zeros((count // 2, 16), dtype=np.uint8)
+        padded[:, :15] = raw.reshape(-1, 15)
+        words = padded.view("<u8")
+        out = np.empty((count // 2, 2), dtype=np.uint64)
+        low60 = np.uint64((1 << 60) - 1)
+        out[:, 0] = words[:, 0] & low60
+        out[:, 1] = (words[:, 0] >> np.uint64(60)) | ((words[:, 1] << np.uint64(4)) & low60)
+        return out.reshape(count)
     bits = np.unpackbits(raw, bitorder="little", count=count * width).reshape(count, width)
     full = np.zeros((count, 64), dtype=np.uint8)
     full[:, :width] = bits

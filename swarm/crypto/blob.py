@@ -24,7 +24,9 @@ Header layout (big-endian, 152 bytes)::
     offset size field
          0    4 magic           b"SWCT"
          4    1 format version  2 (1: untagged sha256 digests)
-         5    1 payload kind    1 seeded update, 2 public-key update, 3 aggregate
+         5    1 payload kind    1 seeded update, 2 public-key update (no longer produced),
+                                3 aggregate (no longer produced), 4 plain update (the merge
+                                peer's own, never sent), 5 seeded aggregate
          6    2 params id       CKKS parameter set (swarm.crypto.params)
          8    8 round           round id on the ledger
         16   20 sender          Ethereum address of the blob's author
@@ -59,6 +61,10 @@ HEADER_SIZE = HEADER.size  # 152
 
 #: bytes a seeded-update chunk record adds before its ciphertext (encoding byte, length)
 CHUNK_RECORD_OVERHEAD = 5
+#: bytes of one seed record: SEAL's PRNG type (1), the seed (64)
+SEED_RECORD_SIZE = 65
+#: bytes of a seeded aggregate's preamble (u32: the number of seeded contributors)
+AGGREGATE_PREAMBLE_SIZE = 4
 #: allowance per ciphertext for SEAL headers, members, zstd framing and protobuf tags
 _PER_CIPHERTEXT_SLACK = 1024
 
@@ -68,13 +74,24 @@ class PayloadKind(enum.IntEnum):
 
     #: a key holder's update: seeded symmetric ciphertexts at the last level, chunk records
     SEEDED_UPDATE = 1
-    #: an update encrypted with the public key (the merge peer's own): TenSEAL CKKSVector
+    #: an update encrypted with the public key: TenSEAL CKKSVector. No longer produced by
+    #: rounds (the merge peer's own update is a PLAIN_UPDATE); refused by the Aggregator
     PUBLIC_UPDATE = 2
-    #: the homomorphic sum of updates: TenSEAL CKKSVector
+    #: the homomorphic sum of updates: TenSEAL CKKSVector. No longer produced (see
+    #: SEEDED_AGGREGATE); still decryptable by tools
     AGGREGATE = 3
+    #: the merge peer's own update, CKKS-encoded at the last level and not encrypted (a
+    #: trivial ciphertext): per chunk the plaintext polynomial (NTT form, mod q0, masks
+    #: added) packed at 60 bits. Never leaves the merge peer; summed only by its author
+    PLAIN_UPDATE = 4
+    #: the sum, without second polynomials: u32 k (seeded contributors), then per chunk the
+    #: summed first polynomial packed at 60 bits and k seed records (PRNG type + 64-byte seed)
+    SEEDED_AGGREGATE = 5
 
 
-UPDATE_KINDS = frozenset({PayloadKind.SEEDED_UPDATE, PayloadKind.PUBLIC_UPDATE})
+UPDATE_KINDS = frozenset(
+    {PayloadKind.SEEDED_UPDATE, PayloadKind.PUBLIC_UPDATE, PayloadKind.PLAIN_UPDATE}
+)
 
 
 @dataclass(frozen=True)
@@ -115,20 +132,40 @@ def blob_id(blob: bytes | memoryview) -> bytes:
     return tagged_hash(Tag.BLOB, blob)
 
 
-def max_blob_size(param_count: int, params_id: int) -> int:
-    """The largest blob of any kind a model of ``param_count`` values can produce.
+def max_blob_size(param_count: int, params_id: int, kind: PayloadKind | None = None) -> int:
+    """The largest blob of ``kind`` (default: of any kind) a model of ``param_count`` values
+    can produce.
 
     The network layer bounds a receive with this *before* reading: anything larger is refused
-    (:class:`OversizedBlobError`) without being buffered. The bound is that of the largest kind,
-    an aggregate of full (unseeded) last-level ciphertexts, plus allowances for framing.
+    (:class:`OversizedBlobError`) without being buffered; :func:`read_header` applies the bound
+    of the kind a blob declares. Per kind (C chunks, N coefficients of 60 bits):
+
+    - plain update: C x 60N/8, exactly;
+    - seeded update: C x (record header + SEAL's own encoding of a seeded ciphertext, the
+      larger of its two encodings, with slack);
+    - seeded aggregate: preamble + C x (60N/8 + 65 x max_contributors): the parameter set's
+      most contributors, each with a seed per chunk;
+    - public-key update, aggregate (TenSEAL vectors of full ciphertexts) and the default: C x
+      (2 x 8N + slack), the largest kind.
     """
     if param_count <= 0:
         raise ValueError("param_count must be positive")
     params = get_params(params_id)
     chunks = params.chunk_count(param_count)
-    last_level_moduli = 1
-    full_ciphertext = 2 * params.poly_modulus_degree * last_level_moduli * 8
-    return HEADER_SIZE + chunks * (full_ciphertext + _PER_CIPHERTEXT_SLACK) + 64
+    degree = params.poly_modulus_degree
+    packed_poly = (degree * params.last_level_bits + 7) // 8
+    if kind == PayloadKind.PLAIN_UPDATE:
+        per_chunk = packed_poly
+    elif kind == PayloadKind.SEEDED_UPDATE:
+        per_chunk = CHUNK_RECORD_OVERHEAD + degree * 8 + SEED_RECORD_SIZE + _PER_CIPHERTEXT_SLACK
+    elif kind == PayloadKind.SEEDED_AGGREGATE:
+        per_chunk = packed_poly + SEED_RECORD_SIZE * params.max_contributors
+        return HEADER_SIZE + AGGREGATE_PREAMBLE_SIZE + chunks * per_chunk
+    else:
+        last_level_moduli = 1
+        full_ciphertext = 2 * degree * last_level_moduli * 8
+        return HEADER_SIZE + chunks * (full_ciphertext + _PER_CIPHERTEXT_SLACK) + 64
+    return HEADER_SIZE + chunks * per_chunk
 
 
 class BlobWriter:
@@ -210,12 +247,12 @@ def make_blob(
     return writer.finish()
 
 
-def read_header(blob: bytes, *, verify_payload: bool = True) -> BlobHeader:
+def read_header(blob: bytes | memoryview, *, verify_payload: bool = True) -> BlobHeader:
     """Parse and check a blob's header: structure, size bound, payload length and digest.
 
     Raises :class:`MalformedBlobError` (truncated, bad magic, unknown version or kind, length or
     digest mismatch), :class:`UnknownParameterSetError` and :class:`OversizedBlobError` (larger
-    than :func:`max_blob_size` for the parameter count it declares).
+    than :func:`max_blob_size` for the kind and parameter count it declares).
     """
     if len(blob) < HEADER_SIZE:
         raise MalformedBlobError(f"blob of {len(blob)} bytes is shorter than its header")
@@ -246,7 +283,7 @@ def read_header(blob: bytes, *, verify_payload: bool = True) -> BlobHeader:
         raise MalformedBlobError("blob declares no parameters")
     if count <= 0:
         raise MalformedBlobError("blob declares a sum of zero updates")
-    limit = max_blob_size(param_count, params_id)
+    limit = max_blob_size(param_count, params_id, payload_kind)
     if len(blob) > limit:
         raise OversizedBlobError(len(blob), limit)
     if HEADER_SIZE + payload_length != len(blob):

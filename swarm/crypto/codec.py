@@ -5,12 +5,17 @@ One round, from this module's point of view:
 1. each participant calls :func:`encrypt_update` with its update (new minus base weights) and
    its sample count as ``weight``. With a :class:`SecretRoundContext` (every participant but the
    merge peer) the update is encrypted symmetrically with a seed at the last level, ~15 bytes
-   per parameter; with a :class:`PublicRoundContext` (the merge peer's own update) it is
-   encrypted with the public key at the last level, ~32 bytes per parameter;
+   per parameter (:attr:`PayloadKind.SEEDED_UPDATE`); with a :class:`PublicRoundContext` (the
+   merge peer's own update) it is not encrypted at all but CKKS-*encoded* at the last level,
+   15 bytes per parameter (:attr:`PayloadKind.PLAIN_UPDATE`): a trivial ciphertext that never
+   leaves the merge peer and is hidden inside the sum;
 2. the merge peer feeds each accepted blob to an :class:`Aggregator` and publishes
-   :meth:`Aggregator.finish`: the homomorphic sum, computed without any secret key;
-3. each key holder calls :func:`decrypt_aggregate` (or :func:`mean_update`) and divides by the
-   sum of the contributors' weights, which the ledger holds.
+   :meth:`Aggregator.finish`: the sum of the first polynomials (mod q0, numpy, no SEAL) and every
+   seeded contributor's seeds, ~15 bytes per parameter (:attr:`PayloadKind.SEEDED_AGGREGATE`),
+   computed without any secret key;
+3. each key holder calls :func:`decrypt_aggregate` (or :func:`mean_update`): SEAL regenerates
+   the second polynomials from the seeds and adds them, then decrypts; the key holder divides by
+   the sum of the contributors' weights, which the ledger holds.
 
 Values are multiplied by the weight *before* encryption because CKKS sums are exact up to
 noise, while a weighted mean would need a ciphertext-by-plaintext product per update (a level,
@@ -35,10 +40,10 @@ import tenseal as ts
 import torch
 
 from swarm.crypto import _proto
-from swarm.crypto._seal import SealBridge
+from swarm.crypto._seal import PRNG_TYPES, SealBridge
 from swarm.crypto.blob import (
     HEADER_SIZE,
-    UPDATE_KINDS,
+    SEED_RECORD_SIZE,
     BlobHeader,
     BlobWriter,
     PayloadKind,
@@ -66,6 +71,16 @@ log = logging.getLogger(__name__)
 ENCODING_SEAL = 0  # SEAL's own serialization of the ciphertext, as TenSEAL loads it
 ENCODING_PACKED = 1  # seed + first polynomial at its true bit width (swarm.crypto._seal)
 _RECORD = struct.Struct(">BI")
+#: a seeded aggregate's preamble: the number of seeded contributors k
+_AGGREGATE_PREAMBLE = struct.Struct(">I")
+#: the kinds whose chunks are a first polynomial and zero or more seeds (no SEAL object)
+_POLY_KINDS = frozenset(
+    {PayloadKind.SEEDED_UPDATE, PayloadKind.PLAIN_UPDATE, PayloadKind.SEEDED_AGGREGATE}
+)
+#: the kinds the merge peer adds
+_MERGE_KINDS = frozenset({PayloadKind.SEEDED_UPDATE, PayloadKind.PLAIN_UPDATE})
+#: the kinds :func:`decrypt_blob` rounds to the grid
+_AGGREGATE_KINDS = frozenset({PayloadKind.SEEDED_AGGREGATE, PayloadKind.AGGREGATE})
 
 RoundContext = PublicRoundContext | SecretRoundContext
 
@@ -75,9 +90,20 @@ def _chunk_sizes(param_count: int, params: CkksParams) -> list[int]:
     return [params.slots] * full + ([rest] if rest else [])
 
 
-def _check_range(values: npt.NDArray[np.floating], weight: float, params: CkksParams) -> None:
+def _check_range(
+    values: npt.NDArray[np.floating],
+    weight: float,
+    params: CkksParams,
+    contributors: int | None = None,
+) -> None:
     """Refuse what CKKS would turn into a silently wrong sum: a non-positive weight, NaN or
-    infinite values, or weighted values beyond the parameter set's per-update range.
+    infinite values, or weighted values beyond the per-update range.
+
+    The range is the parameter set's decodable sum shared among the updates it will hold:
+    ``contributors`` (the round's participants, when the caller knows them) or the parameter
+    set's most, :attr:`CkksParams.max_contributors`. Sharing among the most was too strict for
+    real models: a ResNet-18's BatchNorm statistics (|delta| ~ 500) times 10 samples already
+    passed the 64-way share, while four hospitals' sum had 16 times the room.
 
     Uses the extremes only (no temporary arrays): NaN propagates through max/min.
     """
@@ -88,12 +114,20 @@ def _check_range(values: npt.NDArray[np.floating], weight: float, params: CkksPa
     high, low = float(np.max(values)), float(np.min(values))
     if not (np.isfinite(high) and np.isfinite(low)):
         raise ValueRangeError("the update holds NaN or infinite values")
+    share = params.max_contributors
+    if contributors is not None:
+        if not 1 <= contributors <= params.max_contributors:
+            raise ValueRangeError(
+                f"{contributors} contributors: a sum holds 1 to {params.max_contributors}"
+            )
+        share = contributors
+    limit = params.max_abs_sum / share
     peak = max(abs(high), abs(low)) * float(weight)
-    if peak > params.max_abs_value:
+    if peak > limit:
         raise ValueRangeError(
-            f"|weight * value| reaches {peak:.4g}, above {params.max_abs_value:.4g}, the most "
-            f"one update may hold so that a sum of {params.max_contributors} still decodes: "
-            "scale the weight down (e.g. samples / 1000)"
+            f"|weight * value| reaches {peak:.4g}, above {limit:.4g}, the most one update may "
+            f"hold so that a sum of {share} still decodes: scale the weight down (e.g. "
+            "samples / 1000)"
         )
 
 
@@ -110,16 +144,20 @@ def encrypt_update(
     sender: bytes,
     masks: Sequence[MaskTerm] = (),
     mask_context: MaskContext | None = None,
+    contributors: int | None = None,
 ) -> bytes:
     """Encrypt ``weight * delta`` for this round; returns the blob to send and commit.
 
     ``delta`` is the update as a state dict (new minus base weights) matching ``layout``;
     ``weight`` is the sample count n_i; ``sender`` the 20-byte address of the encrypting peer.
-    A :class:`SecretRoundContext` gives a seeded update, a :class:`PublicRoundContext` a
-    public-key one. ``masks`` (this participant's :func:`swarm.crypto.masking.mask_terms`,
-    with the attempt's ``mask_context``) are added to each ciphertext's first polynomial; with
-    none the blob is the unmasked one. Raises :class:`LayoutMismatchError` and
-    :class:`ValueRangeError`.
+    A :class:`SecretRoundContext` gives a seeded update (:attr:`PayloadKind.SEEDED_UPDATE`); a
+    :class:`PublicRoundContext` (the merge peer's) a plain one (:attr:`PayloadKind.PLAIN_UPDATE`:
+    the CKKS encoding, unencrypted, which only the merge peer itself may add to a sum).
+    ``masks`` (this participant's :func:`swarm.crypto.masking.mask_terms`, with the attempt's
+    ``mask_context``) are added to each chunk's first polynomial; with none the blob is the
+    unmasked one. ``contributors`` (the round's participants) shares the decodable range among
+    that many updates instead of the parameter set's most. Raises :class:`LayoutMismatchError`
+    and :class:`ValueRangeError`.
     """
     values = flatten(delta, layout)
     return encrypt_vector(
@@ -131,6 +169,7 @@ def encrypt_update(
         sender=sender,
         masks=masks,
         mask_context=mask_context,
+        contributors=contributors,
     )
 
 
@@ -164,17 +203,18 @@ def encrypt_vector(
     sender: bytes,
     masks: Sequence[MaskTerm] = (),
     mask_context: MaskContext | None = None,
+    contributors: int | None = None,
 ) -> bytes:
     """:func:`encrypt_update` for an update already flattened with ``layout``."""
     if values.ndim != 1 or values.shape[0] != layout.param_count:
         raise LayoutMismatchError("param_count", layout.param_count, int(values.size))
     params = ctx.params
-    _check_range(values, weight, params)
+    _check_range(values, weight, params, contributors)
     sizes = _chunk_sizes(layout.param_count, params)
     if isinstance(ctx, SecretRoundContext):
         kind = PayloadKind.SEEDED_UPDATE
     elif isinstance(ctx, PublicRoundContext):
-        kind = PayloadKind.PUBLIC_UPDATE
+        kind = PayloadKind.PLAIN_UPDATE
     else:
         raise TypeError(f"expected a round context, got {type(ctx).__name__}")
     writer = BlobWriter(
@@ -195,14 +235,41 @@ def encrypt_vector(
         values[offsets[i] : offsets[i + 1]].astype(np.float64) * float(weight)
         for i in range(len(sizes))
     )
-    seeded = kind == PayloadKind.SEEDED_UPDATE
-    encrypt = bridge.encrypt_seeded if seeded else bridge.encrypt_public
-    ciphertexts: Iterator[bytes] = (encrypt(piece) for piece in pieces)
+    if kind == PayloadKind.PLAIN_UPDATE:
+        if len(bridge.last_moduli) != 1:
+            raise ValueError(
+                "plain updates need a parameter set with one modulus at the last level"
+            )
+        q = bridge.last_moduli[0]
+        for index, piece in enumerate(pieces):
+            coeffs = bridge.encode_coefficients(piece)
+            if expander is not None:
+                coeffs = _add_mod(coeffs, expander.combine(masks, index), q)
+            writer.write(bridge.pack_poly(coeffs))
+        return writer.finish()
+    ciphertexts: Iterator[bytes] = (bridge.encrypt_seeded(piece) for piece in pieces)
     if expander is not None:
         # into c0 before packing: a masked seeded ciphertext is still seed + first polynomial
         ciphertexts = _masked(bridge, ciphertexts, expander, masks)
-    _write_chunks(writer, bridge, kind, sizes, ciphertexts)
+    _write_seeded_chunks(writer, bridge, len(sizes), ciphertexts)
     return writer.finish()
+
+
+def _add_mod(
+    a: npt.NDArray[np.uint64], b: npt.NDArray[np.uint64], q: int
+) -> npt.NDArray[np.uint64]:
+    """``(a + b) mod q`` for values in ``[0, q)``, ``q < 2**63`` (no overflow)."""
+    total = a + b
+    np.subtract(total, np.uint64(q), out=total, where=total >= np.uint64(q))
+    return total
+
+
+def _sub_mod(
+    a: npt.NDArray[np.uint64], b: npt.NDArray[np.uint64], q: int
+) -> npt.NDArray[np.uint64]:
+    """``(a - b) mod q`` for values in ``[0, q)``."""
+    out: npt.NDArray[np.uint64] = np.where(a >= b, a - b, a + (np.uint64(q) - b))
+    return out
 
 
 def _masked(
@@ -216,19 +283,10 @@ def _masked(
         yield _add_mask(bridge, seal_bytes, expander.combine(terms, index))
 
 
-def _write_chunks(
-    writer: BlobWriter,
-    bridge: SealBridge,
-    kind: PayloadKind,
-    sizes: list[int],
-    ciphertexts: Iterable[bytes],
+def _write_seeded_chunks(
+    writer: BlobWriter, bridge: SealBridge, chunks: int, ciphertexts: Iterable[bytes]
 ) -> None:
-    """An update's payload: seeded ciphertexts as chunk records (packed where they can be),
-    public-key ones as TenSEAL's CKKS vector."""
-    if kind != PayloadKind.SEEDED_UPDATE:
-        for part in _proto.iter_ckks_vector(sizes, ciphertexts, bridge.params.scale):
-            writer.write(part)
-        return
+    """A seeded update's payload: one chunk record per ciphertext, packed where it can be."""
     unpacked = 0
     for seal_bytes in ciphertexts:
         packed = bridge.pack_seeded(seal_bytes)
@@ -240,7 +298,7 @@ def _write_chunks(
             writer.write(_RECORD.pack(ENCODING_PACKED, len(packed)))
             writer.write(packed)
     if unpacked:
-        log.info("%d of %d ciphertexts sent in SEAL's own encoding", unpacked, len(sizes))
+        log.info("%d of %d ciphertexts sent in SEAL's own encoding", unpacked, chunks)
 
 
 def mask_update_blob(
@@ -252,9 +310,10 @@ def mask_update_blob(
     masks: Sequence[MaskTerm],
     mask_context: MaskContext,
 ) -> bytes:
-    """An update blob with ``masks`` added to its ciphertexts, everything else unchanged (same
-    sender, same encryption noise): what :func:`encrypt_update` with ``masks`` would give had
-    it drawn the same encryption randomness. For tests and tools."""
+    """An update blob (seeded or plain) with ``masks`` added to its first polynomials,
+    everything else unchanged (same sender, same encryption noise and seeds): what
+    :func:`encrypt_update` with ``masks`` would give had it drawn the same encryption
+    randomness. For tests and tools."""
     header = read_header(blob)
     check_header(
         header,
@@ -263,11 +322,13 @@ def mask_update_blob(
         context_hash=ctx.context_hash,
         layout_hash=layout.hash,
         param_count=layout.param_count,
-        kinds=UPDATE_KINDS,
+        kinds=_MERGE_KINDS,
     )
     expander = _expander(ctx, masks, mask_context)
     if expander is None:
         return blob
+    bridge = ctx._bridge
+    q = bridge.last_moduli[0]
     writer = BlobWriter(
         kind=header.kind,
         params_id=header.params_id,
@@ -278,27 +339,59 @@ def mask_update_blob(
         layout_hash=header.layout_hash,
         count=header.count,
     )
-    sizes = _chunk_sizes(header.param_count, ctx.params)
-    chunks = (seal_bytes for _, seal_bytes in _iter_seal_chunks(blob, header, ctx))
-    _write_chunks(
-        writer, ctx._bridge, header.kind, sizes, _masked(ctx._bridge, chunks, expander, masks)
-    )
+    for index, (_size, c0, seeds) in enumerate(_iter_polys(blob, header, bridge)):
+        masked = bridge.pack_poly(_add_mod(c0, expander.combine(masks, index), q))
+        if header.kind == PayloadKind.SEEDED_UPDATE:
+            writer.write(_RECORD.pack(ENCODING_PACKED, SEED_RECORD_SIZE + len(masked)))
+            writer.write(seeds[0])
+        writer.write(masked)
     return writer.finish()
 
 
 # --- reading payloads ---------------------------------------------------------------------
 
 
-def _iter_seal_chunks(
-    blob: bytes, header: BlobHeader, ctx: RoundContext
-) -> Iterator[tuple[int, bytes]]:
-    """(values in chunk, SEAL ciphertext bytes) for each chunk of a checked blob's payload."""
-    params = ctx.params
-    sizes = _chunk_sizes(header.param_count, params)
+def _check_poly(bridge: SealBridge, c0: npt.NDArray[np.uint64], what: str) -> None:
+    if int(c0.max()) >= bridge.last_moduli[0]:
+        raise MalformedBlobError(f"{what}: a coefficient is not below the modulus q0")
+
+
+def _seed_record(data: bytes | memoryview, what: str) -> bytes:
+    """A checked (prng type, seed) record: SEAL's PRNG types only, 65 bytes."""
+    if len(data) != SEED_RECORD_SIZE:
+        raise MalformedBlobError(f"{what}: a seed record is {SEED_RECORD_SIZE} bytes")
+    if data[0] not in PRNG_TYPES:
+        raise MalformedBlobError(f"{what}: unknown PRNG type {data[0]}")
+    return bytes(data)
+
+
+def _packed_seeded(
+    bridge: SealBridge, data: bytes | memoryview
+) -> tuple[npt.NDArray[np.uint64], bytes]:
+    """(first polynomial, seed record) of a packed seeded ciphertext, checked."""
+    if len(data) != bridge.packed_seeded_size:
+        raise MalformedBlobError("packed ciphertext has the wrong length")
+    record = _seed_record(data[:SEED_RECORD_SIZE], "packed ciphertext")
+    c0 = bridge.unpack_poly(data[SEED_RECORD_SIZE:])
+    _check_poly(bridge, c0, "packed ciphertext")
+    return c0, record
+
+
+def _iter_polys(
+    blob: bytes | memoryview, header: BlobHeader, bridge: SealBridge
+) -> Iterator[tuple[int, npt.NDArray[np.uint64], list[bytes]]]:
+    """(values in chunk, first polynomial, seed records) for each chunk of a checked blob of
+    a kind in ``_POLY_KINDS``: one seed for a seeded update, none for a plain update, the k
+    seeded contributors' for a seeded aggregate. Every coefficient is checked to be < q0 and
+    every seed record to name a PRNG SEAL knows; raises :class:`MalformedBlobError` as soon as
+    something does not fit, so a caller may have used the chunks before."""
+    if len(bridge.last_moduli) != 1:
+        raise MalformedBlobError("this parameter set has more than one modulus at the last level")
+    sizes = _chunk_sizes(header.param_count, bridge.params)
     payload = memoryview(blob)[HEADER_SIZE:]
+    poly_size = bridge.packed_poly_size
+    pos = 0
     if header.kind == PayloadKind.SEEDED_UPDATE:
-        bridge = ctx._bridge
-        pos = 0
         for size in sizes:
             if pos + _RECORD.size > len(payload):
                 raise MalformedBlobError("seeded payload ends inside a chunk record")
@@ -308,18 +401,70 @@ def _iter_seal_chunks(
                 raise MalformedBlobError("seeded payload chunk runs past the end")
             data = payload[pos : pos + length]
             pos += length
-            if encoding == ENCODING_PACKED:
-                try:
-                    yield size, bridge.unpack_seeded(data)
-                except ValueError as exc:
-                    raise MalformedBlobError(f"packed ciphertext: {exc}") from exc
-            elif encoding == ENCODING_SEAL:
-                yield size, bytes(data)
-            else:
+            if encoding == ENCODING_SEAL:
+                # SEAL's own bytes: only a seeded last-level ciphertext that reduces to seed +
+                # first polynomial can be summed without its second polynomial
+                packed = bridge.pack_seeded(bytes(data))
+                if packed is None:
+                    raise MalformedBlobError(
+                        "a SEAL-encoded chunk that is not a seeded two-part last-level "
+                        "ciphertext at the parameter set's scale, stored uncompressed"
+                    )
+                data = memoryview(packed)
+            elif encoding != ENCODING_PACKED:
                 raise MalformedBlobError(f"unknown chunk encoding {encoding}")
-        if pos != len(payload):
-            raise MalformedBlobError("seeded payload has bytes after its last chunk")
-        return
+            c0, record = _packed_seeded(bridge, data)
+            yield size, c0, [record]
+    elif header.kind == PayloadKind.PLAIN_UPDATE:
+        if len(payload) != len(sizes) * poly_size:
+            raise MalformedBlobError(
+                f"plain payload of {len(payload)} bytes is not {len(sizes)} packed polynomials"
+            )
+        for size in sizes:
+            c0 = bridge.unpack_poly(payload[pos : pos + poly_size])
+            pos += poly_size
+            _check_poly(bridge, c0, "plain update")
+            yield size, c0, []
+    elif header.kind == PayloadKind.SEEDED_AGGREGATE:
+        if len(payload) < _AGGREGATE_PREAMBLE.size:
+            raise MalformedBlobError("aggregate payload ends inside its preamble")
+        (k,) = _AGGREGATE_PREAMBLE.unpack_from(payload, 0)
+        if not header.count - 1 <= k <= header.count:
+            raise MalformedBlobError(
+                f"aggregate of {header.count} contributors carries {k} seeds per chunk "
+                "(one per contributor, the merge peer's plain update aside)"
+            )
+        stride = poly_size + k * SEED_RECORD_SIZE
+        pos = _AGGREGATE_PREAMBLE.size
+        if len(payload) != pos + len(sizes) * stride:
+            raise MalformedBlobError(
+                f"aggregate payload of {len(payload)} bytes does not hold {len(sizes)} chunks "
+                f"of a sum and {k} seeds"
+            )
+        for size in sizes:
+            c0 = bridge.unpack_poly(payload[pos : pos + poly_size])
+            _check_poly(bridge, c0, "aggregate")
+            seeds = [
+                _seed_record(payload[start : start + SEED_RECORD_SIZE], "aggregate")
+                for start in range(pos + poly_size, pos + stride, SEED_RECORD_SIZE)
+            ]
+            pos += stride
+            yield size, c0, seeds
+    else:
+        raise MalformedBlobError(f"a {header.kind.name} blob holds SEAL objects")
+    if pos != len(payload):
+        raise MalformedBlobError("payload has bytes after its last chunk")
+
+
+def _iter_seal_chunks(
+    blob: bytes, header: BlobHeader, ctx: RoundContext
+) -> Iterator[tuple[int, bytes]]:
+    """(values in chunk, SEAL ciphertext bytes) for each chunk of a checked blob whose payload
+    is a TenSEAL CKKS vector (:attr:`PayloadKind.PUBLIC_UPDATE`, :attr:`PayloadKind.AGGREGATE`:
+    kinds rounds no longer produce, still readable by tools)."""
+    params = ctx.params
+    sizes = _chunk_sizes(header.param_count, params)
+    payload = memoryview(blob)[HEADER_SIZE:]
     try:
         parts = _proto.decode_ckks_vector(payload)
     except _proto.ProtoError as exc:
@@ -360,10 +505,16 @@ def _load_chunk(ctx: RoundContext, size: int, seal_bytes: bytes) -> Any:
 
 
 class Aggregator:
-    """The merge peer's homomorphic sum of the round's updates; holds no secret key.
+    """The merge peer's sum of the round's updates; holds no secret key and uses no SEAL.
 
-    ``add`` each accepted update blob as it arrives (in any order), then ``finish`` once.
-    A blob that fails any check is refused with a typed error and leaves the sum unchanged.
+    ``add`` each accepted update blob as it arrives (in any order), then ``finish`` once. The
+    sum is kept as what the aggregate will carry: per chunk, the first polynomials added mod q0
+    (numpy, ``poly_modulus_degree`` uint64s: 16 bytes per parameter, whatever the number of
+    contributors), and each seeded contributor's (PRNG type, seed) (65 bytes per chunk). A
+    ciphertext's second polynomial is never needed: for a seeded update it is the seed's, for
+    the merge peer's own plain update (only its own: :attr:`PayloadKind.PLAIN_UPDATE` from
+    another sender is refused) it is zero. A blob that fails any check is refused with a typed
+    error and leaves the sum bit-for-bit unchanged.
     """
 
     def __init__(
@@ -374,11 +525,19 @@ class Aggregator:
             raise TypeError("Aggregator takes a PublicRoundContext")
         if len(merge_peer) != 20:
             raise ValueError("merge_peer must be a 20-byte address")
+        if len(ctx._bridge.last_moduli) != 1:
+            raise ValueError("aggregation needs a parameter set with one modulus at the last level")
         self._ctx = ctx
+        self._bridge = ctx._bridge
+        self._q = ctx._bridge.last_moduli[0]
         self._round_id = round_id
         self._layout = layout
         self._merge_peer = bytes(merge_peer)
-        self._sums: list[Any] = []
+        self._chunks = ctx.params.chunk_count(layout.param_count)
+        #: per chunk, the sum of the first polynomials mod q0 (allocated with the first update)
+        self._sums: list[npt.NDArray[np.uint64]] = []
+        #: per seeded contributor, its seed records of every chunk, concatenated
+        self._seeds: list[bytes] = []
         self._contributors: list[bytes] = []
         self._finished = False
 
@@ -389,7 +548,7 @@ class Aggregator:
 
     def add(
         self,
-        blob: bytes,
+        blob: bytes | memoryview,
         *,
         expected_sender: bytes | None = None,
         expected_id: bytes | None = None,
@@ -399,7 +558,9 @@ class Aggregator:
         ``expected_sender`` is the authenticated peer it came from; ``expected_id`` the blob id
         its sender committed on the ledger. Raises :class:`MalformedBlobError`,
         :class:`OversizedBlobError`, :class:`BlobMismatchError` (incl.
-        :class:`LayoutMismatchError`) and :class:`DuplicateUpdateError`.
+        :class:`LayoutMismatchError`; a public-key update, field ``kind``: its second
+        polynomial would have to travel; a plain update from anyone but the merge peer, field
+        ``sender``) and :class:`DuplicateUpdateError`.
         """
         if self._finished:
             raise RuntimeError("the aggregate is already finished")
@@ -414,50 +575,66 @@ class Aggregator:
             context_hash=ctx.context_hash,
             layout_hash=self._layout.hash,
             param_count=self._layout.param_count,
-            kinds=UPDATE_KINDS,
+            kinds=_MERGE_KINDS,
             sender=expected_sender,
         )
+        if header.kind == PayloadKind.PLAIN_UPDATE and header.sender != self._merge_peer:
+            # unencrypted: only the merge peer's own update may be one, and it never travels
+            raise BlobMismatchError("sender", self._merge_peer, header.sender)
         if header.count != 1:
             raise BlobMismatchError("count", 1, header.count)
         if header.sender in self._contributors:
             raise DuplicateUpdateError(f"already have an update from 0x{header.sender.hex()}")
 
         first = not self._sums
+        if first:
+            n = self._bridge.poly_modulus_degree
+            self._sums = [np.zeros(n, dtype=np.uint64) for _ in range(self._chunks)]
+        seeds = bytearray()
         added = 0
         try:
-            for index, (size, seal_bytes) in enumerate(_iter_seal_chunks(blob, header, ctx)):
-                vector = _load_chunk(ctx, size, seal_bytes)
-                if first:
-                    self._sums.append(vector)
-                else:
-                    self._sums[index].add_(vector)
+            for index, (_size, c0, records) in enumerate(_iter_polys(blob, header, self._bridge)):
+                self._add_chunk(index, c0)
                 added += 1
+                seeds += b"".join(records)
         except BaseException:
             self._roll_back(blob, header, first, added)
             raise
+        if header.kind == PayloadKind.SEEDED_UPDATE:
+            self._seeds.append(bytes(seeds))
         self._contributors.append(header.sender)
-        log.debug("added update from 0x%s", header.sender.hex())
+        log.debug("added the %s of 0x%s", header.kind.name, header.sender.hex())
         return header
 
-    def _roll_back(self, blob: bytes, header: BlobHeader, first: bool, added: int) -> None:
-        # CKKS addition is exact modular arithmetic: subtracting the same ciphertexts restores
-        # the previous sum bit for bit.
+    def _add_chunk(self, index: int, c0: npt.NDArray[np.uint64]) -> None:
+        """Add one chunk's first polynomial (checked: each coefficient < q0) to the sum."""
+        self._sums[index] = _add_mod(self._sums[index], c0, self._q)
+
+    def _sub_chunk(self, index: int, c0: npt.NDArray[np.uint64]) -> None:
+        self._sums[index] = _sub_mod(self._sums[index], c0, self._q)
+
+    def _roll_back(
+        self, blob: bytes | memoryview, header: BlobHeader, first: bool, added: int
+    ) -> None:
+        # addition mod q is exact: subtracting the same polynomials restores the previous sum
+        # bit for bit
         if first:
-            self._sums.clear()
+            self._sums = []
             return
-        chunks = _iter_seal_chunks(blob, header, self._ctx)
+        chunks = _iter_polys(blob, header, self._bridge)
         for index in range(added):
-            size, seal_bytes = next(chunks)
-            self._sums[index].sub_(_load_chunk(self._ctx, size, seal_bytes))
+            _size, c0, _records = next(chunks)
+            self._sub_chunk(index, c0)
 
     def finish(self) -> bytes:
-        """The aggregate blob: a TenSEAL CKKS vector of the sum, for key holders to decrypt."""
+        """The aggregate blob (:attr:`PayloadKind.SEEDED_AGGREGATE`), for key holders to
+        decrypt: the number of seeded contributors k (u32), then per chunk the summed first
+        polynomial packed at 60 bits and the k contributors' seed records."""
         if not self._contributors:
             raise ValueError("no update to aggregate")
         self._finished = True
-        params = self._ctx.params
         writer = BlobWriter(
-            kind=PayloadKind.AGGREGATE,
+            kind=PayloadKind.SEEDED_AGGREGATE,
             params_id=self._ctx.params_id,
             round_id=self._round_id,
             sender=self._merge_peer,
@@ -466,19 +643,19 @@ class Aggregator:
             layout_hash=self._layout.hash,
             count=len(self._contributors),
         )
-        sizes = _chunk_sizes(self._layout.param_count, params)
-        for part in _proto.iter_ckks_vector(sizes, self._drain_sums(), params.scale):
-            writer.write(part)
-        return writer.finish()
-
-    def _drain_sums(self) -> Iterator[bytes]:
-        # serialize and release chunk by chunk so the sum is never held twice
+        writer.write(_AGGREGATE_PREAMBLE.pack(len(self._seeds)))
+        seeds = [memoryview(s) for s in self._seeds]
+        # packed and released chunk by chunk, so the sum is never held twice
         self._sums.reverse()
+        index = 0
         while self._sums:
-            vector = self._sums.pop()
-            (ciphertext,) = _proto.decode_ckks_vector(vector.serialize()).ciphertexts
-            del vector
-            yield bytes(ciphertext)
+            writer.write(self._bridge.pack_poly(self._sums.pop()))
+            start = index * SEED_RECORD_SIZE
+            for contributor in seeds:
+                writer.write(contributor[start : start + SEED_RECORD_SIZE])
+            index += 1
+        self._seeds = []
+        return writer.finish()
 
 
 def aggregate(
@@ -505,7 +682,7 @@ def decrypt_blob(
     *,
     round_id: int,
     layout: Layout,
-    kinds: frozenset[PayloadKind] = frozenset({PayloadKind.AGGREGATE}),
+    kinds: frozenset[PayloadKind] = frozenset({PayloadKind.SEEDED_AGGREGATE}),
     expected_count: int | None = None,
     unmask: Sequence[MaskTerm] = (),
     mask_context: MaskContext | None = None,
@@ -513,14 +690,18 @@ def decrypt_blob(
     """Decrypt a blob to its flat float64 values (the weighted sum, for an aggregate).
 
     ``unmask`` (the :func:`swarm.crypto.masking.correction_terms` of a masked aggregate, with
-    the attempt's ``mask_context``) is subtracted from each ciphertext's first polynomial
-    before decrypting. An aggregate's values are always rounded to
+    the attempt's ``mask_context``) is subtracted from each chunk's first polynomial before
+    decrypting. An aggregate's values are always rounded to
     :data:`swarm.crypto.masking.ROUNDING_GRID` (:func:`~swarm.crypto.masking.round_to_grid`).
 
-    Only an aggregate is accepted unless ``kinds`` says otherwise: the protocol never decrypts
-    a single update, though a key holder technically can (docs/threat-model.md). Raises
-    :class:`SecretKeyUnavailableError` for a context without the secret key, and the errors of
-    :func:`read_header` and :func:`check_header`.
+    For a seeded aggregate, each chunk's second polynomial is rebuilt from the k seeds it
+    carries (SEAL regenerates and adds them) before SEAL decrypts; a plain or seeded update and
+    the older TenSEAL-vector kinds (public-key update, aggregate) decrypt where ``kinds``
+    allows them. Only a seeded aggregate is accepted unless ``kinds`` says otherwise: the
+    protocol never decrypts a single update, though a key holder technically can
+    (docs/threat-model.md). Raises :class:`SecretKeyUnavailableError` for a context without
+    the secret key, :class:`MalformedBlobError`, and the errors of :func:`read_header` and
+    :func:`check_header`.
     """
     if not isinstance(ctx, SecretRoundContext) or not ctx.is_private():
         raise SecretKeyUnavailableError(
@@ -539,16 +720,30 @@ def decrypt_blob(
     if expected_count is not None and header.count != expected_count:
         raise BlobMismatchError("count", expected_count, header.count)
     expander = _expander(ctx, unmask, mask_context)
+    bridge = ctx._bridge
     out = np.empty(layout.param_count, dtype=np.float64)
     offset = 0
-    for index, (size, seal_bytes) in enumerate(_iter_seal_chunks(blob, header, ctx)):
-        if expander is not None:
-            correction = expander.negate(expander.combine(unmask, index))
-            seal_bytes = _add_mask(ctx._bridge, seal_bytes, correction)
-        vector = _load_chunk(ctx, size, seal_bytes)
-        out[offset : offset + size] = vector.decrypt()
-        offset += size
-    if header.kind == PayloadKind.AGGREGATE:
+    if header.kind in _POLY_KINDS:
+        q = bridge.last_moduli[0]
+        for index, (size, c0, records) in enumerate(_iter_polys(blob, header, bridge)):
+            if expander is not None:
+                c0 = _sub_mod(c0, expander.combine(unmask, index), q)
+            seeds = [(record[0], record[1:]) for record in records]
+            try:
+                values = bridge.decrypt_sum(c0, seeds)
+            except ValueError as exc:
+                raise MalformedBlobError(f"chunk {index} does not decrypt: {exc}") from exc
+            out[offset : offset + size] = values[:size]
+            offset += size
+    else:
+        for index, (size, seal_bytes) in enumerate(_iter_seal_chunks(blob, header, ctx)):
+            if expander is not None:
+                correction = expander.negate(expander.combine(unmask, index))
+                seal_bytes = _add_mask(bridge, seal_bytes, correction)
+            vector = _load_chunk(ctx, size, seal_bytes)
+            out[offset : offset + size] = vector.decrypt()
+            offset += size
+    if header.kind in _AGGREGATE_KINDS:
         return round_to_grid(out)
     return out
 

@@ -57,7 +57,11 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
             info.merge_peer,
             info.round_id,
             info.aggregate_hash,
-            max_size=crypto.max_blob_size(peer.layout.param_count, peer.params.ckks_params_id),
+            max_size=crypto.max_blob_size(
+                peer.layout.param_count,
+                peer.params.ckks_params_id,
+                crypto.PayloadKind.SEEDED_AGGREGATE,
+            ),
         )
     work.timed("transfer", time.perf_counter() - t0)
     base, server, optimizer = peer.model.state, peer.model.server, peer.model.optimizer

@@ -3,6 +3,12 @@
 It accepts a pushed ciphertext only when the ledger holds the sender's commitment to exactly
 that hash in the current attempt, so a late, replayed or altered update is refused before a
 byte of it is read. It never holds the attempt's secret key (the steward seals none to it).
+
+Its own update is a plain one (CKKS-encoded, not encrypted: swarm.crypto's PLAIN_UPDATE),
+committed by hash like any other and read back from its own blob store under its own address;
+the Aggregator adds a plain update only from the aggregate's author. The aggregate it publishes
+is the sum of the first polynomials plus every seeded contributor's seeds (SEEDED_AGGREGATE,
+~15 bytes per parameter), which key holders decrypt.
 """
 
 from __future__ import annotations

@@ -273,6 +273,7 @@ async def commit(peer: Peer, action: Commit) -> None:
             sender=bytes.fromhex(peer.me[2:]),
             masks=mask.terms if mask else (),
             mask_context=mask.context if mask else None,
+            contributors=len(info.participants),
         )
     )
     work.timed("encryption", time.perf_counter() - t0)

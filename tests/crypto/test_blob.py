@@ -131,7 +131,7 @@ def test_max_blob_size_is_one_full_last_level_ciphertext_per_chunk_plus_slack() 
 
 def test_blob_larger_than_the_model_could_produce_is_refused() -> None:
     """Oversized blob: a payload beyond the bound for its declared parameter count."""
-    limit = max_blob_size(10, 1)
+    limit = max_blob_size(10, 1, PayloadKind.SEEDED_UPDATE)
     payload = b"\x00" * (limit - HEADER_SIZE + 1)
     with pytest.raises(OversizedBlobError) as info:
         read_header(blob(param_count=10, payload=payload))

@@ -83,7 +83,7 @@ def test_public_context_holds_no_secret_key(public_ctx: PublicRoundContext) -> N
             public_ctx,
             round_id=ROUND,
             layout=VECTOR_LAYOUT,
-            kinds=frozenset({PayloadKind.PUBLIC_UPDATE}),
+            kinds=frozenset({PayloadKind.PLAIN_UPDATE}),
         )
 
 
@@ -229,7 +229,7 @@ def test_sealed_key_opens_for_its_recipient_and_decrypts_the_round(
     values = np.linspace(-3.0, 3.0, 100)
     blob = encrypt_vector(
         values,
-        public_ctx,
+        steward,
         layout=VECTOR_LAYOUT,
         weight=2.0,
         round_id=ROUND,
@@ -240,7 +240,7 @@ def test_sealed_key_opens_for_its_recipient_and_decrypts_the_round(
         opened,
         round_id=ROUND,
         layout=VECTOR_LAYOUT,
-        kinds=frozenset({PayloadKind.PUBLIC_UPDATE}),
+        kinds=frozenset({PayloadKind.SEEDED_UPDATE}),
     )
     np.testing.assert_allclose(decrypted, 2.0 * values, atol=1e-7)
 

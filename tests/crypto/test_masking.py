@@ -33,6 +33,7 @@ from swarm.crypto import (
     new_self_seed,
     open_shares,
     pairwise_seed,
+    read_header,
     round_to_grid,
     seal_shares,
     shares_hash,
@@ -74,7 +75,8 @@ def all_secrets(n: int = N, ctx: MaskContext = CTX) -> list[dict[int, bytes]]:
 def plain_blobs(
     holder: SecretRoundContext, public_ctx: PublicRoundContext, layout: Layout, make: MakeDelta
 ) -> list[bytes]:
-    """Participant 0 (the merge peer) encrypts with the public key, the others seeded."""
+    """Participant 0 (the merge peer) gives a plain update (encoded, not encrypted), the others
+    seeded ones."""
     out = []
     for i in range(N):
         ctx = public_ctx if i == 0 else holder
@@ -134,10 +136,9 @@ def test_masked_sum_unmasks_to_exactly_the_unmasked_sum(
     masked = [
         masked_copy(blob, holder, layout, mask_terms(i, secrets[i])) for i, blob in enumerate(plain)
     ]
-    # the seeded updates are still packed; the public-key one is stored uncompressed (SEAL's
-    # zstd cannot shrink uniform coefficients: a few bytes of framing either way)
-    assert all(len(masked[i]) == len(plain[i]) for i in range(1, N))
-    assert abs(len(masked[0]) - len(plain[0])) < 1024
+    # masks go into the first polynomials: the seeded updates are still packed, the plain
+    # one is still one packed polynomial per chunk
+    assert all(len(masked[i]) == len(plain[i]) for i in range(N))
     expected = decrypt_aggregate(
         aggregate_of(public_ctx, layout, plain), holder, round_id=ROUND, layout=layout
     )
@@ -161,8 +162,8 @@ def test_masks_from_encrypt_update_cancel_in_the_sum(
     layout: Layout,
     make_delta: MakeDelta,
 ) -> None:
-    """The production path: masks added at encryption (seeded and public-key), summed, unmasked
-    by mean_update."""
+    """The production path: masks added at encryption (seeded, and the merge peer's plain
+    update), summed, unmasked by mean_update."""
     secrets = all_secrets()
     blobs = [
         encrypt_update(
@@ -249,6 +250,33 @@ def test_a_single_masked_update_decrypts_to_noise(
         blob, holder, round_id=ROUND, layout=layout, kinds=frozenset({PayloadKind.SEEDED_UPDATE})
     )
     looks_like_noise(stolen, flatten(delta, layout).astype(np.float64))
+
+
+def test_the_merge_peers_masked_plain_update_decodes_to_noise(
+    holder: SecretRoundContext,
+    public_ctx: PublicRoundContext,
+    layout: Layout,
+    make_delta: MakeDelta,
+) -> None:
+    """The merge peer's own update is not encrypted, only encoded: with masks on, what its blob
+    holds (should it ever leave the merge peer) is one-time padded all the same."""
+    secrets = all_secrets()
+    delta = make_delta(100)
+    blob = encrypt_update(
+        delta,
+        public_ctx,
+        layout=layout,
+        weight=1.0,
+        round_id=ROUND,
+        sender=MERGE_PEER,
+        masks=mask_terms(0, secrets[0]),
+        mask_context=CTX,
+    )
+    assert read_header(blob).kind is PayloadKind.PLAIN_UPDATE
+    decoded = decrypt_blob(
+        blob, holder, round_id=ROUND, layout=layout, kinds=frozenset({PayloadKind.PLAIN_UPDATE})
+    )
+    looks_like_noise(decoded, flatten(delta, layout).astype(np.float64))
 
 
 def test_an_aggregate_of_fewer_updates_than_declared_decrypts_to_noise(
