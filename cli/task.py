@@ -30,14 +30,13 @@ def _is_file(task: str) -> bool:
 
 
 def _round_bytes(param_count: int) -> tuple[int, int]:
-    """About what one update and the aggregate weigh on the wire: a seeded ciphertext keeps one
-    polynomial of 60-bit coefficients per ``slots`` values, the aggregate (a sum of them) two."""
-    from swarm.crypto.blob import max_blob_size
-    from swarm.crypto.params import DEFAULT_PARAMS_ID, get_params
+    """About what one update and the aggregate weigh on the wire (swarm.sizing): a seeded
+    ciphertext keeps one polynomial of 60-bit coefficients per ``slots`` values, and so does
+    the aggregate, plus a seed per contributor (counted here for the fewest, 3)."""
+    from swarm.sizing import round_bytes
 
-    params = get_params(DEFAULT_PARAMS_ID)
-    update = params.chunk_count(param_count) * params.poly_modulus_degree * 8
-    return update, max_blob_size(param_count, DEFAULT_PARAMS_ID)
+    sizes = round_bytes(param_count, 3)
+    return sizes.update, sizes.aggregate
 
 
 @app.command("info")

@@ -222,7 +222,9 @@ class Peer:
             net.accept_pushes(
                 BlobKind.UPDATE,
                 self._validate_update,
-                crypto.max_blob_size(self.layout.param_count, ckks),
+                crypto.max_blob_size(
+                    self.layout.param_count, ckks, crypto.PayloadKind.SEEDED_UPDATE
+                ),
             )
             for kind, limit in (
                 (BlobKind.ROUND_CONTEXT, crypto.max_public_context_size(ckks)),
