@@ -152,6 +152,8 @@ class RssSampler:
 
     def __init__(self, pids: Sequence[int]) -> None:
         self.samples: dict[int, list[tuple[float, int]]] = {pid: [] for pid in pids}
+        #: wall-clock time of each sample (to line up with the peers' logs)
+        self.wall: dict[int, list[float]] = {pid: [] for pid in pids}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
         self._thread.start()
@@ -162,6 +164,7 @@ class RssSampler:
             for pid, samples in self.samples.items():
                 with contextlib.suppress(OSError, ValueError):
                     samples.append((now, status_kib(pid, "VmRSS")))
+                    self.wall[pid].append(time.time())
 
     def peak_kib(self, pid: int, start: float, end: float) -> int:
         return max((kib for at, kib in self.samples[pid] if start <= at <= end), default=0)
@@ -200,7 +203,10 @@ def _role_key(role: str) -> str:
 
 
 class Run:
-    def __init__(self, size: str, hospitals: int, rounds: int, timeout: float) -> None:
+    def __init__(
+        self, size: str, hospitals: int, rounds: int, timeout: float, keep: Path | None = None
+    ) -> None:
+        self.keep = keep
         self.size = size
         self.hospitals = hospitals
         self.rounds = rounds
@@ -230,6 +236,8 @@ class Run:
                 sampler.stop()
                 stop_peers(self.procs)
                 self._collect(net, workdir / "net", watch.events(), finalized[1:], sampler)
+                if self.keep is not None:
+                    self._keep(net, workdir / "net", sampler)
             except Exception as exc:
                 self.result.error = f"{type(exc).__name__}: {exc}"
                 for p in self.procs[:2]:
@@ -267,6 +275,25 @@ class Run:
             if dead:
                 raise BenchError(f"peer(s) died: {', '.join(dead)}")
             watch.wait(1.0)
+
+    def _keep(self, net: network.LocalnetConfig, workdir: Path, sampler: RssSampler) -> None:
+        """Each peer's log and RSS samples (wall-clock time, KiB) under ``--keep``."""
+        assert self.keep is not None
+        folder = self.keep / f"{self.size}x{self.hospitals}"
+        folder.mkdir(parents=True, exist_ok=True)
+        by_dir = {p.config_path.parent.resolve(): p.pid for p in self.procs}
+        for entry in net.peers:
+            source = peer_dir(workdir, entry)
+            pid = by_dir[source.resolve()]
+            name = source.name
+            (folder / f"{name}.log").write_bytes((source / "peer.log").read_bytes())
+            rounds = source / "data" / "rounds.jsonl"
+            if rounds.exists():
+                (folder / f"{name}.rounds.jsonl").write_bytes(rounds.read_bytes())
+            series = zip(sampler.wall[pid], (kib for _, kib in sampler.samples[pid]), strict=False)
+            (folder / f"{name}.rss.tsv").write_text(
+                "".join(f"{at:.2f}\t{kib}\n" for at, kib in series)
+            )
 
     def _wait_round_logs(self, net: network.LocalnetConfig, workdir: Path, round_id: int) -> None:
         """Until every peer has written its log line of ``round_id`` (a peer writes it once it
@@ -348,8 +375,9 @@ STEPS = (
     ("slowest hospital's training", None),
     ("participant encrypts", "participant: encryption"),
     ("merge peer's own update", "merge peer: encryption"),
-    ("participant transfers (push; key holders: aggregate fetch)", "participant: transfer"),
+    ("participant pushes its update", "participant: push"),
     ("merge", "merge peer: merge"),
+    ("key holder fetches the aggregate", "participant: aggregate fetch"),
     ("key holder decrypts", "participant: decryption"),
     ("key steward makes the round key", "key steward: keys"),
     ("ledger (median peer)", "participant: ledger"),
@@ -417,11 +445,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="copy each peer's log and RSS samples here"
+    )
     args = parser.parse_args()
     results = []
     for size in args.sizes:
         for hospitals in args.hospitals:
-            result = Run(size, hospitals, args.rounds, args.timeout)()
+            result = Run(size, hospitals, args.rounds, args.timeout, args.keep)()
             results.append(result)
             print(table([result]), flush=True)
     text = table(results)
@@ -432,8 +463,8 @@ def main() -> None:
             "real CKKS, masks on): each step as the peers timed it (median over the measured "
             "rounds of the peers in that role), the round's wall time from the ledger's events "
             "as they arrived, blob sizes from the peers' stores, peak RSS per role sampled every "
-            "0.2 s. *Transfer* of a participant is its push plus, as a key holder, its fetch of "
-            "the aggregate. All hospitals share the machine's 2 cores.\n\n"
+            "0.2 s. All hospitals share the machine's 2 cores, so steps that run at once slow "
+            "each other down.\n\n"
         )
         command = "python benchmarks/model_size_bench.py " + " ".join(sys.argv[1:])
         write_section("model-size-bench", notes + text, command.strip())

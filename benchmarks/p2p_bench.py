@@ -2,21 +2,29 @@
 
 Measures, in one run:
 
-* goodput of one push of 1, 10 and 100 MB between two node processes (libp2p: TCP + Noise +
-  yamux, length-prefixed chunks, sha256 checked and stored at the receiver), timed inside the
-  sending process from the call to the receiver's final answer, on a warm connection;
+* goodput of one push of 1, 10 and 100 MB between two node processes, as peers run by default:
+  the request on a libp2p stream (TCP + Noise + yamux, the membership gate), the payload over
+  the receiver's bulk channel (TLS 1.3 on its own TCP connection, swarm/p2p/bulk.py),
+  length-prefixed chunks, sha256 checked and stored at the receiver; timed inside the sending
+  process from the call to the receiver's final answer, on a warm connection;
+* the same for 10 and 100 MB with the payload on the libp2p stream itself (no bulk channel:
+  what a peer falls back to when the bulk port cannot be reached);
 * the same payloads over raw TCP (trio, length prefix, no encryption, no hashing) between this
   process and a receiver process, alternating with the p2p transfers so both meet the same
   load;
 * the latency of a small request (the status protocol) on a warm connection;
 * fan-in: 10 member processes push 10 MB each at once to one merge peer: wall time from the
-  first start to the last answer, and the merge peer's peak RSS.
+  first start to the last answer, and the merge peer's peak RSS;
+* the merge peer's peak RSS when 4, then 8 members push a 168 MB update each at once (the
+  ciphertext of an 11.2M-parameter model) into a disk blob store (received to disk, never
+  whole in memory).
 
 It also reports the CPU seconds per 100 MB on each side, which do not move with the machine's
 load as wall-clock times do. Prints a markdown table and writes it into docs/benchmarks.md
 between the p2p-bench markers.
 
-    .venv/bin/python benchmarks/p2p_bench.py [--repeats 3] [--fan-in 10] [--no-write]
+    .venv/bin/python benchmarks/p2p_bench.py [--repeats 3] [--fan-in 10] [--rss-mb 168]
+        [--no-write]
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,6 +285,189 @@ def fan_in(tmp: Path, peers: int, size: int) -> dict[str, float]:
         stop_nodes(nodes)
 
 
+# --- in-bench peers: the libp2p-only path, and a merge peer on a disk store ---------------
+
+
+def _worker_spec(path: Path) -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(path.read_text())
+    return spec
+
+
+async def _worker(role: str, spec_path: Path) -> None:
+    """A receiver (``merge``) or a process of senders (``send``) built from a JSON spec.
+
+    ``merge``: one P2PService accepting updates (into a DirectoryBlobStore when the spec names
+    a folder), printing ``ready``, then, once ``expect`` updates are stored, one JSON line:
+    its peak RSS, and its CPU seconds per update from the validator's call to the store.
+    ``send``: one P2PService per key, all pushing at once (``payloads`` bytes each, distinct),
+    printing one JSON line with each push's seconds and the process's CPU seconds.
+    """
+    from swarm.p2p.config import P2PConfig, TransferPolicy
+    from swarm.p2p.disk_store import DirectoryBlobStore
+    from swarm.p2p.membership import StaticMembershipSource
+    from swarm.p2p.service import open_p2p
+    from swarm.p2p.store import BlobKind, BlobRef, MemoryBlobStore, content_digest
+
+    spec = _worker_spec(spec_path)
+    members = [
+        member_of_identity(Identity(bytes.fromhex(m["key"])), [m["addr"]]) for m in spec["members"]
+    ]
+    source = StaticMembershipSource(members)
+    policy = TransferPolicy(base_timeout_s=60.0)
+
+    def config(addr: str) -> P2PConfig:
+        return P2PConfig(
+            listen_addrs=(addr,),
+            connect_to_members=False,
+            membership_poll_s=60.0,
+            transfer=policy,
+            bulk_port=0 if spec["bulk"] else None,
+        )
+
+    if role == "merge":
+        me = spec["members"][0]
+        cpu_marks: list[float] = []
+        if spec.get("store_dir"):
+            store: Any = DirectoryBlobStore(Path(spec["store_dir"]))
+        else:
+            store = MemoryBlobStore()
+
+        class Timed:  # the receiver's CPU per update: validator call -> stored
+            def __getattr__(self, name: str) -> Any:
+                return getattr(store, name)
+
+            def put(self, ref: BlobRef, data: bytes) -> None:
+                store.put(ref, data)
+                cpu_marks.append(own_cpu_seconds())
+
+        net_store = store if spec.get("store_dir") else Timed()
+        async with open_p2p(
+            Identity(bytes.fromhex(me["key"])), config(me["addr"]), source, net_store
+        ) as net:
+            starts: list[float] = []
+
+            def validator(request: Any) -> None:
+                starts.append(own_cpu_seconds())
+
+            net.accept_pushes(BlobKind.UPDATE, validator, 1 << 30)
+            baseline = peak_rss_kb()
+            print("ready", flush=True)
+            while len(store.find()) < spec["expect"]:
+                await trio.sleep(0.02)
+            if not spec.get("store_dir"):
+                cpu = [end - begin for begin, end in zip(starts, cpu_marks, strict=False)]
+            else:
+                cpu = [own_cpu_seconds() - starts[0]] if starts else []
+            result = {"peak_rss_kb": peak_rss_kb(), "baseline_rss_kb": baseline, "cpu": cpu}
+            print(json.dumps(result), flush=True)
+            await trio.sleep_forever()  # until killed: the senders read their answers first
+    senders = spec["members"][1:]
+    merge = members[0].address
+    sizes: list[int] = spec["sizes"]
+    async with AsyncExitStack() as stack:
+        nets = [
+            await stack.enter_async_context(
+                open_p2p(Identity(bytes.fromhex(m["key"])), config(m["addr"]), source)
+            )
+            for m in senders
+        ]
+        for net in nets:
+            await net.status(merge)  # warm connections
+        timings: list[list[float]] = [[] for _ in nets]
+        round_cpu: list[float] = []
+        cpu_before = own_cpu_seconds()
+
+        async def one(n: int, rid: int, data: bytes, digest: bytes) -> None:
+            begin = time.perf_counter()
+            await nets[n].push_update(merge, rid, data, digest=digest)
+            timings[n].append(time.perf_counter() - begin)
+
+        for round_id, size in enumerate(sizes, start=1):
+            payloads = [make_payload(round_id * 1000 + n, size) for n in range(len(nets))]
+            digests = [content_digest(BlobKind.UPDATE, data) for data in payloads]
+            cpu_round = own_cpu_seconds()
+            async with trio.open_nursery() as nursery:
+                for n in range(len(nets)):
+                    nursery.start_soon(one, n, round_id, payloads[n], digests[n])
+            round_cpu.append(own_cpu_seconds() - cpu_round)
+            del payloads
+        result = {"seconds": timings, "round_cpu": round_cpu, "cpu": own_cpu_seconds() - cpu_before}
+        print(json.dumps(result), flush=True)
+
+
+def peak_rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_workers(
+    tmp: Path, senders: int, sizes: list[int], *, bulk: bool, disk: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A merge worker and one sender worker holding ``senders`` members; their JSON results."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    ids = [Identity.generate() for _ in range(senders + 1)]
+    spec = {
+        "members": [
+            {"key": i.private_key.hex(), "addr": f"/ip4/127.0.0.1/tcp/{free_port()}"} for i in ids
+        ],
+        "bulk": bulk,
+        "store_dir": str(tmp / "store") if disk else "",
+        "expect": senders * len(sizes),
+        "sizes": sizes,
+    }
+    spec_path = tmp / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    command = [sys.executable, __file__, "--worker"]
+    merge = subprocess.Popen([*command, "merge", str(spec_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert merge.stdout is not None
+        if merge.stdout.readline().strip() != "ready":
+            raise RuntimeError("merge worker did not start")
+        sent = subprocess.run(
+            [*command, "send", str(spec_path)], capture_output=True, text=True, timeout=900
+        )
+        if sent.returncode != 0:
+            raise RuntimeError(f"sender worker failed: {sent.stderr[-2000:]}")
+        merged = json.loads(merge.stdout.readline())
+        return merged, json.loads(sent.stdout.strip().splitlines()[-1])
+    finally:
+        merge.kill()
+        merge.wait()
+
+
+def libp2p_only(tmp: Path, repeats: int) -> dict[int, dict[str, float]]:
+    """Goodput and CPU per 100 MB of 10 and 100 MB pushes with no bulk channel."""
+    out: dict[int, dict[str, float]] = {}
+    for size in SIZES[1:]:
+        merged, sent = run_workers(
+            tmp / f"libp2p-{size}", 1, [size] * repeats, bulk=False, disk=False
+        )
+        seconds = sent["seconds"][0]
+        send_cpu = sent["round_cpu"]
+        scale = 100 * MB / size
+        out[size] = {
+            "goodput": size / statistics.median(seconds) / MB,
+            "send_cpu": statistics.median(send_cpu) * scale,
+            "receive_cpu": statistics.median(merged["cpu"]) * scale,
+        }
+    return out
+
+
+def merge_rss(tmp: Path, size: int, counts: tuple[int, ...] = (4, 8)) -> dict[int, dict[str, Any]]:
+    """The merge peer's peak RSS with ``n`` members pushing ``size`` bytes each at once."""
+    out = {}
+    for n in counts:
+        merged, sent = run_workers(tmp / f"rss-{n}", n, [size], bulk=True, disk=True)
+        out[n] = {
+            "peak_mb": merged["peak_rss_kb"] / 1024,
+            "baseline_mb": merged["baseline_rss_kb"] / 1024,
+            "slowest_s": max(t[0] for t in sent["seconds"]),
+        }
+    return out
+
+
 def load_average() -> str:
     try:
         one, five, _ = os.getloadavg()
@@ -292,11 +484,15 @@ def table(
     peers: int,
     fan_size: int,
     repeats: int,
+    stream_only: dict[int, dict[str, float]],
+    rss: dict[int, dict[str, Any]],
+    rss_size: int,
 ) -> tuple[str, dict[str, Any]]:
     p2p = {size: summarize(samples["p2p"][size], size) for size in SIZES}
     raw = {size: summarize(samples["raw"][size], size) for size in SIZES}
     rows = [
-        "| measurement | swarm p2p (libp2p: TCP + Noise + yamux) | raw TCP (trio) | p2p / raw |",
+        "| measurement | swarm p2p (libp2p admits, payload over the bulk channel: TLS 1.3) "
+        "| raw TCP (trio) | p2p / raw |",
         "|---|---:|---:|---:|",
     ]
     for size in SIZES:
@@ -320,6 +516,13 @@ def table(
             f"| CPU-bound goodput, {size // MB} MB (100 MB / busier side's CPU) "
             f"| {cap[0]:.0f} MB/s | {cap[1]:.0f} MB/s | {100 * capacity[size]:.0f} % |"
         )
+    for size, d in stream_only.items():
+        ratio = 100 * d["goodput"] / raw[size]["goodput"]
+        rows.append(
+            f"| payload on the libp2p stream (no bulk channel: the fallback), {size // MB} MB: "
+            f"goodput; CPU per 100 MB (sender + receiver) | {d['goodput']:.0f} MB/s; "
+            f"{d['send_cpu']:.2f} s + {d['receive_cpu']:.2f} s | | {ratio:.0f} % |"
+        )
     rows.append(
         f"| small request (status), warm connection, new stream each, 200 requests "
         f"| median {latency['median_ms']:.2f} ms, p90 {latency['p90_ms']:.2f} ms | | |"
@@ -334,6 +537,12 @@ def table(
         f"| merge peer RSS during the fan-in | {fan['rss_before_mb']:.0f} MB before, "
         f"peak {fan['rss_peak_mb']:.0f} MB (it holds the {held} MB it received) | | |"
     )
+    for n, r in rss.items():
+        rows.append(
+            f"| merge peer RSS, {n} peers x {rss_size // MB} MB at once into its disk store "
+            f"| {r['baseline_mb']:.0f} MB before, peak {r['peak_mb']:.0f} MB (slowest push "
+            f"{r['slowest_s']:.1f} s) | | |"
+        )
     measured = min(p2p[s]["goodput"] / raw[s]["goodput"] for s in SIZES[1:])
     cpu_bound = min(capacity.values())
     verdict = (
@@ -343,14 +552,27 @@ def table(
         + ("met" if cpu_bound >= 0.25 else "**missed**")
         + f" by CPU cost (worst {100 * cpu_bound:.0f} %)."
     )
+    if len(rss) >= 2:
+        counts = sorted(rss)
+        growth = rss[counts[-1]]["peak_mb"] - rss[counts[0]]["peak_mb"]
+        worst = max(r["peak_mb"] for r in rss.values())
+        verdict += (
+            f" Merge peer memory, under 1 GB and growing by at most one update "
+            f"({rss_size // MB} MB) from {counts[0]} to {counts[-1]} peers: "
+            + ("met" if worst < 1024 and growth <= rss_size / MB else "**missed**")
+            + f" (peak {worst:.0f} MB, growth {growth:.0f} MB)."
+        )
     notes = [
         "",
         verdict,
         "",
         "Goodput is payload bytes over the time from the push call to the receiver's final "
-        "answer: header exchange, Noise encryption, yamux framing, our chunk framing, sha256 on "
-        "both sides, the copy into the receiver's buffer and the store (p2p, on a warm "
-        "connection); raw TCP sends the same bytes with an 8-byte length prefix, no encryption "
+        "answer: the request and the receiver's offer on a libp2p stream (Noise, yamux), the "
+        "TLS handshake and token of the bulk channel, TLS encryption, our chunk framing, sha256 "
+        "at the receiver (the sender sends its committed digest), the copy into the receiver's "
+        "buffer, the store and its answer (p2p, on a warm libp2p connection; a new bulk "
+        "connection per payload); "
+        "raw TCP sends the same bytes with an 8-byte length prefix, no encryption "
         "and no hashing, to a receiver that copies them into a buffer. Each p2p transfer is "
         "followed by a raw one of the same size, so both meet the same load. All processes share "
         "one 2-core machine with whatever else runs, so wall-clock numbers move with the load; "
@@ -361,8 +583,10 @@ def table(
     data = {
         "p2p": {str(k): v for k, v in p2p.items()},
         "raw": {str(k): v for k, v in raw.items()},
+        "stream_only": {str(k): v for k, v in stream_only.items()},
         "latency": latency,
         "fan_in": fan,
+        "merge_rss": {str(k): v for k, v in rss.items()},
     }
     return "\n".join(rows + notes), data
 
@@ -372,17 +596,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fan-in", type=int, default=10)
     parser.add_argument("--fan-in-mb", type=int, default=10)
+    parser.add_argument("--rss-mb", type=int, default=168, help="0: skip the RSS check")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--raw-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_server:
         trio.run(_raw_server, args.raw_server)
+        return
+    if args.worker:
+        trio.run(_worker, args.worker[0], Path(args.worker[1]))
         return
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="p2p-bench-") as tmp_name:
         tmp = Path(tmp_name)
         samples, latency = pair_measurements(tmp, args.repeats)
+        stream_only = libp2p_only(tmp, args.repeats)
         fan = fan_in(tmp, args.fan_in, args.fan_in_mb * MB)
+        rss = merge_rss(tmp, args.rss_mb * MB) if args.rss_mb else {}
     body, data = table(
         (load_before, load_average()),
         samples,
@@ -391,6 +622,9 @@ def main() -> None:
         args.fan_in,
         args.fan_in_mb * MB,
         args.repeats,
+        stream_only,
+        rss,
+        args.rss_mb * MB,
     )
     print(body)
     print(json.dumps(data))

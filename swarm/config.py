@@ -87,6 +87,8 @@ class PeerConfig:
     listen: tuple[str, ...] = ("/ip4/0.0.0.0/tcp/4001",)
     #: what identify announces (never 0.0.0.0); empty: the specific listen addresses, if any
     announce: tuple[str, ...] = ()
+    #: the bulk channel's TCP port (swarm/p2p/bulk.py): 0 any free one, None ("off") none
+    bulk_port: int | None = 0
     training: TrainingOptions = field(default_factory=TrainingOptions)
     rounds: int = 0
     report_metrics: bool = True
@@ -157,6 +159,7 @@ class PeerConfig:
             contract=str(need(ledger, "contract", "ledger")),
             listen=listen,
             announce=announce,
+            bulk_port=_bulk_port(p2p.get("bulk_port", 0)),
             task=str(task.get("name", "heart-disease-uci/logreg")),
             site=site,
             seed=_number(task, "seed", "task", int, 0, minimum=0),
@@ -184,6 +187,7 @@ class PeerConfig:
         values: dict[str, Any] = {
             "listen_addrs": self.listen,
             "announce_addrs": self.announce,
+            "bulk_port": self.bulk_port,
             "membership_poll_s": 30.0,
         }
         values.update(changes)
@@ -214,6 +218,9 @@ class PeerConfig:
             "listen = [" + ", ".join(q(a) for a in self.listen) + "]",
             "# what this peer announces (never 0.0.0.0); others dial what the ledger lists",
             "announce = [" + ", ".join(q(a) for a in self.announce) + "]",
+            "# TCP port of the bulk channel for large transfers: 0 any free one, or a fixed one",
+            '# to open in the firewall, or "off" (docs/operator-guide.md)',
+            f"bulk_port = {q('off') if self.bulk_port is None else self.bulk_port}",
             "",
             "[task]",
             *(
@@ -243,6 +250,17 @@ class PeerConfig:
 
 
 # --- validation: every value checked once, here, with the key it came from -------------------
+
+
+def _bulk_port(value: object) -> int | None:
+    if value == "off":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(
+            f'config: [p2p] bulk_port must be a TCP port (0 to 65535; 0: any free one) or "off": '
+            f"{value!r}"
+        )
+    return value
 
 
 def _events_url(value: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,11 @@ def test_written_config_reads_back_identically(tmp_path: Path) -> None:
     path = tmp_path / "peer.toml"
     path.write_text(config.to_toml())
     assert PeerConfig.load(path) == config
+    for bulk_port in (4002, None):
+        other = dataclasses.replace(config, bulk_port=bulk_port)
+        path.write_text(other.to_toml())
+        assert PeerConfig.load(path) == other
+        assert PeerConfig.load(path).p2p_config().bulk_port == bulk_port
 
 
 @pytest.mark.parametrize(
@@ -54,6 +60,8 @@ def test_written_config_reads_back_identically(tmp_path: Path) -> None:
         (MINIMAL.replace('site = "Cleveland"', ""), "needs 'site'"),
         (MINIMAL + "[training]\nepochz = 3\n", "[training]"),
         (MINIMAL + "[p2p]\nlisten = 4001\n", "listen must be a list"),
+        (MINIMAL + "[p2p]\nbulk_port = 70000\n", "bulk_port must be a TCP port"),
+        (MINIMAL + '[p2p]\nbulk_port = "of"\n', "bulk_port must be a TCP port"),
     ],
 )
 def test_bad_config_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         BlobKind,
         BlobRef,
         BlobStore,
+        FileBlobStore,
         MemoryBlobStore,
         content_digest,
     )
@@ -67,6 +68,7 @@ __all__ = [
     "BlobKind",
     "BlobRef",
     "BlobStore",
+    "FileBlobStore",
     "JsonFileMembershipSource",
     "LedgerMembershipSource",
     "MembershipChange",
@@ -126,7 +128,15 @@ _HOME = {
     ),
     **dict.fromkeys(("P2PService", "open_p2p"), "swarm.p2p.service"),
     **dict.fromkeys(
-        ("CONTENT_TAGS", "BlobKind", "BlobRef", "BlobStore", "MemoryBlobStore", "content_digest"),
+        (
+            "CONTENT_TAGS",
+            "BlobKind",
+            "BlobRef",
+            "BlobStore",
+            "FileBlobStore",
+            "MemoryBlobStore",
+            "content_digest",
+        ),
         "swarm.p2p.store",
     ),
 }

@@ -71,7 +71,8 @@ class P2PConfig:
     membership_poll_s: float = 5.0
     #: keep a connection to every active member, so a transfer rarely waits for a dial
     connect_to_members: bool = True
-    #: inbound payload transfers read at once (each holds its payload in memory)
+    #: inbound payload transfers read at once (each holds its payload in memory, or, with a
+    #: disk store, a piece of it)
     max_concurrent_inbound: int = 8
     #: inbound pushes one member may have reading or waiting for a slot at once; more are
     #: refused at once (``sender_busy``), so one member cannot take every slot
@@ -80,14 +81,26 @@ class P2PConfig:
     #: is refused ``busy``; keep it below the senders' ``transfer.base_timeout_s``, so they hear
     #: the refusal instead of timing out
     inbound_slot_wait_s: float = 5.0
+    #: fetches (aggregates, models) served at once; a fetch that names other providers is
+    #: refused ``busy`` when none is free (it turns to a member that holds the blob too), one
+    #: that does not waits up to ``inbound_slot_wait_s``
+    max_concurrent_serves: int = 4
     transfer: TransferPolicy = field(default_factory=TransferPolicy)
     #: bounded wait for closing connections and services at shutdown
     shutdown_timeout_s: float = 5.0
     #: before listening, ask the addresses the ledger lists for us whether a peer with our key
     #: already answers there (DuplicatePeerError); this long per address at most
     duplicate_probe_timeout_s: float = 3.0
+    #: the bulk channel (swarm/p2p/bulk.py): payloads of 256 KiB and more move over TLS 1.3 on
+    #: this TCP port, on the host of the first listen address, after a libp2p stream admitted
+    #: them. 0: any free port (it is told to callers on the libp2p stream); set a fixed port
+    #: where a firewall must let it in. None: no bulk listener (everything over libp2p).
+    #: Callers that cannot reach it fall back to the libp2p stream.
+    bulk_port: int | None = 0
 
     def __post_init__(self) -> None:
+        if self.bulk_port is not None and not 0 <= self.bulk_port < 65536:
+            raise ConfigError(f"bulk_port {self.bulk_port} is not a TCP port (0: any free one)")
         if not self.listen_addrs:
             raise ConfigError("at least one listen address is needed")
         for addr in self.listen_addrs:
@@ -96,6 +109,8 @@ class P2PConfig:
             check_dialable_multiaddr(addr, what="announce address")
         if self.membership_poll_s <= 0:
             raise ConfigError("membership poll interval must be positive")
+        if self.max_concurrent_serves < 1:
+            raise ConfigError("max_concurrent_serves must be at least 1")
         if self.max_concurrent_inbound < 1 or self.max_inbound_per_sender < 1:
             raise ConfigError("inbound concurrency limits must be at least 1")
         if self.inbound_slot_wait_s <= 0:

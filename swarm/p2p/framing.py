@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
+
+import trio
 
 from swarm.errors import (
     PayloadHashMismatchError,
@@ -37,6 +39,14 @@ DEFAULT_CHUNK_BYTES = 1 << 20
 #: what a receiver accepts in one chunk; a larger length prefix is a protocol violation
 MAX_CHUNK_BYTES = 4 << 20
 DIGEST_BYTES = 32
+#: the most bytes one ``stream.write`` carries by default
+MAX_WRITE_BYTES = 1 << 20
+#: over libp2p: a yamux frame (12-byte header + this) is exactly one Noise message (65,519
+#: bytes of plaintext). py-libp2p cuts writes into 65,524-byte frames, which Noise then splits
+#: into two messages (65,519 + 17): twice the encryptions, messages and socket sends.
+LIBP2P_WRITE_BYTES = 65_519 - 12
+#: a file payload is read, hashed and written in pieces of this size, in a worker thread
+FILE_PIECE_BYTES = 1 << 20
 
 _U32 = struct.Struct(">I")
 
@@ -47,6 +57,61 @@ class ByteStream(Protocol):
     async def read(self, max_bytes: int) -> bytes: ...
 
     async def write(self, data: bytes) -> None: ...
+
+
+class SyncSocket(Protocol):
+    """A blocking socket (an ``ssl.SSLSocket``), used from a worker thread."""
+
+    def recv_into(self, buffer: memoryview, nbytes: int = 0) -> int: ...
+
+    def sendall(self, data: bytes | memoryview) -> None: ...
+
+
+def recv_exactly_sync(sock: SyncSocket, n: int) -> bytes:
+    """Blocking :func:`read_exactly` on a socket."""
+    buffer = bytearray(n)
+    view = memoryview(buffer)
+    got = 0
+    while got < n:
+        count = sock.recv_into(view[got:], n - got)
+        if not count:
+            raise TransferInterruptedError(f"stream ended after {got} of {n} bytes")
+        got += count
+    return bytes(buffer)
+
+
+def send_payload_sync(
+    sock: SyncSocket,
+    source: bytes | bytearray | memoryview | IO[bytes],
+    size: int,
+    *,
+    digest: bytes,
+    offset: int = 0,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> None:
+    """Blocking :func:`send_payload` / :func:`send_file_payload` on a socket (from a worker
+    thread: OpenSSL encrypts and the socket sends without the event loop): the same chunks
+    and trailer. ``source`` is the payload's bytes, or a file holding ``size`` bytes."""
+    _check_sizes(chunk_bytes, MAX_WRITE_BYTES)
+    if not 0 <= offset <= size:
+        raise ValueError(f"offset {offset} outside a payload of {size} bytes")
+    in_memory = isinstance(source, bytes | bytearray | memoryview)
+    view = memoryview(source).cast("B") if in_memory else None  # type: ignore[arg-type]
+    if view is None:
+        source.seek(offset)  # type: ignore[union-attr]
+    pos = offset
+    while pos < size:
+        length = min(chunk_bytes, size - pos)
+        if view is not None:
+            chunk: bytes | memoryview = view[pos : pos + length]
+        else:
+            chunk = source.read(length)  # type: ignore[union-attr]
+            if len(chunk) != length:
+                raise TransferInterruptedError(f"the file ended early at {pos + len(chunk)} bytes")
+        sock.sendall(_U32.pack(length))
+        sock.sendall(chunk)
+        pos += length
+    sock.sendall(digest)
 
 
 async def read_exactly(stream: ByteStream, n: int) -> bytes:
@@ -78,7 +143,18 @@ async def read_message(stream: ByteStream) -> dict[str, Any]:
     if length > MAX_CONTROL_BYTES:
         # refuse before reading it: the length prefix is all a hostile peer gets to spend
         raise ProtocolViolationError(f"control message of {length} bytes announced")
-    body = await read_exactly(stream, length)
+    return _parse_message(await read_exactly(stream, length))
+
+
+def read_message_sync(sock: SyncSocket) -> dict[str, Any]:
+    """Blocking :func:`read_message` on a socket."""
+    (length,) = _U32.unpack(recv_exactly_sync(sock, _U32.size))
+    if length > MAX_CONTROL_BYTES:
+        raise ProtocolViolationError(f"control message of {length} bytes announced")
+    return _parse_message(recv_exactly_sync(sock, length))
+
+
+def _parse_message(body: bytes) -> dict[str, Any]:
     try:
         message = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -107,6 +183,30 @@ def raise_if_refused(message: Mapping[str, Any]) -> None:
     raise TransferRefusedError(code, str(reason))
 
 
+async def _write_chunks(
+    stream: ByteStream, view: memoryview, pos: int, end: int, chunk_bytes: int, write_bytes: int
+) -> None:
+    """Frame ``view[pos:end]`` as chunks, in writes of at most ``write_bytes`` each."""
+    while pos < end:
+        length = min(chunk_bytes, end - pos)
+        head = _U32.pack(length)
+        first = min(length, write_bytes - len(head))
+        # the prefix travels in the first write (one small copy, not a copy of the chunk)
+        await stream.write(head + view[pos : pos + first])
+        stop, pos = pos + length, pos + first
+        while pos < stop:
+            piece = min(write_bytes, stop - pos)
+            await stream.write(view[pos : pos + piece])  # type: ignore[arg-type]
+            pos += piece
+
+
+def _check_sizes(chunk_bytes: int, write_bytes: int) -> None:
+    if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
+        raise ValueError(f"chunk size must be in 1..{MAX_CHUNK_BYTES}")
+    if write_bytes <= _U32.size:
+        raise ValueError("a write must hold more than a chunk's length prefix")
+
+
 async def send_payload(
     stream: ByteStream,
     data: bytes | bytearray | memoryview,
@@ -115,41 +215,78 @@ async def send_payload(
     offset: int = 0,
     whole_digest: bytes | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    write_bytes: int = MAX_WRITE_BYTES,
 ) -> bytes:
     """Send ``data[offset:]`` in chunks, then the trailer; returns the trailer's digest.
 
     ``tag`` is the payload's hash tag (``swarm.p2p.store.CONTENT_TAGS[kind]``).
     ``whole_digest`` is the tagged hash of all of ``data`` when the sender already knows it (a blob
-    it verified when storing it); otherwise it is computed while sending, so the trailer
-    describes the bytes that actually went out.
+    it verified when storing it, an update whose hash it committed); otherwise it is computed
+    while sending, so the trailer describes the bytes that actually went out. Either way the
+    receiver hashes what arrives and checks it against the digest *it* expects.
+    ``write_bytes`` caps each ``stream.write`` (:data:`LIBP2P_WRITE_BYTES` makes one yamux frame
+    fit one Noise message).
     """
-    if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
-        raise ValueError(f"chunk size must be in 1..{MAX_CHUNK_BYTES}")
+    _check_sizes(chunk_bytes, write_bytes)
     view = memoryview(data).cast("B")
     if not 0 <= offset <= len(view):
         raise ValueError(f"offset {offset} outside a payload of {len(view)} bytes")
-    # hash what actually goes out unless the sender already knows the whole payload's digest
-    hasher = None
-    if whole_digest is None:
+    digest = whole_digest
+    if digest is None:
         hasher = tagged_hasher(tag)
-        hasher.update(view[:offset])
-    pos = offset
-    while pos < len(view):
-        chunk = view[pos : pos + chunk_bytes]
-        if hasher is not None:
-            hasher.update(chunk)
-        await stream.write(_U32.pack(len(chunk)) + chunk)
-        pos += len(chunk)
-    digest = hasher.digest() if hasher is not None else whole_digest
-    assert digest is not None
+        hasher.update(view)
+        digest = hasher.digest()
+    await _write_chunks(stream, view, offset, len(view), chunk_bytes, write_bytes)
     await stream.write(digest)
     return digest
+
+
+async def send_file_payload(
+    stream: ByteStream,
+    file: IO[bytes],
+    size: int,
+    *,
+    digest: bytes,
+    offset: int = 0,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    write_bytes: int = MAX_WRITE_BYTES,
+) -> None:
+    """Send bytes ``offset..size`` of an open file, then ``digest`` as the trailer.
+
+    The file is read in pieces of :data:`FILE_PIECE_BYTES` in a worker thread, so a blob served
+    from disk costs O(piece) memory.
+    """
+    _check_sizes(chunk_bytes, write_bytes)
+    if not 0 <= offset <= size:
+        raise ValueError(f"offset {offset} outside a payload of {size} bytes")
+    # whole chunks per piece, so pieces never split a chunk
+    piece_bytes = max(chunk_bytes, FILE_PIECE_BYTES // chunk_bytes * chunk_bytes)
+
+    def read_piece(at: int) -> bytes:
+        file.seek(at)
+        data = file.read(min(piece_bytes, size - at))
+        if len(data) != min(piece_bytes, size - at):
+            raise TransferInterruptedError(f"the file ended early at {at + len(data)} bytes")
+        return data
+
+    pos = offset
+    while pos < size:
+        piece = await trio.to_thread.run_sync(read_piece, pos)
+        await _write_chunks(stream, memoryview(piece), 0, len(piece), chunk_bytes, write_bytes)
+        pos += len(piece)
+    await stream.write(digest)
 
 
 class PartialPayload:
     """A payload being received, kept across attempts so a retry can resume at ``received``.
 
-    The hash runs as bytes arrive, so resuming never re-reads the prefix.
+    The hash runs as bytes arrive, so resuming never re-reads the prefix. The bytes are kept
+    as the pieces they arrived in and joined once at the end (:meth:`take`): no buffer of the
+    whole size is zeroed up front. :class:`FilePayload` writes them to a file instead.
+
+    Two ways to receive, which one attempt and the next may mix: :meth:`receive_verified` on a
+    ByteStream (the event loop), :meth:`receive_verified_sync` on a blocking socket in a worker
+    thread (the bulk channel).
     """
 
     def __init__(self, size: int, expected_digest: bytes, limit: int, *, tag: Tag) -> None:
@@ -163,8 +300,11 @@ class PartialPayload:
         self.size = size
         self.expected_digest = expected_digest
         self.received = 0
-        self._buffer = bytearray(size)
+        self._pieces: list[bytes | bytearray] = []
         self._hasher = tagged_hasher(tag)
+        # the blocking receipt fills this piece, then keeps (or writes) it
+        self._scratch: bytearray | None = None
+        self._fill = 0
 
     @property
     def complete(self) -> bool:
@@ -174,48 +314,199 @@ class PartialPayload:
         """Forget what was received (after a hash mismatch: the prefix cannot be trusted)."""
         self.received = 0
         self._hasher = tagged_hasher(self.tag)
+        self._pieces = []
+        self._scratch, self._fill = None, 0
 
-    def _take(self, data: bytes) -> None:
-        end = self.received + len(data)
-        self._buffer[self.received : end] = data
+    # --- where verified-as-hashed pieces go: memory here, a file in FilePayload -----------
+
+    def _keep(self, piece: bytes | bytearray) -> None:
+        self._pieces.append(piece)
+
+    async def _take(self, data: bytes) -> None:
         self._hasher.update(data)
-        self.received = end
+        self._keep(data)
+        self.received += len(data)
 
-    async def receive(self, stream: ByteStream) -> bytes:
-        """Read chunks up to ``size``, then the trailer; return the verified payload.
+    async def _flush(self) -> None:
+        """Make everything taken so far part of the hash (and the file)."""
+
+    async def _digest(self) -> bytes:
+        return self._hasher.digest()
+
+    async def _restart(self) -> None:
+        self.reset()
+
+    async def receive_verified(self, stream: ByteStream) -> None:
+        """Read chunks up to ``size``, then the trailer, and check the digest.
 
         Raises PayloadHashMismatchError (and resets) when the bytes do not hash to the trailer or
         to the expected digest; ProtocolViolationError on a malformed chunk;
         TransferInterruptedError when the stream ends early (the prefix is kept for a resume).
         """
-        while self.received < self.size:
-            (length,) = _U32.unpack(await read_exactly(stream, _U32.size))
-            remaining = self.size - self.received
-            if length == 0 or length > MAX_CHUNK_BYTES or length > remaining:
-                raise ProtocolViolationError(
-                    f"chunk of {length} bytes with {remaining} bytes left to receive"
-                )
-            # copy as each read arrives, so an interruption mid-chunk still keeps those bytes
-            while length:
-                data = await stream.read(length)
-                if not data:
-                    raise TransferInterruptedError(
-                        f"stream ended after {self.received} of {self.size} bytes"
+        try:
+            while self.received < self.size:
+                (length,) = _U32.unpack(await read_exactly(stream, _U32.size))
+                remaining = self.size - self.received
+                if length == 0 or length > MAX_CHUNK_BYTES or length > remaining:
+                    raise ProtocolViolationError(
+                        f"chunk of {length} bytes with {remaining} bytes left to receive"
                     )
-                self._take(data)
-                length -= len(data)
+                # keep each read as it arrives, so an interruption mid-chunk still keeps it
+                while length:
+                    data = await stream.read(length)
+                    if not data:
+                        raise TransferInterruptedError(
+                            f"stream ended after {self.received} of {self.size} bytes"
+                        )
+                    await self._take(data)
+                    length -= len(data)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._flush()
         trailer = await read_exactly(stream, DIGEST_BYTES)
-        digest = self._hasher.digest()
+        digest = await self._digest()
         if digest != trailer:
-            self.reset()
+            await self._restart()
             raise PayloadHashMismatchError(
                 f"payload hashes to {digest.hex()} but the sender's trailer says {trailer.hex()}"
             )
         if digest != self.expected_digest:
-            self.reset()
+            await self._restart()
             raise PayloadHashMismatchError(
                 f"payload hashes to {digest.hex()}, expected {self.expected_digest.hex()}"
             )
-        payload = bytes(self._buffer)
-        self._buffer = bytearray()
-        return payload
+
+    async def receive(self, stream: ByteStream) -> bytes:
+        """:meth:`receive_verified`, then the payload (in-memory receipt only)."""
+        await self.receive_verified(stream)
+        return self.take()
+
+    def take(self) -> bytes:
+        """The verified payload of an in-memory receipt (once)."""
+        pieces, self._pieces = self._pieces, []
+        if len(pieces) == 1 and isinstance(pieces[0], bytes):
+            return pieces[0]
+        return b"".join(pieces)
+
+    # --- the same, blocking, on a socket in a worker thread (the bulk channel) -----------
+
+    def _take_sync(self, sock: SyncSocket, length: int) -> int:
+        if self._scratch is None:
+            self._scratch = bytearray(min(FILE_PIECE_BYTES, self.size - self.received))
+            self._fill = 0
+        fill = self._fill
+        space = len(self._scratch) - fill
+        count = sock.recv_into(memoryview(self._scratch)[fill:], min(length, space))
+        self._fill += count
+        self.received += count
+        if self._fill == len(self._scratch):
+            self._flush_sync()
+        return count
+
+    def _flush_sync(self) -> None:
+        scratch, fill = self._scratch, self._fill
+        if scratch is None or not fill:
+            return
+        piece = scratch if fill == len(scratch) else scratch[:fill]
+        self._hasher.update(piece)
+        self._scratch, self._fill = None, 0
+        self._keep_sync(piece)
+
+    def _keep_sync(self, piece: bytearray) -> None:
+        self._keep(piece)
+
+    def _restart_sync(self) -> None:
+        self.reset()
+
+    def receive_verified_sync(self, sock: SyncSocket) -> None:
+        """Blocking :meth:`receive_verified` on a socket; the state it leaves (``received``,
+        the hash) is the same, so a later attempt over either kind of stream resumes it."""
+        try:
+            while self.received < self.size:
+                (length,) = _U32.unpack(recv_exactly_sync(sock, _U32.size))
+                remaining = self.size - self.received
+                if length == 0 or length > MAX_CHUNK_BYTES or length > remaining:
+                    raise ProtocolViolationError(
+                        f"chunk of {length} bytes with {remaining} bytes left to receive"
+                    )
+                while length:
+                    count = self._take_sync(sock, length)
+                    if not count:
+                        raise TransferInterruptedError(
+                            f"stream ended after {self.received} of {self.size} bytes"
+                        )
+                    length -= count
+        finally:
+            self._flush_sync()
+        trailer = recv_exactly_sync(sock, DIGEST_BYTES)
+        digest = self._hasher.digest()
+        if digest != trailer:
+            self._restart_sync()
+            raise PayloadHashMismatchError(
+                f"payload hashes to {digest.hex()} but the sender's trailer says {trailer.hex()}"
+            )
+        if digest != self.expected_digest:
+            self._restart_sync()
+            raise PayloadHashMismatchError(
+                f"payload hashes to {digest.hex()}, expected {self.expected_digest.hex()}"
+            )
+
+
+class FilePayload(PartialPayload):
+    """A payload received into an open file (from its start), hashed as it is written.
+
+    On a ByteStream, reads are gathered into pieces of :data:`FILE_PIECE_BYTES`; each piece is
+    hashed and written in a worker thread. On a blocking socket (already in a worker thread),
+    each piece is hashed and written as it fills. The caller owns the file: it fsyncs and
+    renames it into a blob store once a receipt is verified, and deletes it otherwise.
+    """
+
+    def __init__(
+        self, size: int, expected_digest: bytes, limit: int, *, tag: Tag, file: IO[bytes]
+    ) -> None:
+        super().__init__(size, expected_digest, limit, tag=tag)
+        self.file = file
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._written = 0
+
+    async def _take(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self.received += len(data)
+        if self._pending_bytes >= FILE_PIECE_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        pieces, self._pending, self._pending_bytes = self._pending, [], 0
+
+        def write() -> None:
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            self._hasher.update(data)
+            self._write(data)
+
+        await trio.to_thread.run_sync(write)
+
+    def _write(self, data: bytes | bytearray) -> None:
+        self.file.seek(self._written)
+        self.file.write(data)
+        self._written += len(data)
+
+    def _keep_sync(self, piece: bytearray) -> None:
+        self._write(piece)
+
+    def _restart_sync(self) -> None:
+        self.reset()
+        self._pending, self._pending_bytes, self._written = [], 0, 0
+        self.file.truncate(0)
+
+    async def _restart(self) -> None:
+        await trio.to_thread.run_sync(self._restart_sync)
+
+    async def receive(self, stream: ByteStream) -> bytes:
+        raise TypeError("a FilePayload's bytes are in its file: use receive_verified")
+
+    def take(self) -> bytes:
+        raise TypeError("a FilePayload's bytes are in its file")

@@ -43,6 +43,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from swarm.errors import NotAMemberPeerError, PeerUnreachableError
 from swarm.identity import Identity
 from swarm.ledger.types import Member
+from swarm.p2p.bulk import BulkEndpoint
 from swarm.p2p.config import addresses_to_announce
 from swarm.p2p.framing import encode_message, refusal
 from swarm.p2p.guard import check_can_listen
@@ -263,6 +264,10 @@ class P2PHost:
         if str(self.libp2p.get_id()) != identity.peer_id:  # one key, one name: never diverge
             raise RuntimeError("libp2p derived a PeerID different from the identity's")
         self._connect_locks: dict[str, trio.Lock] = {}
+        #: the bulk channel (swarm/p2p/bulk.py) when this peer runs one: its listener serves
+        #: the streams this host answers; calls from this host use it to remember members
+        #: whose bulk port could not be reached
+        self.bulk: BulkEndpoint | None = None
 
     @property
     def peer_id(self) -> str:

@@ -18,6 +18,13 @@ receiver already holds exactly this blob) -> payload (framing.py) -> final answe
 receiver read *all* of it, checked its digest (``content_digest``: the tagged hash of its kind,
 the one the ledger records) and stored it. A fetch: header
 ``{kind, round, digest, offset}`` -> answer ``{size, digest, offset}`` -> payload from ``offset``.
+
+Bulk channel (bulk.py): a header with ``bulk: true`` asks for it; an answer with a ``bulk``
+offer moves the payload, and a push's final answer, onto a TLS connection the caller opens with
+the offer's token; a caller that cannot reach it sends the payload on the stream as above (a
+fetcher first says ``{"via": "stream"}``). A fetch with ``others: true`` names other providers:
+a provider with no serving slot free answers ``busy`` at once. Blobs received for a disk store
+(store.FileBlobStore) are written to a staged file while they are hashed, then moved in.
 A round-key fetch: header ``{round}`` -> answer ``{round, context_size, context_digest, key_size,
 key_digest}`` (the key fields null when the requester gets no key) -> the context's payload,
 then the key's.
@@ -29,12 +36,17 @@ answers and are raised at once.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import math
+import os
+import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import trio
 from libp2p.abc import INetStream
@@ -42,6 +54,7 @@ from libp2p.exceptions import BaseLibp2pError
 from libp2p.network.stream.exceptions import StreamEOF
 
 from swarm.errors import (
+    NotAMemberPeerError,
     P2PError,
     PayloadHashMismatchError,
     PayloadTooLargeError,
@@ -51,20 +64,43 @@ from swarm.errors import (
     TransferRefusedError,
     TransferTimeoutError,
 )
+from swarm.hashing import Tag
 from swarm.ledger.types import Member
+from swarm.p2p.bulk import (
+    BULK_MIN_BYTES,
+    DIAL_TIMEOUT_S,
+    UNREACHABLE_FOR_S,
+    BulkChannel,
+    BulkEndpoint,
+    BulkOffer,
+    dial,
+    dial_host,
+    wait_for_channel,
+)
 from swarm.p2p.config import TransferPolicy
 from swarm.p2p.framing import (
     DIGEST_BYTES,
+    LIBP2P_WRITE_BYTES,
+    ByteStream,
+    FilePayload,
     PartialPayload,
     accepted,
     raise_if_refused,
     read_message,
     refusal,
+    send_file_payload,
     send_payload,
     write_message,
 )
 from swarm.p2p.host import P2PHost, reset_quietly, widen_receive_window
-from swarm.p2p.store import CONTENT_TAGS, BlobKind, BlobRef, BlobStore, content_digest
+from swarm.p2p.store import (
+    CONTENT_TAGS,
+    BlobKind,
+    BlobRef,
+    BlobStore,
+    FileBlobStore,
+    content_digest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +212,190 @@ class StreamIO:
             raise TransferInterruptedError(f"stream broke while writing: {_why(exc)}") from exc
 
 
+class _Staged:
+    """A temporary file in a disk store's staging folder, for one blob being received."""
+
+    def __init__(self, folder: Path, prefix: str) -> None:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".part")
+        self.path = Path(name)
+        # unbuffered: what was written is in the file (for its size check, fsync and rename)
+        self.file: IO[bytes] = os.fdopen(fd, "wb+", buffering=0)
+        self.kept = False
+
+    def close(self) -> None:
+        """Close the file; delete it unless it was handed to the store (``kept``)."""
+        self.file.close()
+        if not self.kept:
+            self.path.unlink(missing_ok=True)
+
+
+def _staging_of(store: BlobStore) -> Path | None:
+    """Where blobs for ``store`` are received (on its disk), or None to receive into memory."""
+    if isinstance(store, FileBlobStore):
+        return store.staging_dir()
+    return None
+
+
+#: where a payload travels: the libp2p stream, or the bulk channel
+Channel = ByteStream | BulkChannel
+_U32_SIZE = 4  # a chunk's or a control message's length prefix
+
+
+async def _receive_on(channel: Channel, partial: PartialPayload) -> None:
+    """Receive and verify a payload on either channel (the receipt resumes across both)."""
+    if isinstance(channel, BulkChannel):
+        await channel.receive(partial)
+    else:
+        await partial.receive_verified(channel)
+
+
+async def _send_on(
+    channel: Channel,
+    source: bytes | tuple[IO[bytes], int],
+    *,
+    tag: Tag,
+    digest: bytes,
+    offset: int,
+    chunk_bytes: int,
+) -> None:
+    """Send a payload (bytes, or an open file and its size) on either channel. Over libp2p,
+    each write is one yamux frame that fits one Noise message (framing.LIBP2P_WRITE_BYTES)."""
+    data, size = (source, len(source)) if isinstance(source, bytes) else source
+    if isinstance(channel, BulkChannel):
+        await channel.send(data, size, digest=digest, offset=offset, chunk_bytes=chunk_bytes)
+    elif isinstance(data, bytes):
+        await send_payload(
+            channel,
+            data,
+            tag=tag,
+            offset=offset,
+            whole_digest=digest,
+            chunk_bytes=chunk_bytes,
+            write_bytes=LIBP2P_WRITE_BYTES,
+        )
+    else:
+        await send_file_payload(
+            channel,
+            data,
+            size,
+            digest=digest,
+            offset=offset,
+            chunk_bytes=chunk_bytes,
+            write_bytes=LIBP2P_WRITE_BYTES,
+        )
+
+
+def _wants_bulk(bulk: BulkEndpoint | None, asked: bool, size: int) -> bool:
+    """Whether to offer the bulk channel: asked for, large enough, and listening here."""
+    return bulk is not None and bulk.listening and asked and size >= BULK_MIN_BYTES
+
+
+@contextlib.asynccontextmanager
+async def _maybe_offer(
+    bulk: BulkEndpoint | None, wanted: bool
+) -> AsyncIterator[tuple[BulkOffer | None, Any]]:
+    if not wanted or bulk is None:
+        yield None, None
+        return
+    async with bulk.offer() as (offer, ticket):
+        yield offer, ticket
+
+
+class _Prefixed:
+    """A ByteStream that first returns bytes already read from ``io``, then reads on."""
+
+    def __init__(self, io: StreamIO, prefix: bytes) -> None:
+        self.io, self.stream, self.prefix = io, io.stream, prefix
+
+    async def read(self, max_bytes: int) -> bytes:
+        if self.prefix:
+            out, self.prefix = self.prefix[:max_bytes], self.prefix[max_bytes:]
+            return out
+        return await self.io.read(max_bytes)
+
+    async def write(self, data: bytes) -> None:
+        await self.io.write(data)
+
+
+async def _serving_channel(io: StreamIO, offer: BulkOffer | None, ticket: Any) -> Channel | None:
+    """After a bulk offer, the channel the caller chose, whichever shows first: its TLS
+    connection with our token (the bulk channel), or bytes on this stream (it could not reach
+    the port: a push's payload begins, a fetcher says ``{"via": "stream"}``). The stream is then
+    returned with those bytes put back in front. None if neither came in time."""
+    if offer is None:
+        return io
+    chosen: list[Channel] = []
+    with trio.move_on_after(DIAL_TIMEOUT_S + HEADER_TIMEOUT_S):
+        async with trio.open_nursery() as nursery:
+
+            async def over_bulk() -> None:
+                channel = await wait_for_channel(ticket, math.inf)
+                if channel is not None:
+                    chosen.append(channel)
+                    nursery.cancel_scope.cancel()
+
+            async def over_stream() -> None:
+                first = await io.read(_U32_SIZE)
+                if not first:
+                    raise TransferInterruptedError("the caller ended the stream")
+                chosen.append(_Prefixed(io, first))
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(over_bulk)
+            nursery.start_soon(over_stream)
+    return chosen[0] if chosen else None
+
+
+async def _answer(channel: Channel, io: StreamIO, message: Mapping[str, Any]) -> None:
+    """Answer on the channel the payload came over (the bulk channel, or the stream)."""
+    if isinstance(channel, BulkChannel):
+        await channel.write_message(message)
+    else:
+        await write_message(io, message)
+
+
+async def _calling_channel(
+    host: P2PHost,
+    member: Member,
+    stream: INetStream,
+    io: StreamIO,
+    answer: Mapping[str, Any],
+    *,
+    say_fallback: bool,
+) -> BulkChannel | None:
+    """After an answer: the bulk channel if one was offered and we reach it, else None (the
+    payload goes over ``io``; with ``say_fallback`` a fetcher tells the provider so there)."""
+    offer = BulkOffer.from_wire(answer.get("bulk"))
+    if offer is None:
+        return None
+    bulk = host.bulk
+    remote = None
+    with contextlib.suppress(Exception):
+        remote = getattr(stream.muxed_conn, "get_remote_address", lambda: None)()
+    where = dial_host(remote, member.multiaddrs)
+    channel = None
+    if where is not None:
+        try:
+            channel = await dial(where, offer)
+        except PeerUnreachableError as exc:
+            logger.warning(
+                "bulk channel of %s unreachable (%s); using the libp2p stream for %.0f s",
+                member.address,
+                exc,
+                UNREACHABLE_FOR_S,
+            )
+            if bulk is not None:
+                bulk.mark_unreachable(member.address)
+    if channel is None and say_fallback:
+        await write_message(io, {"via": "stream"})
+    return channel
+
+
+def _asks_bulk(host: P2PHost, member: Member, size: int) -> bool:
+    bulk = host.bulk
+    return bulk is not None and size >= BULK_MIN_BYTES and bulk.reachable(member.address)
+
+
 async def close_quietly(stream: INetStream) -> None:
     with trio.CancelScope(shield=True), trio.move_on_after(1):
         try:
@@ -237,6 +457,12 @@ class ProtocolServer:
     ``max_inbound_per_sender`` pushes reading or waiting for a slot; one more is refused at once
     (``sender_busy``). A push that finds no free slot within ``slot_wait_s`` is refused
     (``busy``). Both refusals are retryable (:data:`RETRYABLE_REFUSALS`).
+
+    Fetches served (aggregates, models) share ``max_concurrent_serves`` slots, so a blob many
+    members want at once (the round's aggregate at the merge peer) goes out to a few of them
+    at a time. A fetch that says it has other providers (``others``: see :func:`_fetch`) is
+    refused ``busy`` at once when no slot is free, and turns to another member that holds the
+    blob already; one without waits up to ``slot_wait_s`` for a slot.
     """
 
     def __init__(
@@ -248,6 +474,7 @@ class ProtocolServer:
         max_concurrent_inbound: int = 8,
         max_inbound_per_sender: int = 2,
         slot_wait_s: float = 5.0,
+        max_concurrent_serves: int = 4,
         status_provider: StatusProvider | None = None,
     ) -> None:
         self.host = host
@@ -260,6 +487,7 @@ class ProtocolServer:
         self._round_key_provider: RoundKeyProvider | None = None
         self._inbound = trio.CapacityLimiter(max_concurrent_inbound)
         self._inbound_by_sender: dict[str, int] = {}
+        self._serving = trio.CapacityLimiter(max_concurrent_serves)
 
     def accept_pushes(self, kind: BlobKind, validator: PushValidator, max_size: SizeLimit) -> None:
         """Accept pushes of ``kind`` that ``validator`` approves, up to ``max_size`` bytes."""
@@ -328,7 +556,7 @@ class ProtocolServer:
                 await write_message(io, refusal("bad_request", str(exc)))
                 ok = True
                 return
-            ok = await self._receive_push(io, request)
+            ok = await self._receive_push(io, request, header.get("bulk") is True)
         except (TransferInterruptedError, ProtocolViolationError) as exc:
             logger.info("%s from %s failed: %s", protocol, member.address, exc)
         finally:
@@ -337,7 +565,7 @@ class ProtocolServer:
             else:
                 await reset_quietly(stream)
 
-    async def _receive_push(self, io: StreamIO, request: PushRequest) -> bool:
+    async def _receive_push(self, io: StreamIO, request: PushRequest, bulk_asked: bool) -> bool:
         """Decide, then read the whole payload, check it, store it, answer.
 
         True when the exchange ended with an answer (stored, or refused), False when the stream
@@ -385,32 +613,28 @@ class ProtocolServer:
             return True
         self._inbound_by_sender[sender] = in_flight + 1
         try:
-            received = await self._validate_and_read(io, request, push_policy, limit)
+            return await self._validate_read_store(io, request, push_policy, limit, bulk_asked)
         finally:
             left = self._inbound_by_sender[sender] - 1
             if left:
                 self._inbound_by_sender[sender] = left
             else:
                 del self._inbound_by_sender[sender]
-        if not isinstance(received, bytes):
-            return received
-        data = received
-        ref = BlobRef(request.kind, request.round_id, request.sender, request.digest, request.size)
-        await trio.to_thread.run_sync(self.store.put, ref, data)
-        logger.info(
-            "stored %s of round %d from %s (%d bytes)",
-            request.kind,
-            request.round_id,
-            request.sender,
-            request.size,
-        )
-        await write_message(io, accepted())
-        return True
 
-    async def _validate_and_read(
-        self, io: StreamIO, request: PushRequest, push_policy: PushPolicy, limit: int
-    ) -> bytes | bool:
-        """The payload once approved, read whole and checked; else what _receive_push returns."""
+    async def _validate_read_store(
+        self,
+        io: StreamIO,
+        request: PushRequest,
+        push_policy: PushPolicy,
+        limit: int,
+        bulk_asked: bool,
+    ) -> bool:
+        """Validate, wait for a slot, read the whole payload (into memory, or into a staged file
+        of a disk store) and check it, store it, answer (on the channel it came over).
+
+        True when the exchange ended with an answer (stored, or refused), False when the stream
+        must be reset (the payload did not arrive in time).
+        """
         reason = await _validate(push_policy.validator, request)
         if reason is not None:
             logger.info("refused %s from %s: %s", request.kind, request.sender, reason)
@@ -431,25 +655,69 @@ class ProtocolServer:
                 ),
             )
             return True
+        staged: _Staged | None = None
         try:
-            await widen_receive_window(io.stream, request.size)
-            await write_message(io, accepted())
-            partial = PartialPayload(
-                request.size, request.digest, limit, tag=CONTENT_TAGS[request.kind]
-            )
-            with trio.move_on_after(self.policy.deadline_s(request.size)):
-                try:
-                    # read everything before any processing: a receiver that stops reading for
-                    # 5 s makes the sender's yamux fail (STACK.md), so storing comes after
-                    return await partial.receive(io)
-                except PayloadHashMismatchError as exc:
-                    logger.warning("refused %s from %s: %s", request.kind, request.sender, exc)
-                    await write_message(io, refusal("hash_mismatch", str(exc)))
-                    return True
-            logger.info("%s from %s passed its deadline", request.kind, request.sender)
-            return False
+            bulk = self.host.bulk
+            wanted = _wants_bulk(bulk, bulk_asked, request.size)
+            staging = await trio.to_thread.run_sync(_staging_of, self.store)
+            async with _maybe_offer(bulk, wanted) as (offer, ticket):
+                if offer is None:
+                    await widen_receive_window(io.stream, request.size)
+                    await write_message(io, accepted())
+                else:
+                    await write_message(io, accepted(bulk=offer.to_wire()))
+                channel = await _serving_channel(io, offer, ticket)
+                if channel is None:
+                    logger.info("%s from %s: no payload came", request.kind, request.sender)
+                    return False
+                if offer is not None and not isinstance(channel, BulkChannel):
+                    await widen_receive_window(io.stream, request.size)
+                tag = CONTENT_TAGS[request.kind]
+                ref = BlobRef(
+                    request.kind, request.round_id, request.sender, request.digest, request.size
+                )
+                partial: PartialPayload | None = None
+                with trio.move_on_after(self.policy.deadline_s(request.size)):
+                    try:
+                        # read everything before any processing: a receiver that stops reading
+                        # for 5 s makes the sender's yamux fail (STACK.md), so storing comes after
+                        if staging is None:
+                            received = PartialPayload(request.size, request.digest, limit, tag=tag)
+                        else:
+                            staged = _Staged(staging, f"{request.kind}-{request.round_id}-")
+                            received = FilePayload(
+                                request.size, request.digest, limit, tag=tag, file=staged.file
+                            )
+                        await _receive_on(channel, received)
+                        partial = received
+                    except PayloadHashMismatchError as exc:
+                        logger.warning("refused %s from %s: %s", request.kind, request.sender, exc)
+                        await _answer(channel, io, refusal("hash_mismatch", str(exc)))
+                        return True
+                if partial is None:
+                    logger.info("%s from %s passed its deadline", request.kind, request.sender)
+                    return False
+                # storing is not bounded by the transfer's deadline (a disk may be slow)
+                if staged is None:
+                    await trio.to_thread.run_sync(self.store.put, ref, partial.take())
+                else:
+                    assert isinstance(self.store, FileBlobStore)
+                    await trio.to_thread.run_sync(self.store.put_file, ref, staged.path)
+                    staged.kept = True
+                logger.info(
+                    "stored %s of round %d from %s (%d bytes%s)",
+                    request.kind,
+                    request.round_id,
+                    request.sender,
+                    request.size,
+                    ", bulk channel" if isinstance(channel, BulkChannel) else "",
+                )
+                await _answer(channel, io, accepted())
+                return True
         finally:
             self._inbound.release()
+            if staged is not None:
+                staged.close()
 
     async def _serve_fetch(self, stream: INetStream, member: Member, protocol: str) -> None:
         io = StreamIO(stream)
@@ -472,28 +740,29 @@ class ProtocolServer:
             refs = await trio.to_thread.run_sync(lambda: self.store.find(kind=kind, digest=digest))
             if isinstance(round_id, int) and not isinstance(round_id, bool):
                 refs = [r for r in refs if r.round_id == round_id]
-            data = await trio.to_thread.run_sync(self.store.get, digest) if refs else None
-            if data is None:
+            if not refs:
                 await write_message(io, refusal("not_found", f"no {kind} {digest.hex()} here"))
                 ok = True
                 return
-            if not 0 <= offset <= len(data):
-                await write_message(io, refusal("bad_request", f"offset {offset} out of range"))
+            got_slot = False
+            if header.get("others") is True:
+                with contextlib.suppress(trio.WouldBlock):
+                    self._serving.acquire_nowait()
+                    got_slot = True
+            else:
+                with trio.move_on_after(self.slot_wait_s):
+                    await self._serving.acquire()
+                    got_slot = True
+            if not got_slot:
+                logger.info("%s for %s: every serving slot is taken", kind, member.address)
+                busy = f"serving {self._serving.total_tokens:g} fetches already; retry later"
+                await write_message(io, refusal("busy", busy))
                 ok = True
                 return
-            await write_message(io, accepted(size=len(data), digest=digest.hex(), offset=offset))
-            with trio.move_on_after(self.policy.deadline_s(len(data) - offset)) as scope:
-                await send_payload(
-                    io,
-                    data,
-                    tag=CONTENT_TAGS[kind],
-                    offset=offset,
-                    whole_digest=digest,
-                    chunk_bytes=self.policy.chunk_bytes,
-                )
-                ok = True
-            if scope.cancelled_caught:
-                logger.info("serving %s to %s passed its deadline", kind, member.address)
+            try:
+                ok = await self._serve_held(io, member, kind, header, digest, offset)
+            finally:
+                self._serving.release()
         except (TransferInterruptedError, ProtocolViolationError) as exc:
             logger.info("%s to %s failed: %s", protocol, member.address, exc)
         finally:
@@ -501,6 +770,66 @@ class ProtocolServer:
                 await close_quietly(stream)
             else:
                 await reset_quietly(stream)
+
+    async def _serve_held(
+        self,
+        io: StreamIO,
+        member: Member,
+        kind: BlobKind,
+        header: Mapping[str, Any],
+        digest: bytes,
+        offset: int,
+    ) -> bool:
+        """Send a blob we hold (with a serving slot); True if the stream ends cleanly."""
+        ok = False
+        source = await trio.to_thread.run_sync(self._open_source, digest)
+        if source is None:  # pruned in between
+            await write_message(io, refusal("not_found", f"no {kind} {digest.hex()} here"))
+            return True
+        try:
+            size = source[1] if isinstance(source, tuple) else len(source)
+            if not 0 <= offset <= size:
+                await write_message(io, refusal("bad_request", f"offset {offset} out of range"))
+                return True
+            wanted = _wants_bulk(self.host.bulk, header.get("bulk") is True, size - offset)
+            async with _maybe_offer(self.host.bulk, wanted) as (offer, ticket):
+                fields: dict[str, Any] = {"size": size, "digest": digest.hex(), "offset": offset}
+                if offer is not None:
+                    fields["bulk"] = offer.to_wire()
+                await write_message(io, accepted(**fields))
+                channel = await _serving_channel(io, offer, ticket)
+                if channel is None:
+                    logger.info("%s for %s: no bulk connection came", kind, member.address)
+                    return False
+                if offer is not None and not isinstance(channel, BulkChannel):
+                    if (await read_message(channel)).get("via") != "stream":
+                        raise ProtocolViolationError("expected the bulk connection or via=stream")
+                    channel = io
+                with trio.move_on_after(self.policy.deadline_s(size - offset)) as scope:
+                    await _send_on(
+                        channel,
+                        source,
+                        tag=CONTENT_TAGS[kind],
+                        digest=digest,
+                        offset=offset,
+                        chunk_bytes=self.policy.chunk_bytes,
+                    )
+                    ok = True
+                if scope.cancelled_caught:
+                    logger.info("serving %s to %s passed its deadline", kind, member.address)
+            return ok
+        finally:
+            if isinstance(source, tuple):
+                source[0].close()
+
+    def _open_source(self, digest: bytes) -> tuple[IO[bytes], int] | bytes | None:
+        """A stored blob to serve: an open file and its size (a disk store), or its bytes."""
+        if isinstance(self.store, FileBlobStore):
+            file = self.store.open_blob(digest)
+            if file is None:
+                return None
+            return file, os.fstat(file.fileno()).st_size
+        return self.store.get(digest)
 
     async def _serve_round_key(self, stream: INetStream, member: Member) -> None:
         io = StreamIO(stream)
@@ -577,6 +906,7 @@ class ProtocolServer:
                 tag=CONTENT_TAGS[BlobKind.ROUND_CONTEXT],
                 whole_digest=context_digest,
                 chunk_bytes=chunk,
+                write_bytes=LIBP2P_WRITE_BYTES,
             )
             if key is not None:
                 await send_payload(
@@ -585,6 +915,7 @@ class ProtocolServer:
                     tag=CONTENT_TAGS[BlobKind.ROUND_KEY],
                     whole_digest=key_digest,
                     chunk_bytes=chunk,
+                    write_bytes=LIBP2P_WRITE_BYTES,
                 )
             logger.info(
                 "served round %d's context%s to %s",
@@ -713,8 +1044,9 @@ async def push(
     """Push ``payload`` to the member at ``address``; returns once it is stored there.
 
     ``digest`` is the content digest the sender committed to (computed when not given); the
-    receiver
-    refuses the payload (``hash_mismatch``) if the bytes do not hash to it.
+    receiver refuses the payload (``hash_mismatch``) if the bytes do not hash to it. A payload
+    of :data:`~swarm.p2p.bulk.BULK_MIN_BYTES` or more goes over the receiver's bulk channel
+    when it offers one and it can be reached, else over the libp2p stream.
     """
     member = host.member(address)
     protocol = PROTOCOL_OF_PUSH[kind]
@@ -722,15 +1054,17 @@ async def push(
     claimed = (
         await trio.to_thread.run_sync(content_digest, kind, payload) if digest is None else digest
     )
-    header = {
-        "v": WIRE_VERSION,
-        "kind": str(kind),
-        "round": round_id,
-        "digest": claimed.hex(),
-        "size": len(payload),
-    }
 
     async def attempt() -> None:
+        header = {
+            "v": WIRE_VERSION,
+            "kind": str(kind),
+            "round": round_id,
+            "digest": claimed.hex(),
+            "size": len(payload),
+        }
+        if _asks_bulk(host, member, len(payload)):
+            header["bulk"] = True
         with _Deadline(policy.deadline_s(len(payload)), f"pushing {kind} to {address}"):
             stream = await host.open_stream(member, protocol, timeout_s=policy.connect_timeout_s)
             io = StreamIO(stream)
@@ -740,10 +1074,31 @@ async def push(
                 answer = await read_message(io)
                 raise_if_refused(answer)
                 if not answer.get("stored"):
-                    await send_payload(
-                        io, payload, tag=CONTENT_TAGS[kind], chunk_bytes=policy.chunk_bytes
+                    bulk_io = await _calling_channel(
+                        host, member, stream, io, answer, say_fallback=False
                     )
-                    raise_if_refused(await read_message(io))
+                    channel: Channel = io if bulk_io is None else bulk_io
+                    try:
+                        # the trailer is the committed digest: the receiver checks what arrives
+                        # against it (a second hash pass here would only repeat the commitment)
+                        await _send_on(
+                            channel,
+                            payload,
+                            tag=CONTENT_TAGS[kind],
+                            digest=claimed,
+                            offset=0,
+                            chunk_bytes=policy.chunk_bytes,
+                        )
+                        # the outcome comes on the channel the payload went over
+                        final = (
+                            await read_message(io)
+                            if bulk_io is None
+                            else await bulk_io.read_message()
+                        )
+                        raise_if_refused(final)
+                    finally:
+                        if bulk_io is not None:
+                            await bulk_io.aclose()
                 ok = True
             except TransferRefusedError:
                 ok = True  # the peer answered; the stream ended cleanly
@@ -754,34 +1109,86 @@ async def push(
     await _with_retries(host, member, policy, f"push {kind}", attempt)
 
 
-async def fetch(
+#: failures after which another provider is worth trying but this one is not (it answered, or
+#: misbehaved); the others (:data:`_RETRYABLE`, busy refusals) are tried again in a later pass
+_DEFINITIVE = (
+    TransferRefusedError,
+    PayloadTooLargeError,
+    ProtocolViolationError,
+    PayloadHashMismatchError,
+    NotAMemberPeerError,
+)
+
+
+class _Receipt:
+    """What a fetch received so far, kept across attempts and providers: the same digest is the
+    same bytes wherever they come from, so a retry resumes at the offset reached."""
+
+    def __init__(self, kind: BlobKind, digest: bytes, max_size: int, staging: Path | None) -> None:
+        self.kind, self.digest, self.max_size = kind, digest, max_size
+        self.staging = staging
+        self.partial: PartialPayload | None = None
+        self.staged: _Staged | None = None
+
+    @property
+    def offset(self) -> int:
+        return 0 if self.partial is None else self.partial.received
+
+    def start(self, size: int) -> PartialPayload:
+        if self.partial is None or self.partial.size != size:
+            if self.offset:
+                raise ProtocolViolationError("size changed between attempts")
+            tag = CONTENT_TAGS[self.kind]
+            if self.staging is None:
+                self.partial = PartialPayload(size, self.digest, self.max_size, tag=tag)
+            else:
+                if self.staged is None:
+                    self.staged = _Staged(self.staging, f"{self.kind}-fetch-")
+                self.partial = FilePayload(
+                    size, self.digest, self.max_size, tag=tag, file=self.staged.file
+                )
+        return self.partial
+
+    def close(self) -> None:
+        if self.staged is not None:
+            self.staged.close()
+
+
+async def _fetch(
     host: P2PHost,
-    address: str,
+    providers: Sequence[str],
     kind: BlobKind,
     digest: bytes,
     *,
     max_size: int,
     policy: TransferPolicy,
-    round_id: int | None = None,
-) -> bytes:
-    """Fetch the blob of ``kind`` hashing to ``digest`` from the member at ``address``.
+    round_id: int | None,
+    receipt: _Receipt,
+) -> tuple[bytes | None, str]:
+    """Fetch into ``receipt`` from the first of ``providers`` that delivers, in their order.
 
-    Refuses before reading a payload over ``max_size`` (PayloadTooLargeError); resumes an
-    interrupted transfer at the offset it reached; returns only bytes that hash to ``digest``.
+    Up to ``policy.attempts`` passes over the providers: each try is one attempt under its own
+    deadline, telling the provider that others exist (so one with no serving slot free answers
+    ``busy`` at once instead of queueing us; not on the last pass). A provider that answered
+    no (a refusal other than ``busy``), sent something malformed or too large, or is not a
+    member is skipped from then on; one that was busy, timed out, broke off or could not be
+    reached is tried again in the next pass (after the backoff).
+    Returns the bytes (an in-memory receipt; None when they are in the receipt's file) and the
+    address of the provider that delivered them.
     """
-    member = host.member(address)
     protocol = PROTOCOL_OF_FETCH[kind]
-    state: dict[str, PartialPayload] = {}
+    if not providers:
+        raise ValueError("fetch needs at least one provider")
 
-    async def attempt() -> bytes:
+    async def attempt(member: Member, others: bool) -> bytes | None:
+        address = member.address
         what = f"fetching {kind} {digest.hex()[:12]} from {address}"
         with _Deadline(policy.base_timeout_s, what) as deadline:
             stream = await host.open_stream(member, protocol, timeout_s=policy.connect_timeout_s)
             io = StreamIO(stream)
             ok = False
             try:
-                partial = state.get("partial")
-                offset = 0 if partial is None else partial.received
+                offset = receipt.offset
                 request: dict[str, Any] = {
                     "v": WIRE_VERSION,
                     "kind": str(kind),
@@ -790,7 +1197,12 @@ async def fetch(
                 }
                 if round_id is not None:
                     request["round"] = round_id
-                await widen_receive_window(stream, max_size - offset)
+                if others:  # a provider with no slot free says busy at once: we ask another
+                    request["others"] = True
+                if _asks_bulk(host, member, max_size - offset):
+                    request["bulk"] = True
+                else:  # the payload comes over this stream: a wide window before it starts
+                    await widen_receive_window(stream, max_size - offset)
                 await write_message(io, request)
                 answer = await read_message(io)
                 raise_if_refused(answer)
@@ -799,14 +1211,19 @@ async def fetch(
                     raise PayloadTooLargeError(size, max_size)
                 if _digest_field(answer) != digest or _field(answer, "offset", int) != offset:
                     raise ProtocolViolationError("the answer does not match the request")
-                if partial is None or partial.size != size:
-                    partial = state["partial"] = PartialPayload(
-                        size, digest, max_size, tag=CONTENT_TAGS[kind]
-                    )
-                    if offset:
-                        raise ProtocolViolationError("size changed between attempts")
+                partial = receipt.start(size)
                 deadline.extend_to(policy.deadline_s(size - offset))
-                data = await partial.receive(io)
+                bulk_io = await _calling_channel(
+                    host, member, stream, io, answer, say_fallback=True
+                )
+                try:
+                    if bulk_io is None and request.get("bulk"):
+                        await widen_receive_window(stream, size - offset)
+                    await _receive_on(io if bulk_io is None else bulk_io, partial)
+                    data = None if isinstance(partial, FilePayload) else partial.take()
+                finally:
+                    if bulk_io is not None:
+                        await bulk_io.aclose()
                 ok = True
                 return data
             except TransferRefusedError:
@@ -815,7 +1232,116 @@ async def fetch(
             finally:
                 await (close_quietly(stream) if ok else reset_quietly(stream))
 
-    return await _with_retries(host, member, policy, f"fetch {kind}", attempt)
+    last: BaseException | None = None
+    skipped: set[str] = set()
+    for attempt_no in range(1, policy.attempts + 1):
+        live = [p for p in providers if p not in skipped]
+        if not live:
+            break
+        await trio.sleep(policy.backoff_before(attempt_no))
+        # on the last pass, a busy provider is waited for rather than passed over
+        others = len(live) > 1 and attempt_no < policy.attempts
+        for address in live:
+            try:
+                member = host.member(address)
+                return await attempt(member, others), address
+            except TransferRefusedError as exc:
+                last = exc
+                if exc.code not in RETRYABLE_REFUSALS:
+                    skipped.add(address)
+            except _DEFINITIVE as exc:
+                last = exc
+                skipped.add(address)
+            except _RETRYABLE as exc:
+                last = exc
+                if isinstance(exc, TransferTimeoutError):
+                    # a yamux connection can stall silently; a fresh one is the cure
+                    with contextlib.suppress(NotAMemberPeerError):
+                        await host.drop_connections(host.member(address))
+            logger.info(
+                "fetch %s from %s: pass %d/%d failed: %s",
+                kind,
+                address,
+                attempt_no,
+                policy.attempts,
+                last,
+            )
+    assert last is not None
+    raise last
+
+
+async def fetch(
+    host: P2PHost,
+    address: str | Sequence[str],
+    kind: BlobKind,
+    digest: bytes,
+    *,
+    max_size: int,
+    policy: TransferPolicy,
+    round_id: int | None = None,
+) -> bytes:
+    """Fetch the blob of ``kind`` hashing to ``digest`` from the member at ``address`` (or from
+    the first of several that delivers, in the order given: :func:`_fetch`).
+
+    Refuses before reading a payload over ``max_size`` (PayloadTooLargeError); resumes an
+    interrupted transfer at the offset it reached; returns only bytes that hash to ``digest``.
+    """
+    providers = [address] if isinstance(address, str) else list(address)
+    receipt = _Receipt(kind, digest, max_size, None)
+    data, _ = await _fetch(
+        host,
+        providers,
+        kind,
+        digest,
+        max_size=max_size,
+        policy=policy,
+        round_id=round_id,
+        receipt=receipt,
+    )
+    assert data is not None
+    return data
+
+
+async def fetch_into(
+    host: P2PHost,
+    providers: str | Sequence[str],
+    kind: BlobKind,
+    digest: bytes,
+    store: BlobStore,
+    *,
+    max_size: int,
+    policy: TransferPolicy,
+    round_id: int | None = None,
+) -> BlobRef:
+    """:func:`fetch`, into ``store`` (under the round and the address of the provider that
+    delivered it): on a disk store (store.FileBlobStore) the blob goes to a staged file while
+    it is hashed and is renamed in, never whole in memory; otherwise it is put from memory."""
+    providers = [providers] if isinstance(providers, str) else list(providers)
+    staging = await trio.to_thread.run_sync(_staging_of, store)
+    receipt = _Receipt(kind, digest, max_size, staging)
+    try:
+        data, provider = await _fetch(
+            host,
+            providers,
+            kind,
+            digest,
+            max_size=max_size,
+            policy=policy,
+            round_id=round_id,
+            receipt=receipt,
+        )
+        assert receipt.partial is not None
+        ref = BlobRef(kind, round_id or 0, provider, digest, receipt.partial.size)
+        if data is not None:
+            await trio.to_thread.run_sync(store.put, ref, data)
+        else:
+            assert isinstance(store, FileBlobStore) and receipt.staged is not None
+            receipt.staged.file.flush()
+            await trio.to_thread.run_sync(store.put_file, ref, receipt.staged.path)
+            receipt.staged.kept = True
+        return ref
+    finally:
+        receipt.close()
 
 
 async def request_status(host: P2PHost, address: str, *, policy: TransferPolicy) -> dict[str, Any]:

@@ -17,17 +17,18 @@ py-libp2p's pubsub stream handler lets one malformed protobuf stop the whole hos
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from swarm.errors import DuplicatePeerError
+from swarm.errors import DuplicatePeerError, PeerUnreachableError
 from swarm.identity import Identity
 from swarm.ledger.types import Member
 from swarm.p2p import protocols
-from swarm.p2p.config import P2PConfig, TransferPolicy
+from swarm.p2p.bulk import BulkEndpoint
+from swarm.p2p.config import P2PConfig, TransferPolicy, multiaddr_host
 from swarm.p2p.host import P2PHost, own_key_answers_at
 from swarm.p2p.membership import (
     MembershipChange,
@@ -77,10 +78,14 @@ class P2PService:
             max_concurrent_inbound=config.max_concurrent_inbound,
             max_inbound_per_sender=config.max_inbound_per_sender,
             slot_wait_s=config.inbound_slot_wait_s,
+            max_concurrent_serves=config.max_concurrent_serves,
             status_provider=status_provider,
         )
         self.watcher.add_listener(self._on_membership_change)
         self._connect_now = trio.Event()
+        if config.bulk_port is not None:
+            bind = multiaddr_host(config.listen_addrs[0])[1]
+            self.host.bulk = BulkEndpoint(bind, config.bulk_port)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -98,6 +103,8 @@ class P2PService:
             self._log_addresses()
             try:
                 async with trio.open_nursery() as nursery:
+                    if self.host.bulk is not None:
+                        await nursery.start(self.host.bulk.run)
                     await nursery.start(self.watcher.run)
                     if self.config.connect_to_members:
                         nursery.start_soon(self._keep_connected)
@@ -316,19 +323,54 @@ class P2PService:
 
     async def fetch_aggregate(
         self,
-        merge_peer: str,
+        providers: str | Sequence[str],
         round_id: int,
         digest: bytes,
         *,
         max_size: int,
         policy: TransferPolicy | None = None,
     ) -> bytes:
-        """The round's aggregate, checked against ``digest`` (the hash the merge peer committed)."""
-        return await protocols.fetch(
+        """The round's aggregate, checked against ``digest`` (the hash the merge peer committed),
+        from the first of ``providers`` that delivers it, in the order given.
+
+        ``providers``: the merge peer and/or key holders that hold it already (any member that
+        stores an aggregate serves it: :meth:`offer`, or an earlier fetch). A provider that
+        refuses (``not_found``: it has none yet), times out or cannot be reached is passed over
+        for the next; up to ``policy.attempts`` passes over the list (policy.TransferPolicy).
+        What arrives is kept in our store (on disk for a disk store: received into a staged
+        file, never whole in memory), so we serve it to others from then on. Returns the bytes.
+        Use :meth:`fetch_aggregate_ref` to leave them on disk.
+        """
+        ref = await self.fetch_aggregate_ref(
+            providers, round_id, digest, max_size=max_size, policy=policy
+        )
+        data = await trio.to_thread.run_sync(self.store.get, ref.digest)
+        if data is None:  # pruned in between: the store's owner decided
+            raise PeerUnreachableError(f"aggregate {digest.hex()[:12]} left the store at once")
+        return data
+
+    async def fetch_aggregate_ref(
+        self,
+        providers: str | Sequence[str],
+        round_id: int,
+        digest: bytes,
+        *,
+        max_size: int,
+        policy: TransferPolicy | None = None,
+    ) -> BlobRef:
+        """:meth:`fetch_aggregate` into our store only; returns its ref (``sender``: the provider
+        that delivered it). An aggregate we hold already is not fetched again."""
+        held = await trio.to_thread.run_sync(
+            lambda: self.store.find(kind=BlobKind.AGGREGATE, round_id=round_id, digest=digest)
+        )
+        if held:
+            return held[0]
+        return await protocols.fetch_into(
             self.host,
-            merge_peer,
+            providers,
             BlobKind.AGGREGATE,
             digest,
+            self.store,
             max_size=max_size,
             policy=self._policy(policy),
             round_id=round_id,

@@ -13,13 +13,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 from swarm.hashing import Tag, tagged_hash, tagged_hasher
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from hashlib import _Hash
+    from pathlib import Path
 
 
 class BlobKind(StrEnum):
@@ -100,6 +101,31 @@ class BlobStore(Protocol):
         digest: bytes | None = None,
     ) -> list[BlobRef]:
         """The refs matching every filter given, in the order they were stored."""
+        ...
+
+
+@runtime_checkable
+class FileBlobStore(Protocol):
+    """What a store on disk adds, so that large blobs never sit whole in memory: a push or a
+    fetch is received into a temporary file in :meth:`staging_dir` while it is hashed, then
+    :meth:`put_file` moves it in; a blob is served from :meth:`open_blob` in pieces.
+
+    The protocols use these where a store has them (``isinstance(store, FileBlobStore)``), and
+    memory otherwise. A wrapper around a store must forward all three to keep them.
+    """
+
+    def staging_dir(self) -> Path:
+        """A folder on the store's file system for blobs being received (created if needed)."""
+        ...
+
+    def put_file(self, ref: BlobRef, path: Path) -> None:
+        """Take over the verified file at ``path`` (in :meth:`staging_dir`) as the blob of
+        ``ref``: made durable and renamed into place, or deleted if the store holds those
+        bytes already."""
+        ...
+
+    def open_blob(self, digest: bytes) -> BinaryIO | None:
+        """The stored blob whose content digest is ``digest``, open for reading, or None."""
         ...
 
 

@@ -17,14 +17,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 import torch
+import trio
 
-from swarm import crypto
+from swarm import crypto, sizing
 from swarm.crypto.masking import MaskTerm
+from swarm.errors import P2PError
+from swarm.ledger import RoundInfo
 from swarm.merge.server import ServerOptimizer, mean_delta, swarm_state
 from swarm.p2p import BlobKind
 from swarm.peer import masks
 from swarm.peer.actions import Acknowledge, Decrypt
-from swarm.peer.work import ActionSupersededError, StateDict
+from swarm.peer.work import ActionSupersededError, RoundWork, StateDict
 from swarm.training.checkpoint import model_bytes, model_hash
 
 if TYPE_CHECKING:
@@ -53,17 +56,9 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
     t0 = time.perf_counter()
     aggregate = await peer.call(peer.store.get, info.aggregate_hash)
     if aggregate is None:
-        aggregate = await peer.net.fetch_aggregate(
-            info.merge_peer,
-            info.round_id,
-            info.aggregate_hash,
-            max_size=crypto.max_blob_size(
-                peer.layout.param_count,
-                peer.params.ckks_params_id,
-                crypto.PayloadKind.SEEDED_AGGREGATE,
-            ),
-        )
+        aggregate = await _fetch_aggregate(peer, info, work)
     work.timed("transfer", time.perf_counter() - t0)
+    work.timed("aggregate fetch", time.perf_counter() - t0)
     base, server, optimizer = peer.model.state, peer.model.server, peer.model.optimizer
     t0 = time.perf_counter()
 
@@ -86,6 +81,70 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
     data = model_bytes(new_state)
     work.new_state, work.new_hash = new_state, model_hash(new_state)
     await peer.net.offer(BlobKind.MODEL, info.round_id, data)
+
+
+#: Key holders fetch a large aggregate along a tree: the merge peer serves the first
+#: AGGREGATE_FANOUT of them (in the round's drawn order), each of those the next AGGREGATE_FANOUT,
+#: and so on, so the merge peer's upload stays AGGREGATE_FANOUT aggregates however many hospitals
+#: take part (168 MB each at 11.2M parameters).
+AGGREGATE_FANOUT = 2
+#: below this size (bytes) every key holder fetches from the merge peer at once: a tree's wait
+#: would cost more than the merge peer's upload
+TREE_MIN_BYTES = 8_000_000
+#: how long a key holder waits for its parent in the tree to hold the aggregate before it also
+#: asks the merge peer: a fixed allowance plus the transfer at a cautious rate, per level above
+PARENT_WAIT_S = 5.0
+PARENT_WAIT_BYTES_PER_S = 20e6
+#: pause before asking the parent again after "not yet"
+PARENT_RETRY_S = 0.5
+
+
+def fetch_parent(info: RoundInfo, me: str, aggregate_bytes: int) -> tuple[str | None, int]:
+    """Our parent in the aggregate's fetch tree and our depth under the merge peer (None, 0:
+    fetch from the merge peer). Pure: every key holder works out the same tree from the ledger.
+    """
+    if aggregate_bytes < TREE_MIN_BYTES:
+        return None, 0
+    holders = [a for a in info.order if a != info.merge_peer and a not in info.left]
+    if me not in holders:
+        return None, 0
+    index, depth = holders.index(me), 0
+    parent: str | None = None
+    while index >= AGGREGATE_FANOUT:
+        index = (index - AGGREGATE_FANOUT) // AGGREGATE_FANOUT
+        parent = parent or holders[index]
+        depth += 1
+    return parent, depth
+
+
+async def _fetch_aggregate(peer: Peer, info: RoundInfo, work: RoundWork) -> bytes:
+    """The round's aggregate from our parent in the fetch tree, or the merge peer once the
+    parent has had its time (or where there is no tree). The parent's "not yet" is an ordinary
+    wait (superseded, decided again), not a failure."""
+    assert peer.net is not None and info.merge_peer is not None
+    params_id = peer.params.ckks_params_id
+    expected = sizing.round_bytes(peer.layout.param_count, len(info.contributors)).aggregate
+    parent, depth = fetch_parent(info, peer.me, expected)
+    max_size = crypto.max_blob_size(
+        peer.layout.param_count, params_id, crypto.PayloadKind.SEEDED_AGGREGATE
+    )
+    now = time.time()
+    if work.aggregate_asked_at is None:
+        work.aggregate_asked_at = now
+    patience = depth * (PARENT_WAIT_S + expected / PARENT_WAIT_BYTES_PER_S)
+    if parent is not None and now - work.aggregate_asked_at < patience:
+        policy = peer.net.config.transfer.single_attempt()
+        try:
+            return await peer.net.fetch_aggregate(
+                [parent], info.round_id, info.aggregate_hash, max_size=max_size, policy=policy
+            )
+        except P2PError as exc:
+            await trio.sleep(PARENT_RETRY_S)
+            raise ActionSupersededError(f"the aggregate is not at {parent} yet: {exc}") from exc
+    providers = [parent, info.merge_peer] if parent is not None else [info.merge_peer]
+    return await peer.net.fetch_aggregate(
+        providers, info.round_id, info.aggregate_hash, max_size=max_size
+    )
 
 
 def apply_decrypted_sum(
@@ -114,4 +173,4 @@ async def acknowledge(peer: Peer, action: Acknowledge) -> None:
     peer.emit("acknowledged", round=action.round_id, model=action.model_hash.hex())
 
 
-__all__ = ["acknowledge", "apply_decrypted_sum", "decrypt"]
+__all__ = ["acknowledge", "apply_decrypted_sum", "decrypt", "fetch_parent"]

@@ -328,6 +328,7 @@ async def push_update(peer: Peer, action: PushUpdate) -> None:
         work.timed("transfer", time.perf_counter() - t0)
         raise
     work.timed("transfer", time.perf_counter() - t0)
+    work.timed("push", time.perf_counter() - t0)
     work.pushed = True
     peer.emit("sent", round=action.round_id, to=action.merge_peer)
 

@@ -24,7 +24,8 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar
 
 import trio
 
@@ -583,6 +584,9 @@ class _WakingStore:
 
     def put(self, ref: BlobRef, data: bytes) -> None:
         self._store.put(ref, data)
+        self._woken()
+
+    def _woken(self) -> None:
         try:
             trio.from_thread.run_sync(self._wake)
         except RuntimeError:  # called from the trio thread itself
@@ -593,6 +597,18 @@ class _WakingStore:
 
     def find(self, **filters: Any) -> list[BlobRef]:
         return self._store.find(**filters)
+
+    # swarm.p2p.FileBlobStore: large pushes and fetches go to disk, never whole in memory
+
+    def staging_dir(self) -> Path:
+        return self._store.staging_dir()
+
+    def put_file(self, ref: BlobRef, path: Path) -> None:
+        self._store.put_file(ref, path)
+        self._woken()
+
+    def open_blob(self, digest: bytes) -> BinaryIO | None:
+        return self._store.open_blob(digest)
 
 
 Handler = Callable[[Peer, Any], Awaitable[None]]

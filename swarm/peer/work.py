@@ -56,6 +56,7 @@ class RoundWork:
     outcome: str = ""  # "finalized" / "lapsed ..." once the round is over for us
     roles_seen: bool = False  # we looked at the round once its roles were drawn
     key_seen_at: float | None = None  # when we first saw this attempt's key on the ledger
+    aggregate_asked_at: float | None = None  # when we first went to fetch the aggregate
     info: RoundInfo | None = None  # the round as last seen on the ledger
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -75,6 +76,7 @@ class RoundWork:
         self.reveal_confirmed = set()
         self.reveals_tried = 0
         self.key_seen_at = None
+        self.aggregate_asked_at = None
 
     def timed(self, phase: str, seconds: float) -> None:
         self.timings[phase] = self.timings.get(phase, 0.0) + seconds

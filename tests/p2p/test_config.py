@@ -62,3 +62,14 @@ def test_single_attempt_keeps_the_deadlines() -> None:
     assert once.attempts == 1
     assert (once.base_timeout_s, once.connect_timeout_s) == (7, 2)
     assert policy.attempts == 5  # frozen: the original is untouched
+
+
+def test_the_bulk_port_is_a_port_any_port_or_off() -> None:
+    """Guard: the bulk channel listens on any free port by default (told to callers over
+    libp2p), a fixed port for a firewall, or not at all; anything else is a config error."""
+    assert P2PConfig().bulk_port == 0
+    assert P2PConfig(bulk_port=4002).bulk_port == 4002
+    assert P2PConfig(bulk_port=None).bulk_port is None
+    for bad in (-1, 65536):
+        with pytest.raises(ConfigError):
+            P2PConfig(bulk_port=bad)

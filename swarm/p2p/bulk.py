@@ -1,0 +1,497 @@
+"""The bulk channel: large payloads over TLS 1.3 on a TCP connection of their own.
+
+py-libp2p 0.8.1 carries a payload in 64 KiB yamux frames, each through several layers of Python
+(Noise message framing, yamux flow control with a window update per read, trio locks): about
+0.6-1.0 CPU seconds per 100 MB on each side where raw TCP costs 0.04-0.10, and no setting of
+ours changes its frame size (docs/benchmarks.md, "Peer network goodput"). So a payload of
+:data:`BULK_MIN_BYTES` or more may travel beside the libp2p stream instead:
+
+1. The request travels, as always, on a libp2p stream: Noise-authenticated, from a member (the
+   membership gate), validated by the receiver like any other.
+2. The side that serves the stream (the receiver of a push, the provider of a fetch) answers
+   with a *bulk offer*: the port of its bulk listener, the SHA-256 fingerprint of its TLS
+   certificate (a fresh self-signed one per process) and a one-time random token.
+3. The calling side dials that port at the address its libp2p connection reached, pins the
+   certificate by its fingerprint (no CA, no hostname), and sends the token first. The
+   listener hands the TLS stream only to the transfer that issued the token, once; a
+   connection with any other token, or none in time, is closed.
+4. The payload moves over TLS with the same framing (length-prefixed chunks, digest trailer),
+   and a push's outcome is answered there too. A caller that cannot reach the port sends the
+   payload on the libp2p stream instead (a fetcher first says so there: ``{"via":
+   "stream"}``); the serving side takes whichever comes first.
+
+So identities and admission stay those of libp2p: the token is a secret that only the member
+the offer was sent to (over Noise) knows, and the fingerprint binds the TLS server to the peer
+that sent the offer. TLS is Python's ``ssl`` (OpenSSL) on a blocking socket in a worker
+thread: no record layer of ours, and no Python per TLS record. If the bulk port cannot be
+reached (a firewall), the payload goes over the libp2p stream; the caller then does not ask
+that member for bulk again for :data:`UNREACHABLE_FOR_S`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import socket
+import ssl
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from swarm.errors import (
+    P2PError,
+    PayloadHashMismatchError,
+    PeerUnreachableError,
+    ProtocolViolationError,
+    TransferInterruptedError,
+)
+from swarm.p2p.framing import (
+    DEFAULT_CHUNK_BYTES,
+    PartialPayload,
+    encode_message,
+    read_message_sync,
+    recv_exactly_sync,
+    send_payload_sync,
+)
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+logger = logging.getLogger(__name__)
+
+#: payloads smaller than this stay on the libp2p stream (a TLS handshake costs ~1-2 ms)
+BULK_MIN_BYTES = 256 << 10
+TOKEN_BYTES = 32
+#: how long a bulk connection gets to present its token after the TLS handshake began
+HANDSHAKE_TIMEOUT_S = 10.0
+#: how long a caller tries to dial a bulk port before it falls back to the libp2p stream
+DIAL_TIMEOUT_S = 3.0
+#: a member whose bulk port could not be reached is not offered bulk for this long
+UNREACHABLE_FOR_S = 300.0
+
+
+def _self_signed() -> tuple[bytes, bytes]:
+    """A fresh P-256 key and a self-signed certificate for it (PEM); pinned, never CA-checked."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "swarm bulk channel")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _server_context() -> tuple[ssl.SSLContext, bytes]:
+    """A TLS 1.3 server context with a fresh certificate, and that certificate's fingerprint."""
+    key_pem, cert_pem = _self_signed()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    # load_cert_chain reads files only: a private folder, removed at once
+    with tempfile.TemporaryDirectory(prefix="swarm-bulk-") as folder:
+        os.chmod(folder, 0o700)
+        cert_path, key_path = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+        cert_path.write_bytes(cert_pem)
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key_pem)
+        context.load_cert_chain(cert_path, key_path)
+    der = ssl.PEM_cert_to_DER_cert(cert_pem.decode())
+    return context, hashlib.sha256(der).digest()
+
+
+def _client_context() -> ssl.SSLContext:
+    """TLS 1.3, no CA and no hostname: the server's certificate is pinned by fingerprint."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+#: a blocking read or write on the bulk channel that makes no progress for this long fails
+#: (the caller's deadline usually ends it first: the socket is then shut down under it)
+IO_TIMEOUT_S = 60.0
+
+RetT = TypeVar("RetT")
+
+
+async def _in_thread(fn: Callable[..., RetT], *args: Any) -> RetT:
+    """Run blocking ``fn`` in a worker thread; on cancellation trio stops waiting for it (the
+    caller then shuts its socket down, which ends it)."""
+    run: Any = trio.to_thread.run_sync  # trio-typing's stub predates abandon_on_cancel
+    result: RetT = await run(fn, *args, abandon_on_cancel=True)
+    return result
+
+
+class BulkChannel:
+    """One TLS 1.3 connection of the bulk channel, driven from worker threads.
+
+    The socket is a blocking ``ssl.SSLSocket``: OpenSSL encrypts, decrypts and moves whole
+    chunks without the event loop (trio's SSLStream would cost a round of Python per 16 KiB
+    record). Each call runs in a thread; if the caller is cancelled (its deadline), the socket
+    is shut down under the thread, which then ends at once.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self.sock = sock
+
+    async def _run(self, fn: Callable[..., RetT], *args: Any) -> RetT:
+        try:
+            return await _in_thread(fn, *args)
+        except PayloadHashMismatchError:
+            raise  # the payload arrived whole: the connection carries the refusal back
+        except BaseException:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """Shut the connection down under whatever thread uses it (never raises). This is
+        socket.socket's own shutdown: SSLSocket.shutdown would drop its SSL object under a
+        thread that may be inside it."""
+        _shut(self.sock)
+
+    async def send(
+        self,
+        source: bytes | bytearray | memoryview | IO[bytes],
+        size: int,
+        *,
+        digest: bytes,
+        offset: int = 0,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        """framing.send_payload_sync: ``source[offset:size]`` in chunks, then ``digest``."""
+
+        def send() -> None:
+            try:
+                send_payload_sync(
+                    self.sock,
+                    source,
+                    size,
+                    digest=digest,
+                    offset=offset,
+                    chunk_bytes=chunk_bytes,
+                )
+            except P2PError:
+                raise
+            except (OSError, ValueError) as exc:  # ssl.SSLError, timeouts, a closed socket
+                raise TransferInterruptedError(
+                    f"bulk channel broke while sending: {exc!r}"
+                ) from exc
+
+        await self._run(send)
+
+    async def write_message(self, message: Mapping[str, Any]) -> None:
+        """A control message (framing.encode_message) on this connection."""
+        data = encode_message(message)
+
+        def write() -> None:
+            try:
+                self.sock.sendall(data)
+            except OSError as exc:
+                raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
+
+        await self._run(write)
+
+    async def read_message(self) -> dict[str, Any]:
+        """A control message from this connection."""
+
+        def read() -> dict[str, Any]:
+            try:
+                return read_message_sync(self.sock)
+            except P2PError:
+                raise
+            except (OSError, ValueError) as exc:
+                raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
+
+        return await self._run(read)
+
+    async def receive(self, partial: PartialPayload) -> None:
+        """framing.PartialPayload.receive_verified_sync over this connection."""
+
+        def receive() -> None:
+            try:
+                partial.receive_verified_sync(self.sock)
+            except P2PError:  # a hash mismatch, a malformed chunk: the caller answers those
+                raise
+            except (OSError, ValueError) as exc:
+                raise TransferInterruptedError(
+                    f"bulk channel broke while receiving: {exc!r}"
+                ) from exc
+
+        await self._run(receive)
+
+    async def aclose(self) -> None:
+        """Close the connection (no TLS close_notify wait); never raises."""
+        self.kill()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        await trio.lowlevel.checkpoint()
+
+
+def _blocking(stream: trio.SocketStream) -> socket.socket:
+    """The stdlib socket under a trio socket stream, taken over (blocking, with a timeout)."""
+    trio_sock: Any = stream.socket
+    sock = socket.socket(fileno=trio_sock.detach())
+    sock.setblocking(True)
+    sock.settimeout(HANDSHAKE_TIMEOUT_S)
+    return sock
+
+
+@dataclass(frozen=True)
+class BulkOffer:
+    """What the serving side of a stream tells the caller (on that Noise stream)."""
+
+    port: int
+    fingerprint: bytes
+    token: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"port": self.port, "fp": self.fingerprint.hex(), "token": self.token.hex()}
+
+    @classmethod
+    def from_wire(cls, value: object) -> BulkOffer | None:
+        """The offer in an answer, None where there is none; ProtocolViolationError if malformed."""
+        if value is None:
+            return None
+        try:
+            assert isinstance(value, dict)
+            port, fp, token = value["port"], value["fp"], value["token"]
+            assert isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
+            offer = cls(port, bytes.fromhex(fp), bytes.fromhex(token))
+            assert len(offer.fingerprint) == 32 and len(offer.token) == TOKEN_BYTES
+        except (AssertionError, KeyError, TypeError, ValueError) as exc:
+            raise ProtocolViolationError(f"malformed bulk offer {value!r:.120}") from exc
+        return offer
+
+
+@dataclass
+class _Ticket:
+    ready: trio.Event = field(default_factory=trio.Event)
+    channel: BulkChannel | None = None
+
+
+class BulkEndpoint:
+    """This peer's bulk listener (TLS 1.3, a fresh certificate) and its one-time tokens."""
+
+    def __init__(self, host: str, port: int = 0) -> None:
+        self.bind_host = host
+        self.requested_port = port
+        self.port = 0  # once listening
+        self._context, self.fingerprint = _server_context()
+        self._tickets: dict[bytes, _Ticket] = {}
+        self._unreachable: dict[str, float] = {}
+        #: connections handed to a transfer, and ones closed for a bad or missing token
+        self.admitted = 0
+        self.refused = 0
+
+    @property
+    def listening(self) -> bool:
+        return self.port != 0
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; ``started()`` once the port is bound."""
+        listeners = await trio.open_tcp_listeners(self.requested_port, host=self.bind_host)
+        self.port = listeners[0].socket.getsockname()[1]
+        logger.info("bulk channel (TLS 1.3) listening on %s port %d", self.bind_host, self.port)
+        try:
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self.port = 0
+            for listener in listeners:
+                with trio.CancelScope(shield=True):
+                    await listener.aclose()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # e.g. out of file descriptors: keep serving
+                logger.warning("bulk channel: accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self._admit, stream)
+
+    async def _admit(self, raw: trio.SocketStream) -> None:
+        """TLS handshake, then the token: hand the connection to its transfer, or close it."""
+        sock = _blocking(raw)
+        context = self._context
+
+        wrapped: list[socket.socket] = [sock]
+
+        def handshake() -> tuple[ssl.SSLSocket, bytes]:
+            try:
+                tls = context.wrap_socket(sock, server_side=True)
+            except BaseException:
+                sock.close()
+                raise
+            wrapped.append(tls)  # wrap_socket took the descriptor over from sock
+            try:
+                return tls, recv_exactly_sync(tls, TOKEN_BYTES)
+            except BaseException:
+                tls.close()
+                raise
+
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT_S):
+                tls, token = await _in_thread(handshake)
+        except (trio.TooSlowError, OSError, TransferInterruptedError) as exc:
+            logger.info("bulk channel: a connection failed before its token: %r", exc)
+            self.refused += 1
+            _shut(wrapped[-1])  # ends a handshake thread still waiting; it closes the socket
+            return
+        ticket = self._take_ticket(token)
+        if ticket is None:
+            logger.warning("bulk channel: closing a connection without a valid token")
+            self.refused += 1
+            tls.close()
+            return
+        self.admitted += 1
+        tls.settimeout(IO_TIMEOUT_S)
+        ticket.channel = BulkChannel(tls)
+        ticket.ready.set()
+
+    def _take_ticket(self, token: bytes) -> _Ticket | None:
+        for known, ticket in self._tickets.items():
+            if hmac.compare_digest(known, token) and ticket.channel is None:
+                return ticket
+        return None
+
+    @asynccontextmanager
+    async def offer(self) -> AsyncIterator[tuple[BulkOffer, _Ticket]]:
+        """A one-time offer; the ticket's channel is set once the caller connected with it. The
+        token is forgotten (and any connection it brought closed) when the block ends."""
+        token = secrets.token_bytes(TOKEN_BYTES)
+        ticket = _Ticket()
+        self._tickets[token] = ticket
+        try:
+            yield BulkOffer(self.port, self.fingerprint, token), ticket
+        finally:
+            del self._tickets[token]
+            if ticket.channel is not None:
+                await ticket.channel.aclose()
+
+    # --- the calling side's memory of unreachable bulk ports -----------------------------
+
+    def reachable(self, member: str) -> bool:
+        """Whether to ask ``member`` for bulk offers (no recent failure to reach its port)."""
+        until = self._unreachable.get(member)
+        if until is None:
+            return True
+        if time.monotonic() >= until:
+            del self._unreachable[member]
+            return True
+        return False
+
+    def mark_unreachable(self, member: str) -> None:
+        self._unreachable[member] = time.monotonic() + UNREACHABLE_FOR_S
+
+
+async def wait_for_channel(ticket: _Ticket, timeout_s: float) -> BulkChannel | None:
+    """The ticket's connection once the caller connected, None after ``timeout_s``."""
+    with trio.move_on_after(timeout_s):
+        await ticket.ready.wait()
+    return ticket.channel
+
+
+def dial_host(remote: tuple[str, int] | None, multiaddrs: tuple[str, ...]) -> str | None:
+    """Where to dial a member's bulk port: the address our libp2p connection to it reached,
+    else the host of the first TCP multiaddr the ledger lists for it."""
+    if remote is not None and remote[0]:
+        return remote[0]
+    for addr in multiaddrs:
+        parts = addr.strip("/").split("/")
+        if len(parts) >= 2 and parts[0] in ("ip4", "ip6", "dns", "dns4", "dns6"):
+            return parts[1]
+    return None
+
+
+async def dial(host: str, offer: BulkOffer, *, timeout_s: float = DIAL_TIMEOUT_S) -> BulkChannel:
+    """Connect to an offered bulk port, pin its certificate and present the token.
+
+    PeerUnreachableError when the port cannot be reached in time or its certificate is not
+    the one offered (the caller then falls back to the libp2p stream).
+    """
+    where = _where(host, offer.port)
+    try:
+        with trio.fail_after(timeout_s):
+            sock = _blocking(await trio.open_tcp_stream(host, offer.port))
+    except (trio.TooSlowError, OSError) as exc:
+        raise PeerUnreachableError(f"bulk port {where}: {exc!r}") from exc
+
+    wrapped: list[socket.socket] = [sock]
+
+    def handshake() -> ssl.SSLSocket:
+        sock.settimeout(timeout_s)
+        try:
+            tls = _client_context().wrap_socket(sock, server_hostname=None)
+        except BaseException:
+            sock.close()
+            raise
+        wrapped.append(tls)
+        try:
+            der = tls.getpeercert(binary_form=True)
+            seen = hashlib.sha256(der if isinstance(der, bytes) else b"").digest()
+            if not hmac.compare_digest(seen, offer.fingerprint):
+                raise PeerUnreachableError(f"the bulk port at {where} shows another certificate")
+            tls.sendall(offer.token)
+            tls.settimeout(IO_TIMEOUT_S)
+            return tls
+        except BaseException:
+            tls.close()
+            raise
+
+    try:
+        with trio.fail_after(timeout_s):
+            tls = await _in_thread(handshake)
+    except PeerUnreachableError:  # another certificate (an OSError too: keep its message)
+        raise
+    except (trio.TooSlowError, OSError) as exc:
+        _shut(wrapped[-1])  # the thread, if still in the handshake, fails and closes it
+        raise PeerUnreachableError(f"bulk port {where}: {exc!r}") from exc
+    return BulkChannel(tls)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut a socket down under a thread that may be blocked on it (never raises)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _where(host: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]:{port}"
+    except ValueError:
+        pass
+    return f"{host}:{port}"
