@@ -66,9 +66,9 @@ from localnet.peers import PeerProcess, peer_dir, start_peer, stop_peers, write_
 REPO = Path(__file__).resolve().parent.parent
 MIB = 2**20
 RSS_EVERY_S = 0.2
-#: heart features after encoding (6 numeric + 3 binary + 4 + 3 + 3 + 3 categorical): an MLP
-#: of one hidden layer with H units has 22 H + H + H + 1 = 24 H + 1 parameters
-HEART_FEATURES = 22
+#: the heart study's inputs after encoding (its logistic regression has 36 parameters: 35
+#: weights and a bias): an MLP of one hidden layer with H units has 35 H + H + H + 1 parameters
+HEART_FEATURES = 35
 SIZES = ("36", "1m", "11m")
 
 RESNET_TASK = """\
@@ -192,6 +192,7 @@ class SizeResult:
     size: str
     hospitals: int
     param_count: int = 0
+    plaintext: dict[str, float] = field(default_factory=dict)
     rounds: list[RoundRecord] = field(default_factory=list)
     update_bytes: int = 0
     aggregate_bytes: int = 0
@@ -369,6 +370,59 @@ class Run:
         self.result.aggregate_bytes = max(aggregates, default=0)
 
 
+# --- the plaintext baseline --------------------------------------------------------------
+
+
+def plaintext_fedavg(hospitals: int, param_count: int) -> dict[str, float]:
+    """What a plaintext float32 FedAvg round moves, over the same transport: ``hospitals - 1``
+    node processes push a float32 model (4 bytes per parameter) at once to one (the
+    aggregator), which then offers the average (one float32 model) and every other fetches it.
+    Warm libp2p connections, the bulk channel, disk stores, as in a swarm round; no ledger, no
+    training, no arithmetic (a mean of float32 arrays is milliseconds). Seconds from the first
+    push to the last fetch."""
+    from benchmarks.p2p_bench import check, start_nodes, stop_nodes
+
+    size = 4 * param_count
+    names = ["aggregator"] + [f"hospital{i}" for i in range(1, hospitals)]
+    with tempfile.TemporaryDirectory(prefix="fedavg-bench-") as tmp:
+        nodes = start_nodes(Path(tmp), names, max_push_bytes=2 * size)
+        try:
+            hub, others = nodes["aggregator"], [nodes[n] for n in names[1:]]
+            for node in others:
+                check(node.request("status", of=hub.address))
+            began = time.monotonic()
+            pushes = [
+                (node, node.send("push", to=hub.address, round=1, size=size, seed=i + 1))
+                for i, node in enumerate(others)
+            ]
+            for node, command in pushes:
+                check(node.result(command, timeout=900))
+            pushed = time.monotonic()
+            digest = check(hub.request("offer", kind="aggregate", round=1, size=size, seed=99))[
+                "digest"
+            ]
+            fetches = [
+                (
+                    node,
+                    node.send(
+                        "fetch",
+                        kind="aggregate",
+                        **{"from": hub.address},
+                        round=1,
+                        digest=digest,
+                        max_size=2 * size,
+                    ),
+                )
+                for node in others
+            ]
+            for node, command in fetches:
+                check(node.result(command, timeout=900))
+            ended = time.monotonic()
+        finally:
+            stop_nodes(nodes)
+    return {"push_s": pushed - began, "fetch_s": ended - pushed, "total_s": ended - began}
+
+
 # --- the table -----------------------------------------------------------------------------
 
 STEPS = (
@@ -425,6 +479,13 @@ def table(results: Sequence[SizeResult]) -> str:
         "aggregate a key holder downloads, bytes/param",
         [f"{r.aggregate_bytes / max(r.param_count, 1):.2f}" for r in results],
     )
+    row(
+        "plaintext float32 FedAvg over the same transport: all pushes, then all fetches (s)",
+        [
+            f"{r.plaintext['push_s']:.2f} + {r.plaintext['fetch_s']:.2f}" if r.plaintext else "-"
+            for r in results
+        ],
+    )
     for role in ("merge peer", "key steward", "participant"):
         row(
             f"peak RSS, {role} (MiB)",
@@ -446,6 +507,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument(
+        "--no-plaintext", action="store_true", help="skip the plaintext FedAvg transfer baseline"
+    )
+    parser.add_argument(
         "--keep", type=Path, default=None, help="copy each peer's log and RSS samples here"
     )
     args = parser.parse_args()
@@ -453,6 +517,8 @@ def main() -> None:
     for size in args.sizes:
         for hospitals in args.hospitals:
             result = Run(size, hospitals, args.rounds, args.timeout, args.keep)()
+            if not result.error and not args.no_plaintext:
+                result.plaintext = plaintext_fedavg(hospitals, result.param_count)
             results.append(result)
             print(table([result]), flush=True)
     text = table(results)

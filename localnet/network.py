@@ -57,7 +57,15 @@ def hospital_name(i: int) -> str:
 
 
 def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+    """A hospital's folder name: lowercase words joined by dashes, at most 40 characters. A
+    trailing number (the second hospital on the same data, "... Budapest 2") survives the cut:
+    truncating it away gave two hospitals one folder."""
+    text = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    if len(text) <= 40:
+        return text
+    number = re.search(r"-[0-9]+$", text)
+    tail = number.group(0) if number else ""
+    return text[: 40 - len(tail)].rstrip("-") + tail
 
 
 def swarm_params(

@@ -118,3 +118,19 @@ def test_peer_configs_name_the_task_file_and_each_hospital_s_own_data(tmp_path: 
     old = [PeerConfig.load(p) for p in write_peer_configs(legacy, tmp_path / "old")]
     assert [c.task_file for c in old] == [None] * 3
     assert [c.site for c in old] == list(network.HEART_SITES[:3])
+
+
+def test_eight_heart_hospitals_get_eight_folders() -> None:
+    """Fault: two hospitals sharing one folder. The heart study at 8 peers reuses each site's
+    data as "... 2": "Hungarian Institute of Cardiology, Budapest 2" used to lose its "2" to the
+    40-character folder-name cut, and `localnet up --peers 8` refused to start."""
+    task = network.local_task(peers=8)
+    folders = [network.slug(h.name) for h in task.hospitals]
+    assert len(set(folders)) == 8
+    assert all(len(f) <= 40 for f in folders)
+    assert network.slug("Hungarian Institute of Cardiology, Budapest 2").endswith("-2")
+    # names that fit are unchanged (existing local networks keep their folders)
+    assert network.slug("Cleveland Clinic Foundation") == "cleveland-clinic-foundation"
+    assert network.slug("Hungarian Institute of Cardiology, Budapest") == (
+        "hungarian-institute-of-cardiology-budape"
+    )
