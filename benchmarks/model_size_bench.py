@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import statistics
 import sys
@@ -423,6 +424,51 @@ def plaintext_fedavg(hospitals: int, param_count: int) -> dict[str, float]:
     return {"push_s": pushed - began, "fetch_s": ended - pushed, "total_s": ended - began}
 
 
+# --- the merge peer's memory while it merges ---------------------------------------------
+
+
+def _log_time(line: str) -> float:
+    return dt.datetime.fromisoformat(line[:23]).replace(tzinfo=dt.UTC).timestamp()
+
+
+def merge_phase_peaks(kept: Path) -> list[tuple[str, int, str, int, int]]:
+    """From a ``--keep`` folder: for each round and its merge peer, the RSS (MiB) right after
+    its own commit and the highest RSS from then until its aggregate was submitted: what
+    merging costs, apart from what the same process does as a key holder of the round before
+    (a peer still decrypting the last round may already merge the next)."""
+    out = []
+    for folder in sorted(p for p in kept.iterdir() if p.is_dir()):
+        roles: dict[int, str] = {}
+        for path in folder.glob("*.rounds.jsonl"):
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                if record["role"] == "merge peer":
+                    roles[int(record["round"])] = path.name.split(".")[0]
+        for round_id, name in sorted(roles.items()):
+            samples = _samples(folder / f"{name}.rss.tsv")
+            marks: dict[str, float] = {}
+            for line in (folder / f"{name}.log").read_text().splitlines():
+                for key in ("committed", "aggregate submitted"):
+                    if f"] {key} round={round_id} " in line + " " and key not in marks:
+                        marks[key] = _log_time(line)
+            if len(marks) < 2:
+                continue
+            after = [k for at, k in samples if marks["committed"] <= at <= marks["committed"] + 3]
+            during = [
+                k
+                for at, k in samples
+                if marks["committed"] <= at <= marks["aggregate submitted"] + 1
+            ]
+            if after and during:
+                out.append((folder.name, round_id, name, min(after) // 1024, max(during) // 1024))
+    return out
+
+
+def _samples(path: Path) -> list[tuple[float, int]]:
+    rows = (line.split("\t") for line in path.read_text().splitlines() if line)
+    return [(float(at), int(kib)) for at, kib in rows]
+
+
 # --- the table -----------------------------------------------------------------------------
 
 STEPS = (
@@ -512,7 +558,21 @@ def main() -> None:
     parser.add_argument(
         "--keep", type=Path, default=None, help="copy each peer's log and RSS samples here"
     )
+    parser.add_argument(
+        "--merge-memory",
+        type=Path,
+        default=None,
+        help="only print the merge peers' memory while merging, from a --keep folder",
+    )
     args = parser.parse_args()
+    if args.merge_memory is not None:
+        print(
+            "| run | round | merge peer | RSS after its commit (MiB) | peak while merging (MiB) |"
+        )
+        print("|---|---:|---|---:|---:|")
+        for run, round_id, name, after, peak in merge_phase_peaks(args.merge_memory):
+            print(f"| {run} | {round_id} | {name} | {after} | {peak} |")
+        return
     results = []
     for size in args.sizes:
         for hospitals in args.hospitals:
