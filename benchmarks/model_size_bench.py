@@ -63,6 +63,7 @@ from benchmarks.report import write_section
 from benchmarks.scale_bench import BenchError, ChainEvent, EventWatch, status_kib
 from localnet import network
 from localnet.peers import PeerProcess, peer_dir, start_peer, stop_peers, write_peer_configs
+from tests.support.images import make_hospital
 
 REPO = Path(__file__).resolve().parent.parent
 MIB = 2**20
@@ -93,26 +94,6 @@ epochs = 1
 batch_size = 4
 lr = 0.01
 """
-#: images per class at each generated hospital (1 test, 5 training per class)
-PER_CLASS = 6
-
-
-def make_images(folder: Path, hospital: int) -> Path:
-    """Red circles and blue squares on a background of the hospital's own tint."""
-    from PIL import Image, ImageDraw
-
-    for label, name in enumerate(("circle", "square")):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for index in range(PER_CLASS):
-            img = Image.new("RGB", (40, 40), (20 + 30 * (hospital % 8), 20 + 3 * index, 30))
-            box = (6 + index, 6, 32, 32 - index % 3)
-            draw = ImageDraw.Draw(img)
-            if label == 0:
-                draw.ellipse(box, fill=(220, 40, 40))
-            else:
-                draw.rectangle(box, fill=(40, 40, 220))
-            img.save(folder / name / f"{hospital}-{index:02d}.png")
-    return folder
 
 
 def heart_mlp_task(workdir: Path, params: int = 1_000_000) -> Path:
@@ -140,7 +121,7 @@ def local_task(size: str, workdir: Path, hospitals: int) -> network.LocalTask:
         task_file = workdir / "resnet18.toml"
         task_file.write_text(RESNET_TASK)
         names = [f"site-{i + 1}" for i in range(hospitals)]
-        folders = [make_images(workdir / "images" / n, i) for i, n in enumerate(names)]
+        folders = [make_hospital(workdir / "images" / n, i) for i, n in enumerate(names)]
         return network.local_task(task_file, folders, names)
     raise ValueError(f"unknown size {size!r}: one of {', '.join(SIZES)}")
 

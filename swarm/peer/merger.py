@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from swarm import crypto
 from swarm.errors import CryptoError
-from swarm.p2p import BlobKind, BlobStore, PushRequest
+from swarm.p2p import BlobKind, BlobStore, FileBlobStore, PushRequest
 from swarm.peer.actions import Merge
 from swarm.peer.work import ActionSupersededError
 
@@ -114,8 +114,7 @@ def _mapped(store: BlobStore, digest: bytes) -> Iterator[memoryview | bytes | No
     """A stored update, memory-mapped where the store keeps files: the merge peer reads each
     update from disk as it adds it, so its memory holds the running sum and not the updates
     (11.2M parameters: 168 MB each, however many hospitals contribute)."""
-    opener = getattr(store, "open_blob", None)
-    fh = opener(digest) if opener is not None else None
+    fh = store.open_blob(digest) if isinstance(store, FileBlobStore) else None
     if fh is None:
         yield store.get(digest)
         return

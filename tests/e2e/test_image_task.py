@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from cli.app import run
 from localnet.network import LocalnetConfig
@@ -28,6 +27,7 @@ from swarm.ledger import LedgerClient, RpcChain
 from swarm.merge.fedavg import fedavg, model_delta
 from swarm.training.checkpoint import checkpoint_path, read_checkpoint
 from swarm.training.taskfile import TaskFile, fingerprint, open_task
+from tests.support.images import make_hospital
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 
@@ -52,26 +52,7 @@ batch_size = 4
 lr = 0.01
 """
 HOSPITALS = ("north", "south", "east")
-#: images per class at each hospital: 1 goes to the test split, 5 to training (5 + 5 = 10 rows,
-#: batches of 4, 4, 2: no batch of one row, which BatchNorm cannot normalise at 1x1)
-PER_CLASS = 6
 FINALIZED_WITHIN_S = 1000
-
-
-def make_hospital(folder: Path, hospital: int) -> Path:
-    """Red circles and blue squares on a background of the hospital's own tint."""
-    for label, name in enumerate(("circle", "square")):
-        (folder / name).mkdir(parents=True)
-        for index in range(PER_CLASS):
-            img = Image.new("RGB", (40, 40), (20 + 30 * hospital, 20 + 3 * index, 30))
-            box = (6 + index, 6, 32, 32 - index % 3)
-            draw = ImageDraw.Draw(img)
-            if label == 0:
-                draw.ellipse(box, fill=(220, 40, 40))
-            else:
-                draw.rectangle(box, fill=(40, 40, 220))
-            img.save(folder / name / f"{hospital}-{index:02d}.png")
-    return folder
 
 
 def _peak_rss_mb(pid: int) -> float:
