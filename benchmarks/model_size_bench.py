@@ -92,7 +92,7 @@ channels = 3
 [training]
 epochs = 1
 batch_size = 4
-lr = 0.01
+lr = 0.001
 """
 
 

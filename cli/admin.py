@@ -47,7 +47,13 @@ MergeOpt = Annotated[
     int | None, typer.Option(help="Seconds the merge peer has after commits close.")
 ]
 AckOpt = Annotated[int | None, typer.Option(help="Seconds to decrypt and acknowledge the model.")]
-CkksOpt = Annotated[int | None, typer.Option(help="CKKS parameter-set id (see docs/crypto.md).")]
+CkksOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="CKKS parameter-set id (default on deploy: 2): 1 carries 4096 values per "
+        "ciphertext, 2 carries 8192 (complex packing: half the bytes); see docs/crypto.md."
+    ),
+]
 TaskOpt = Annotated[
     str | None,
     typer.Option(
@@ -189,8 +195,6 @@ MIN_MASK_THRESHOLD_PCT = 51
 MAX_EPSILON_BUDGET = (2**64 - 1) / 1_000_000
 #: largest noise multiplier / clip norm the contract holds (uint32 thousandths)
 MAX_MILLI = (2**32 - 1) / 1_000
-#: most contributors an aggregate may have, per CKKS parameter set (Consortium.maxContributors)
-MAX_CONTRIBUTORS = {1: 64}
 
 _WINDOWS = ("join_window", "key_window", "commit_window", "merge_window", "ack_window")
 
@@ -215,13 +219,14 @@ def check_params(p: Params) -> None:
                 f"{_option(name)} {value} is out of range: {MIN_WINDOW_S} to {MAX_WINDOW_S} "
                 "seconds (1 day)"
             )
-    if p.ckks_params_id not in PARAMETER_SETS or p.ckks_params_id not in MAX_CONTRIBUTORS:
-        known = ", ".join(str(i) for i in sorted(set(PARAMETER_SETS) & set(MAX_CONTRIBUTORS)))
+    if p.ckks_params_id not in PARAMETER_SETS:
+        known = ", ".join(str(i) for i in sorted(PARAMETER_SETS))
         raise ConfigError(
             f"--ckks-params-id {p.ckks_params_id} is not a known CKKS parameter set "
             f"(known: {known}; docs/crypto.md)"
         )
-    cap = MAX_CONTRIBUTORS[p.ckks_params_id]
+    # most contributors an aggregate may have (Consortium.maxContributors, the same numbers)
+    cap = PARAMETER_SETS[p.ckks_params_id].max_contributors
     if p.min_peers > cap:
         raise ConfigError(
             f"--min-peers {p.min_peers} is too high: CKKS parameter set {p.ckks_params_id} "
@@ -349,8 +354,16 @@ def fit_windows(
     derived_tp = dataclasses.replace(
         _DEFAULT_THROUGHPUT, **link, **({"train_s": train_s} if train_s is not None else {})
     )
-    least = size_round(param_count, params.min_peers, least_tp, expected=hospitals)
-    derived = size_round(param_count, params.min_peers, derived_tp, expected=hospitals)
+    least = size_round(
+        param_count, params.min_peers, least_tp, expected=hospitals, params_id=params.ckks_params_id
+    )
+    derived = size_round(
+        param_count,
+        params.min_peers,
+        derived_tp,
+        expected=hospitals,
+        params_id=params.ckks_params_id,
+    )
     raise_to = derived if derive else least
     changes: dict[str, int] = {}
     notes: list[str] = []

@@ -30,9 +30,10 @@ def _is_file(task: str) -> bool:
 
 
 def _round_bytes(param_count: int) -> tuple[int, int]:
-    """About what one update and the aggregate weigh on the wire (swarm.sizing): a seeded
-    ciphertext keeps one polynomial of 60-bit coefficients per ``slots`` values, and so does
-    the aggregate, plus a seed per contributor (counted here for the fewest, 3)."""
+    """About what one update and the aggregate weigh on the wire (swarm.sizing) under the
+    default CKKS parameter set, the one new consortia get: a seeded ciphertext keeps one
+    polynomial of 60-bit coefficients per ciphertext's values, and so does the aggregate, plus
+    a seed per contributor (counted here for the fewest, 3)."""
     from swarm.sizing import round_bytes
 
     sizes = round_bytes(param_count, 3)

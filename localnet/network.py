@@ -92,7 +92,12 @@ def swarm_params(
     params = default_params(task, seed, fingerprint=fingerprint)
     base = dict(LOCAL_WINDOWS)
     if fingerprint is not None:
-        sizing = size_round(fingerprint.param_count, hospitals, local_throughput(hospitals))
+        sizing = size_round(
+            fingerprint.param_count,
+            hospitals,
+            local_throughput(hospitals),
+            params_id=params.ckks_params_id,
+        )
         for name, step in sizing.steps.items():
             base[name] += round(LOCAL_SAFETY * step.need_s)
     base.update(windows)
@@ -108,8 +113,9 @@ LOCAL_WINDOWS = {
     "ack_window": 20,
 }
 #: the margin on one machine, shared with other work: the ResNet-18 commit measured 60-70 s
-#: with 3 peers and masking (tests/e2e/test_image_task.py), about twice the estimate; with 5 the
-#: commit window on 2 cores is 136 s for 3 peers and 180 s for 4, 2-3x what was measured
+#: with 3 peers and masking under CKKS set 1 (tests/e2e/test_image_task.py), about twice the
+#: estimate; with 5 the commit window on 2 cores is 107 s for 3 peers and 138 s for 4 under set
+#: 2 (half the bytes; 136 s and 180 s under set 1), 1.5-2x what set 1 took
 LOCAL_SAFETY = 5.0
 
 
@@ -143,9 +149,13 @@ def default_params(
     task: str = DEFAULT_TASK, seed: int = 0, *, fingerprint: TaskFingerprint | None = None
 ) -> Params:
     """The documented defaults (docs/admin-guide.md): the task's id and true initial-model hash,
-    minPeers 3, metrics on. ``fingerprint`` is a task file's
-    (:func:`swarm.training.taskfile.fingerprint`); without one, the built-in task ``task`` with
-    ``seed`` (:func:`swarm.training.task_id.task_fingerprint`)."""
+    minPeers 3, the default CKKS parameter set (swarm.crypto.params.DEFAULT_PARAMS_ID: imported
+    here, not at the top, since importing swarm.crypto loads TenSEAL and torch), metrics on.
+    ``fingerprint`` is a task file's (:func:`swarm.training.taskfile.fingerprint`); without
+    one, the built-in task ``task`` with ``seed``
+    (:func:`swarm.training.task_id.task_fingerprint`)."""
+    from swarm.crypto.params import DEFAULT_PARAMS_ID
+
     if fingerprint is None:
         from swarm.training.task_id import task_fingerprint
 
@@ -157,7 +167,7 @@ def default_params(
         commit_window=120,
         merge_window=120,
         ack_window=60,
-        ckks_params_id=1,
+        ckks_params_id=DEFAULT_PARAMS_ID,
         task_id=fingerprint.task_id,
         initial_model_hash=fingerprint.initial_model_hash,
         metrics_enabled=True,

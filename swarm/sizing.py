@@ -2,11 +2,13 @@
 round moves and the least seconds each of its windows needs (issue 14).
 
 A consortium should never have to guess its windows: a ResNet-18 (11.2M parameters) moves
-about 170 MB per update, and a commit window that suits the 36-parameter heart model lapses
-every one of its rounds. Everything here is arithmetic on the parameter count, the number of
-hospitals and a few throughput figures (:class:`Throughput`); no I/O, no clock, so the admin
-CLI (``swarm admin deploy`` / ``set-params``), the local network (``localnet.network``) and a
-starting peer all derive the same numbers, and the tests pin them.
+about 84 MB per update (168 MB under CKKS parameter set 1), and a commit window that suits the
+36-parameter heart model lapses every one of its rounds. Everything here is arithmetic on the
+parameter count, the consortium's CKKS parameter set (how many values one ciphertext carries:
+swarm.crypto.params), the number of hospitals and a few throughput figures
+(:class:`Throughput`); no I/O, no clock, so the admin CLI (``swarm admin deploy`` /
+``set-params``), the local network (``localnet.network``) and a starting peer all derive the
+same numbers, and the tests pin them.
 
 What each window must hold (docs/protocol.md; swarm.peer.decide):
 
@@ -45,18 +47,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from swarm.ledger import Params
 
-#: values one ciphertext holds (CKKS parameter set 1, N = 8192: N/2 slots; swarm.crypto.params,
-#: not imported: this module stays free of TenSEAL)
-SLOTS = 4096
-#: bytes per slot of a participant's seeded update, and of the aggregate a key holder downloads
-#: once the merge peer adds its own update as a plaintext (60-bit packed, one polynomial per
-#: ciphertext: 15.07 B/param measured at 1M params, 15.02 at 10M; docs/benchmarks.md, "CKKS
-#: update codec")
-BYTES_PER_SLOT = 15.1
+#: bytes a seeded update adds per ciphertext to the packed first polynomial: its record header
+#: (encoding byte and u32 length) and its seed record (PRNG type and 64-byte seed); docs/crypto.md,
+#: "Payloads". With the polynomial (N 60-bit coefficients: 61,440 bytes for sets 1 and 2) that is
+#: 61,510 bytes per ciphertext: 15.02 B/param for set 1 (4096 values per ciphertext), 7.51 for
+#: set 2 (8192); measured 15.07 at 1M params, 15.02 at 10M (docs/benchmarks.md, "CKKS update
+#: codec")
+SEEDED_RECORD_BYTES = 70
 #: bytes the aggregate adds per contributor per ciphertext (its seed record: PRNG type and seed)
 AGGREGATE_BYTES_PER_CONTRIBUTOR = 65
 #: bytes a participant fetches from the key steward: the round's public CKKS context and its
-#: sealed secret key (about 363 KB for parameter set 1)
+#: sealed secret key (about 363 KB for parameter sets 1 and 2: the same ring)
 ROUND_KEY_BYTES = 363_000
 #: each window's least value is this many times the estimate (see the module's docstring)
 SAFETY_FACTOR = 2.0
@@ -124,22 +125,63 @@ class RoundBytes:
     round_key: int  # the public context and a sealed secret key, from the steward
 
 
-def chunks(param_count: int) -> int:
-    """Ciphertexts an update of ``param_count`` values needs."""
+@dataclass(frozen=True)
+class Ciphertext:
+    """What sizing needs of a CKKS parameter set (swarm.crypto.params): how many update values
+    one ciphertext carries, and the bytes of its packed polynomial and of a blob's header."""
+
+    values: int  # CkksParams.values_per_ciphertext
+    poly_bytes: int  # one polynomial at the last level: N coefficients of q0's bits
+    header_bytes: int  # a blob's fixed header (swarm.crypto.blob.HEADER_SIZE)
+
+    @property
+    def update_bytes(self) -> int:
+        """A seeded update's bytes per ciphertext (the plain one's are ``poly_bytes``)."""
+        return self.poly_bytes + SEEDED_RECORD_BYTES
+
+    def aggregate_bytes(self, contributors: int) -> int:
+        """The seeded aggregate's bytes per ciphertext: the summed polynomial and a seed
+        record per contributor."""
+        return self.poly_bytes + AGGREGATE_BYTES_PER_CONTRIBUTOR * contributors
+
+
+def ciphertext(params_id: int | None = None) -> Ciphertext:
+    """The ciphertext of CKKS parameter set ``params_id`` (None: the default set,
+    swarm.crypto.params.DEFAULT_PARAMS_ID), from swarm.crypto's registry: imported here, not at
+    the top, since importing swarm.crypto loads TenSEAL and torch, which the admin CLI and the
+    local network do not need until they size a round.
+    :class:`swarm.errors.UnknownParameterSetError` for an unknown id."""
+    from swarm.crypto.blob import HEADER_SIZE
+    from swarm.crypto.params import DEFAULT_PARAMS_ID, get_params
+
+    p = get_params(DEFAULT_PARAMS_ID if params_id is None else params_id)
+    return Ciphertext(
+        values=p.values_per_ciphertext,
+        poly_bytes=p.poly_modulus_degree * p.last_level_bits // 8,
+        header_bytes=HEADER_SIZE,
+    )
+
+
+def chunks(param_count: int, params_id: int | None = None) -> int:
+    """Ciphertexts an update of ``param_count`` values needs under CKKS parameter set
+    ``params_id`` (None: the default set)."""
     if param_count <= 0:
         raise ValueError("param_count must be positive")
-    return math.ceil(param_count / SLOTS)
+    return math.ceil(param_count / ciphertext(params_id).values)
 
 
-def round_bytes(param_count: int, contributors: int) -> RoundBytes:
-    """The bytes of a round's update, aggregate and round key for this model. A ciphertext
-    carries :data:`SLOTS` values whatever the model's size, so a 36-parameter model still moves
-    one full ciphertext (about 62 kB)."""
-    per_chunk = SLOTS * BYTES_PER_SLOT
-    n = chunks(param_count)
+def round_bytes(param_count: int, contributors: int, params_id: int | None = None) -> RoundBytes:
+    """The bytes of a round's update, aggregate and round key for this model under CKKS
+    parameter set ``params_id`` (None: the default set). A ciphertext carries its set's values
+    whatever the model's size (4096 for set 1, 8192 for set 2), so a 36-parameter model still
+    moves one full ciphertext (about 62 kB); set 2 moves half the ciphertexts of set 1 for a
+    big model. The update is a seeded one; the aggregate counts a seed record for every
+    contributor (the merge peer's own plain update has none: one record to spare)."""
+    c = ciphertext(params_id)
+    n = chunks(param_count, params_id)
     return RoundBytes(
-        update=math.ceil(n * per_chunk),
-        aggregate=math.ceil(n * (per_chunk + AGGREGATE_BYTES_PER_CONTRIBUTOR * contributors)),
+        update=c.header_bytes + n * c.update_bytes,
+        aggregate=c.header_bytes + 4 + n * c.aggregate_bytes(contributors),
         round_key=ROUND_KEY_BYTES,
     )
 
@@ -219,12 +261,14 @@ def size_round(
     *,
     expected: int | None = None,
     safety: float = SAFETY_FACTOR,
+    params_id: int | None = None,
 ) -> Sizing:
     """The bytes and least windows of a round of a ``param_count``-parameter model.
 
     ``hospitals`` is the fewest that take part (min-peers), ``expected`` how many usually do;
     the larger counts, since the merge peer's link carries every update and every key holder's
-    download, and decryption grows with the contributors."""
+    download, and decryption grows with the contributors. ``params_id``: the consortium's CKKS
+    parameter set (``ckksParamsId``; None: the default set), which sets the bytes."""
     if hospitals < 1:
         raise ValueError("hospitals must be at least 1")
     if safety < 1:
@@ -232,7 +276,7 @@ def size_round(
     t = throughput or Throughput()
     n = max(hospitals, expected or 0)
     others = max(n - 1, 0)
-    sizes = round_bytes(param_count, n)
+    sizes = round_bytes(param_count, n, params_id)
     p = param_count
     tx = Part("a transaction", t.tx_s)
     steps = {
@@ -304,9 +348,17 @@ def check_fits(
 ) -> list[str]:
     """One line per window of ``params`` that is too short for this model, naming the option,
     the seconds it needs and the estimate's parts; empty when every window fits. The hospitals
-    are ``params.min_peers``, or ``expected`` if more. By default only what grows with the model
-    counts (:data:`MODEL_ONLY`); a throughput with ``train_s`` counts training too."""
-    sizing = size_round(param_count, params.min_peers, throughput, expected=expected, safety=safety)
+    are ``params.min_peers``, or ``expected`` if more; the bytes those of the CKKS parameter set
+    ``params.ckks_params_id``. By default only what grows with the model counts
+    (:data:`MODEL_ONLY`); a throughput with ``train_s`` counts training too."""
+    sizing = size_round(
+        param_count,
+        params.min_peers,
+        throughput,
+        expected=expected,
+        safety=safety,
+        params_id=params.ckks_params_id,
+    )
     lines = [too_short(sizing, name, int(getattr(params, name))) for name in DERIVED]
     return [line for line in lines if line is not None]
 
@@ -340,6 +392,7 @@ __all__ = [
     "DERIVED",
     "MODEL_ONLY",
     "SAFETY_FACTOR",
+    "Ciphertext",
     "Part",
     "RoundBytes",
     "Sizing",
@@ -347,6 +400,7 @@ __all__ = [
     "Throughput",
     "check_fits",
     "chunks",
+    "ciphertext",
     "fit_warning",
     "option",
     "round_bytes",

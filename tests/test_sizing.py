@@ -36,17 +36,60 @@ def params(**windows: int) -> Params:
     return dataclasses.replace(base, **windows)  # type: ignore[arg-type]
 
 
-def test_bytes_follow_the_model_in_whole_ciphertexts() -> None:
-    """Fault: bytes per parameter off (the 15.1 B/param seeded update, the aggregate's 65 B per
-    contributor per ciphertext), or a small model priced below the one ciphertext it moves."""
-    small = round_bytes(36, 3)
-    assert small.update == round_bytes(4096, 3).update  # one ciphertext, however few values
-    assert 61_000 < small.update < 63_000  # measured: 61,662 (docs/benchmarks.md)
-    big = round_bytes(RESNET18, 10)
-    assert big.update / RESNET18 == pytest.approx(15.1, rel=0.01)
-    chunks = -(-RESNET18 // 4096)
-    assert big.aggregate - big.update == pytest.approx(65 * 10 * chunks, abs=1)
+@pytest.mark.parametrize(("params_id", "values", "per_param"), [(1, 4096, 15.0), (2, 8192, 7.5)])
+def test_bytes_follow_the_model_in_whole_ciphertexts(
+    params_id: int, values: int, per_param: float
+) -> None:
+    """Fault: bytes per parameter off (a seeded update's 61,440 + 70 bytes per ciphertext: ~15
+    B/param for CKKS set 1, ~7.5 for set 2; the aggregate's 65 B per contributor per
+    ciphertext), or a small model priced below the one ciphertext it moves."""
+    small = round_bytes(36, 3, params_id)
+    assert small.update == round_bytes(values, 3, params_id).update  # one ciphertext
+    assert small.update < round_bytes(values + 1, 3, params_id).update  # and two
+    assert small.update == 61_662  # measured (docs/benchmarks.md): 152 + 61,440 + 70
+    big = round_bytes(RESNET18, 10, params_id)
+    assert big.update / RESNET18 == pytest.approx(per_param, rel=0.01)
+    chunks = -(-RESNET18 // values)
+    assert big.update == 152 + chunks * (61_440 + 70)
+    assert big.aggregate == 152 + 4 + chunks * (61_440 + 65 * 10)
     assert big.round_key == 363_000
+
+
+def test_complex_packing_halves_the_bytes_of_a_big_model() -> None:
+    """Fault: swarm.sizing prices CKKS set 2 (8192 values per ciphertext) like set 1 (4096):
+    a consortium on set 2 gets windows for twice the bytes its rounds move, or the reverse.
+    The default set is set 2 (swarm.crypto.params.DEFAULT_PARAMS_ID)."""
+    for count in (1_000_000, RESNET18):
+        one, two = round_bytes(count, 10, 1), round_bytes(count, 10, 2)
+        assert two.update / one.update == pytest.approx(0.5, rel=0.01)
+        assert two.aggregate / one.aggregate == pytest.approx(0.5, rel=0.01)
+        assert round_bytes(count, 10) == two  # the default set
+    assert round_bytes(36, 3, 1) == round_bytes(36, 3, 2)  # one ciphertext either way
+    # the windows follow: the transfers of set 2 take half the time
+    t = Throughput()
+    one = size_round(RESNET18, 3, expected=10, params_id=1)
+    two = size_round(RESNET18, 3, expected=10, params_id=2)
+    assert "9 updates of 168 MB" in one.steps["commit_window"].explain()
+    assert "9 updates of 84 MB" in two.steps["commit_window"].explain()
+    push_one = 9 * one.bytes.update / (t.link_mb_s * 1e6)
+    push_two = 9 * two.bytes.update / (t.link_mb_s * 1e6)
+    assert push_two == pytest.approx(push_one / 2, rel=0.01)
+    saved = one.steps["commit_window"].need_s - two.steps["commit_window"].need_s
+    assert saved == pytest.approx(push_one - push_two)
+    assert two.least("ack_window") < one.least("ack_window")
+    # check_fits and fit_warning take the set from the consortium's parameters
+    short = params(commit_window=300, ack_window=600)
+    assert check_fits(short, RESNET18, expected=10) != []  # set 1: 300 s is short
+    assert check_fits(dataclasses.replace(short, ckks_params_id=2), RESNET18, expected=10) == []
+
+
+def test_an_unknown_parameter_set_is_refused() -> None:
+    from swarm.errors import UnknownParameterSetError
+
+    with pytest.raises(UnknownParameterSetError):
+        round_bytes(RESNET18, 3, 3)
+    with pytest.raises(UnknownParameterSetError):
+        check_fits(params(ckks_params_id=3), RESNET18)
 
 
 def test_the_heart_model_needs_less_than_the_documented_defaults() -> None:
@@ -78,7 +121,7 @@ def test_resnet18_commit_window_counts_the_merge_peers_fan_in() -> None:
     """Fault: the commit window sized for one push, while the merge peer's link takes every
     participant's update before the commit deadline."""
     t = Throughput()
-    sizing = size_round(RESNET18, 3, expected=10)
+    sizing = size_round(RESNET18, 3, expected=10, params_id=1)
     step = sizing.steps["commit_window"]
     push = 9 * sizing.bytes.update / (t.link_mb_s * 1e6)
     encrypt = RESNET18 / t.encrypt_per_s
@@ -87,8 +130,8 @@ def test_resnet18_commit_window_counts_the_merge_peers_fan_in() -> None:
     assert 400 < step.least_s < 420  # 2 x (152 s pushes + 7 s encrypt + 30 s training + 15 s tx)
     assert sizing.hospitals == 10
     # the bigger of min-peers and the expected count is what counts
-    assert size_round(RESNET18, 10).windows() == sizing.windows()
-    assert size_round(RESNET18, 3).least("commit_window") < step.least_s
+    assert size_round(RESNET18, 10, params_id=1).windows() == sizing.windows()
+    assert size_round(RESNET18, 3, params_id=1).least("commit_window") < step.least_s
 
 
 def test_a_faster_link_and_more_cores_shorten_the_windows() -> None:
@@ -110,9 +153,9 @@ def test_a_too_short_window_is_one_line_naming_option_seconds_and_parts() -> Non
         assert len(lines) == 1
         line = lines[0]
         assert line.startswith(f"--commit-window {typo} is too short for 11,177,538 parameters")
-        least = size_round(RESNET18, 3, MODEL_ONLY, expected=10).least("commit_window")
-        assert f"needs >= {least} s" in line
-        assert "9 updates of 169 MB into the merge peer at 10 MB/s ~152 s" in line
+        least = size_round(RESNET18, 3, MODEL_ONLY, expected=10, params_id=1)
+        assert f"needs >= {least.least('commit_window')} s" in line  # params(): CKKS set 1
+        assert "9 updates of 168 MB into the merge peer at 10 MB/s ~151 s" in line
         assert "encrypt at 1.7 M params/s ~7 s" in line
         assert "training" not in line  # not counted unless given
     # training counts once its time is given
@@ -210,7 +253,8 @@ def test_a_local_network_keeps_its_small_model_windows_and_widens_for_a_big_one(
     three = network.swarm_params(fingerprint=resnet, hospitals=3)
     four = network.swarm_params(fingerprint=resnet, hospitals=4)
     assert three.join_window == 20 and three.key_window == 15  # nothing there grows
-    assert 120 < three.commit_window < four.commit_window < 200  # 60-70 s measured for 3
+    assert three.ckks_params_id == 2  # the default set: half set 1's bytes
+    assert 100 < three.commit_window < four.commit_window < 200  # 60-70 s measured for 3
     assert three.ack_window < four.ack_window
     # a peer on that network finds its windows wide enough
     assert fit_warning(three, RESNET18, None, hospitals=3) is None
@@ -220,9 +264,17 @@ def test_a_local_network_keeps_its_small_model_windows_and_widens_for_a_big_one(
 
 
 def test_the_ciphertext_size_is_the_crypto_layers() -> None:
-    """Fault: swarm.sizing's copy of the CKKS slot count (kept to stay free of TenSEAL) drifted
-    from swarm.crypto's parameter set."""
-    from swarm.crypto.params import DEFAULT_PARAMS_ID, get_params
-    from swarm.sizing import SLOTS
+    """Fault: swarm.sizing counts values per ciphertext, or polynomial bytes, other than
+    swarm.crypto's parameter set says (a copied constant that drifted), or sizes a set other
+    than the default when none is named."""
+    from swarm.crypto import HEADER_SIZE
+    from swarm.crypto.params import DEFAULT_PARAMS_ID, PARAMETER_SETS
+    from swarm.sizing import ciphertext
 
-    assert get_params(DEFAULT_PARAMS_ID).slots == SLOTS
+    assert ciphertext() == ciphertext(DEFAULT_PARAMS_ID)
+    for params_id, p in PARAMETER_SETS.items():
+        c = ciphertext(params_id)
+        assert c.values == p.values_per_ciphertext
+        assert c.poly_bytes == 61_440 == p.poly_modulus_degree * p.last_level_bits // 8
+        assert c.header_bytes == HEADER_SIZE
+    assert ciphertext(1).values == 4096 and ciphertext(2).values == 8192

@@ -41,7 +41,7 @@ contract Consortium is IConsortium, AccessControlDefaultAdminRules {
     uint32 public constant MIN_WINDOW = 5;
     uint32 public constant MAX_WINDOW = 86400;
     /// @notice Highest known CKKS parameter-set id (swarm.crypto.PARAMETER_SETS: ids 1..this).
-    uint16 public constant MAX_CKKS_PARAMS_ID = 1;
+    uint16 public constant MAX_CKKS_PARAMS_ID = 2;
     /// @notice Longest sit-out a parameter version may impose.
     uint16 public constant MAX_SIT_OUT_ROUNDS = 1000;
     /// @notice Lowest nonzero masking threshold, percent: a strict majority of the participants.
@@ -221,8 +221,9 @@ contract Consortium is IConsortium, AccessControlDefaultAdminRules {
 
     /// @inheritdoc IConsortium
     function maxContributors(uint16 ckksParamsId) public pure returns (uint256) {
-        // Set 1 (docs/crypto.md): 64 contributors before the sum may overflow its precision.
-        if (ckksParamsId == 1) return 64;
+        // Sets 1 and 2 (docs/crypto.md; 2 is 1 with complex packing): 64 contributors before
+        // the sum may overflow its precision.
+        if (ckksParamsId == 1 || ckksParamsId == 2) return 64;
         return 0;
     }
 

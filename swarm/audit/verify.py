@@ -225,8 +225,13 @@ def count_by_severity(findings: Sequence[Finding]) -> dict[str, int]:
 
 
 def max_contributors(ckks_params_id: int) -> int:
-    """Consortium.maxContributors: most participants under a CKKS parameter set (0: unknown)."""
-    return {1: 64}.get(ckks_params_id, 0)
+    """Consortium.maxContributors: most participants under a CKKS parameter set (0: unknown),
+    from the registry (swarm.crypto.params.PARAMETER_SETS; imported here, not at the top, since
+    importing swarm.crypto loads TenSEAL and torch)."""
+    from swarm.crypto.params import PARAMETER_SETS
+
+    params = PARAMETER_SETS.get(ckks_params_id)
+    return params.max_contributors if params is not None else 0
 
 
 # --- the checks ----------------------------------------------------------------------------

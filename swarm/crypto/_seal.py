@@ -199,9 +199,30 @@ class SealBridge:
     # --- encryption -------------------------------------------------------------------------
 
     def _encode_last_level(self, values: npt.NDArray[np.float64]) -> Any:
+        """SEAL's CKKS encoding of up to ``values_per_ciphertext`` values at the last level.
+
+        With complex packing, slot ``j`` holds ``values[j] + i * values[slots + j]``: the first
+        ``slots`` values in the real parts, the rest in the imaginary parts (a short last chunk
+        leaves the tail of either zero). :meth:`_decode` reads them back in that order."""
         plain = sealapi.Plaintext()
-        self.encoder.encode(values.tolist(), self.last_parms_id, self.params.scale, plain)
+        if self.params.complex_packing:
+            half = self.params.slots
+            packed = values[:half].astype(np.complex128)
+            packed.imag[: max(0, values.shape[0] - half)] = values[half:]
+            self.encoder.encode(packed.tolist(), self.last_parms_id, self.params.scale, plain)
+        else:
+            self.encoder.encode(values.tolist(), self.last_parms_id, self.params.scale, plain)
         return plain
+
+    def _decode(self, plain: Any) -> npt.NDArray[np.float64]:
+        """The ``values_per_ciphertext`` values a decrypted plaintext holds, in encoding order
+        (see :meth:`_encode_last_level`); the caller cuts a short chunk's tail."""
+        if self.params.complex_packing:
+            slots = np.fromiter(
+                self.encoder.decode_complex(plain), dtype=np.complex128, count=self.params.slots
+            )
+            return np.concatenate((slots.real, slots.imag))
+        return np.fromiter(self.encoder.decode_double(plain), dtype=np.float64)
 
     def encrypt_public(self, values: npt.NDArray[np.float64]) -> bytes:
         """Public-key encryption at the last level: SEAL bytes, about 32 bytes per value."""
@@ -295,7 +316,7 @@ class SealBridge:
                 raise ValueError(f"SEAL refuses the ciphertext: {exc}") from exc
         plain = sealapi.Plaintext()
         self._decryptor.decrypt(cipher, plain)
-        return np.fromiter(self.encoder.decode_double(plain), dtype=np.float64)
+        return self._decode(plain)
 
     # --- packing ----------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ and twice the bytes). The weighted values must stay within the parameter set's r
 (:attr:`CkksParams.max_abs_value`); pass a scaled weight (e.g. samples / 1000) for very large
 sites.
 
-Everything here works one ciphertext (``slots`` values) at a time, so memory stays a small
-multiple of the blob being processed.
+Everything here works one ciphertext (``values_per_ciphertext`` values) at a time, so memory
+stays a small multiple of the blob being processed.
 """
 
 from __future__ import annotations
@@ -86,8 +86,9 @@ RoundContext = PublicRoundContext | SecretRoundContext
 
 
 def _chunk_sizes(param_count: int, params: CkksParams) -> list[int]:
-    full, rest = divmod(param_count, params.slots)
-    return [params.slots] * full + ([rest] if rest else [])
+    per = params.values_per_ciphertext
+    full, rest = divmod(param_count, per)
+    return [per] * full + ([rest] if rest else [])
 
 
 def _check_range(
@@ -463,6 +464,12 @@ def _iter_seal_chunks(
     is a TenSEAL CKKS vector (:attr:`PayloadKind.PUBLIC_UPDATE`, :attr:`PayloadKind.AGGREGATE`:
     kinds rounds no longer produce, still readable by tools)."""
     params = ctx.params
+    if params.complex_packing:
+        # TenSEAL vectors pack one value per slot: these kinds predate complex packing
+        raise MalformedBlobError(
+            f"a {header.kind.name} blob under parameter set {header.params_id} (complex "
+            "packing): that kind exists only for real packing"
+        )
     sizes = _chunk_sizes(header.param_count, params)
     payload = memoryview(blob)[HEADER_SIZE:]
     try:

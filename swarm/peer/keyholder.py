@@ -123,7 +123,8 @@ async def _fetch_aggregate(peer: Peer, info: RoundInfo, work: RoundWork) -> byte
     wait (superseded, decided again), not a failure."""
     assert peer.net is not None and info.merge_peer is not None
     params_id = peer.params.ckks_params_id
-    expected = sizing.round_bytes(peer.layout.param_count, len(info.contributors)).aggregate
+    contributors = len(info.contributors)
+    expected = sizing.round_bytes(peer.layout.param_count, contributors, params_id).aggregate
     parent, depth = fetch_parent(info, peer.me, expected)
     max_size = crypto.max_blob_size(
         peer.layout.param_count, params_id, crypto.PayloadKind.SEEDED_AGGREGATE

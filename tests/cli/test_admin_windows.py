@@ -85,7 +85,7 @@ def test_deploy_derives_the_windows_a_big_model_needs(
     net: network.LocalnetConfig, big_task: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Fault: an 11.2M-parameter consortium deployed with the small-model defaults (a 120 s
-    commit window its ten hospitals' 169 MB updates cannot cross), or derived windows that the
+    commit window its ten hospitals' 84 MB updates cannot cross), or derived windows that the
     ledger does not get."""
     code, out, err = deploy(capsys, net, "--task-file", str(big_task), "--hospitals", "10")
     assert code == 0, err
@@ -99,14 +99,25 @@ def test_deploy_derives_the_windows_a_big_model_needs(
     assert on_ledger["join_window"] == 60  # a policy, never derived
     # each raised window is said, with its estimate (stderr under --json)
     assert f"window: commit-window {derived['commit_window']} s for 11,174,001 parameters" in err
-    assert "9 updates of 169 MB into the merge peer at 10 MB/s" in err
+    assert "9 updates of 84 MB into the merge peer at 10 MB/s" in err  # CKKS set 2
     # a faster link: shorter windows
     code, out, err = deploy(
         capsys, net, "--task-file", str(big_task), "--hospitals", "10", "--link-mb-s", "100"
     )
     assert code == 0, err
     fast = size_round(BIG, 3, Throughput(link_mb_s=100), expected=10).windows()
-    assert out["commit_window"] == fast["commit_window"] < derived["commit_window"]
+    assert fast["commit_window"] < derived["commit_window"]
+    assert out["commit_window"] == max(fast["commit_window"], 120)  # never below the default
+    assert out["ack_window"] == fast["ack_window"] < derived["ack_window"]
+    # CKKS set 1 (4096 values per ciphertext): twice the bytes, longer windows
+    code, out, err = deploy(
+        capsys, net, "--task-file", str(big_task), "--hospitals", "10", "--ckks-params-id", "1"
+    )
+    assert code == 0, err
+    set1 = size_round(BIG, 3, expected=10, params_id=1).windows()
+    assert ledger_params(capsys, net, str(out["contract"]))["ckks_params_id"] == 1
+    assert out["commit_window"] == set1["commit_window"] > derived["commit_window"]
+    assert "9 updates of 168 MB into the merge peer at 10 MB/s" in err
 
 
 def test_the_heart_consortium_keeps_its_windows(
@@ -146,7 +157,7 @@ def test_a_window_too_short_for_the_model_is_refused_in_one_line(
         f"--commit-window {value} is too short for 11,174,001 parameters and 10 hospitals" in line
     )
     assert f"it needs >= {least} s" in line
-    assert "9 updates of 169 MB into the merge peer at 10 MB/s ~152 s" in line
+    assert "9 updates of 84 MB into the merge peer at 10 MB/s ~76 s" in line
     assert line.endswith("--force-windows to deploy anyway")
     # --force-windows: deployed, with a warning
     code, out, err = deploy(
@@ -164,7 +175,7 @@ def test_the_training_time_given_counts_in_the_least_window(
     """Fault: --train-s ignored: a commit window that holds the transfers but not the
     slowest hospital's training accepted."""
     code, _, err = deploy(capsys, net, "--task-file", str(big_task), "--commit-window", "120")
-    assert code == 0, err  # 3 hospitals: two 169 MB pushes and the encryption fit in 120 s
+    assert code == 0, err  # 3 hospitals: two 84 MB pushes and the encryption fit in 120 s
     code, _, err = deploy(
         capsys, net, "--task-file", str(big_task), "--commit-window", "120", "--train-s", "60"
     )

@@ -22,6 +22,7 @@ from swarm.crypto import (
     open_sealed_key,
     seal_secret_key,
 )
+from swarm.crypto.params import PARAMETER_SETS
 from swarm.identity import Identity
 
 ROUND = 7
@@ -81,16 +82,17 @@ def open_as(
     )
 
 
-@pytest.fixture(scope="session")
-def steward() -> SecretRoundContext:
-    return generate_round_keys()
+@pytest.fixture(scope="session", params=sorted(PARAMETER_SETS), ids=lambda i: f"ckks{i}")
+def steward(request: pytest.FixtureRequest) -> SecretRoundContext:
+    """The round's key pair, under each parameter set (every test using it runs for each)."""
+    return generate_round_keys(request.param)
 
 
 @pytest.fixture(scope="session")
 def public_ctx(steward: SecretRoundContext) -> PublicRoundContext:
     """What the merge peer holds: built from the published bytes only."""
     return PublicRoundContext.from_bytes(
-        steward.public_bytes, params_id=1, expected_hash=steward.context_hash
+        steward.public_bytes, params_id=steward.params_id, expected_hash=steward.context_hash
     )
 
 
@@ -101,9 +103,9 @@ def holder(public_ctx: PublicRoundContext, steward: SecretRoundContext) -> Secre
 
 
 @pytest.fixture(scope="session")
-def other_steward() -> SecretRoundContext:
-    """Another round's key pair."""
-    return generate_round_keys()
+def other_steward(steward: SecretRoundContext) -> SecretRoundContext:
+    """Another round's key pair, same parameter set."""
+    return generate_round_keys(steward.params_id)
 
 
 def tiny_model() -> torch.nn.Module:

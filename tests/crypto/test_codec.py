@@ -33,7 +33,6 @@ from swarm.crypto import (
     encrypt_update,
     encrypt_vector,
     flatten,
-    get_params,
     max_blob_size,
     mean_update,
     read_header,
@@ -98,6 +97,64 @@ def test_sum_of_ten_updates_decrypts_within_1e6(
     decrypted = decrypt_aggregate(result, holder, round_id=ROUND, layout=layout, expected_count=10)
     error = np.max(np.abs(decrypted - exact_sum(deltas, weights, layout)))
     assert error <= 1e-6
+
+
+@pytest.mark.parametrize("extra", [1, 100, 4095, 4096, 4097])
+def test_every_value_of_a_partly_filled_ciphertext_comes_back_in_place(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext, extra: int
+) -> None:
+    """Complex packing's order: a ciphertext's first half of values rides in the slots' real
+    parts, the second half in the imaginary parts, and a short last chunk fills the real parts
+    first. One full ciphertext plus ``extra`` values (the imaginary parts half-filled, exactly
+    filled, or spilling into a third chunk under real packing), each value distinct, summed
+    from a seeded and a plain update, comes back in its own position within 1e-6."""
+    size = holder.params.values_per_ciphertext + extra
+    layout = Layout((TensorSpec("w", (size,)),))
+    values = np.linspace(-1.0, 1.0, size)
+    blobs = [
+        encrypt_vector(
+            values, holder, layout=layout, weight=2.0, round_id=ROUND, sender=member_address(1)
+        ),
+        encrypt_vector(
+            values[::-1].copy(),
+            public_ctx,
+            layout=layout,
+            weight=1.0,
+            round_id=ROUND,
+            sender=MERGE_PEER,
+        ),
+    ]
+    result = aggregate(blobs, public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
+    decrypted = decrypt_aggregate(result, holder, round_id=ROUND, layout=layout)
+    assert np.max(np.abs(decrypted - (2.0 * values + values[::-1]))) <= 1e-6
+
+
+def test_tenseal_vector_kinds_are_refused_under_complex_packing(
+    holder: SecretRoundContext, public_ctx: PublicRoundContext
+) -> None:
+    """Malformed input: a TenSEAL-vector aggregate (kind 3, one value per slot) named under a
+    complex-packing parameter set would decode half its values as zeros: refused with one line,
+    while under real packing it still decrypts (tools read old aggregates)."""
+    layout = Layout((TensorSpec("w", (10,)),))
+    seal_bytes = public_ctx._bridge.encrypt_public(np.arange(10.0))
+    blob = make_blob(
+        kind=PayloadKind.AGGREGATE,
+        params_id=public_ctx.params_id,
+        round_id=ROUND,
+        sender=MERGE_PEER,
+        context_hash=public_ctx.context_hash,
+        param_count=10,
+        layout_hash=layout.hash,
+        count=1,
+        payload=b"".join(_proto.iter_ckks_vector([10], [seal_bytes], 2.0**40)),
+    )
+    kinds = frozenset({PayloadKind.AGGREGATE})
+    if public_ctx.params.complex_packing:
+        with pytest.raises(MalformedBlobError, match="complex"):
+            decrypt_blob(blob, holder, round_id=ROUND, layout=layout, kinds=kinds)
+    else:
+        decrypted = decrypt_blob(blob, holder, round_id=ROUND, layout=layout, kinds=kinds)
+        assert np.max(np.abs(decrypted - np.arange(10.0))) <= 1e-6
 
 
 @pytest.mark.slow
@@ -179,9 +236,10 @@ def test_key_holders_decrypt_bit_identical_sums(
 
 def test_seeded_update_is_about_15_bytes_per_parameter(holder: SecretRoundContext) -> None:
     """Compact wire format: seeded symmetric at the last level, coefficients packed to 60 bits:
-    <= 16 bytes per parameter on the participants' path (exactly computable for full chunks)."""
-    params = get_params(1)
-    layout = Layout((TensorSpec("w", (4 * params.slots,)),))
+    <= 16 bytes per parameter on the participants' path (exactly computable for full chunks),
+    <= 8 with complex packing (two values per slot)."""
+    params = holder.params
+    layout = Layout((TensorSpec("w", (4 * params.values_per_ciphertext,)),))
     blob = encrypt_vector(
         np.zeros(layout.param_count),
         holder,
@@ -192,7 +250,7 @@ def test_seeded_update_is_about_15_bytes_per_parameter(holder: SecretRoundContex
     )
     per_chunk = 5 + 1 + 64 + 8192 * 60 // 8  # record header, prng type, seed, packed polynomial
     assert len(blob) == HEADER_SIZE + 4 * per_chunk
-    assert len(blob) / layout.param_count <= 16.0
+    assert len(blob) / layout.param_count <= (8.0 if params.complex_packing else 16.0)
 
 
 def test_plain_update_and_aggregate_are_about_15_bytes_per_parameter(
@@ -201,7 +259,8 @@ def test_plain_update_and_aggregate_are_about_15_bytes_per_parameter(
     """Merge-peer path sizes, computed by hand: the plain update is one packed polynomial per
     chunk; the aggregate a preamble, then per chunk the summed polynomial and one seed record
     per seeded contributor; every blob within max_blob_size of its kind."""
-    layout = Layout((TensorSpec("w", (2 * 4096,)),))
+    params_id = public_ctx.params_id
+    layout = Layout((TensorSpec("w", (2 * public_ctx.params.values_per_ciphertext,)),))
     values = np.random.default_rng(4).normal(0.0, 1e-2, layout.param_count)
     mine = encrypt_vector(
         values, public_ctx, layout=layout, weight=1.0, round_id=ROUND, sender=MERGE_PEER
@@ -224,8 +283,9 @@ def test_plain_update_and_aggregate_are_about_15_bytes_per_parameter(
     assert result[HEADER_SIZE : HEADER_SIZE + 4] == (2).to_bytes(4, "big")
     for blob in (mine, *theirs, result):
         kind = read_header(blob).kind
-        assert len(blob) <= max_blob_size(layout.param_count, 1, kind)
-        assert max_blob_size(layout.param_count, 1, kind) <= max_blob_size(layout.param_count, 1)
+        assert len(blob) <= max_blob_size(layout.param_count, params_id, kind)
+        bound = max_blob_size(layout.param_count, params_id)
+        assert max_blob_size(layout.param_count, params_id, kind) <= bound
 
 
 @pytest.mark.slow
@@ -249,9 +309,10 @@ def test_aggregate_of_a_million_parameters_is_at_most_16_bytes_per_parameter(
             )
         )
     result = aggregator.finish()
-    chunks = -(-layout.param_count // 4096)
+    params = public_ctx.params
+    chunks = -(-layout.param_count // params.values_per_ciphertext)
     assert len(result) == HEADER_SIZE + 4 + chunks * (61_440 + 3 * 65)
-    assert len(result) / layout.param_count <= 16.0
+    assert len(result) / layout.param_count <= (8.0 if params.complex_packing else 16.0)
     decrypted = decrypt_aggregate(result, holder, round_id=ROUND, layout=layout, expected_count=4)
     assert np.max(np.abs(decrypted - expected)) <= 1e-6
 
@@ -356,10 +417,13 @@ def test_unpackable_ciphertexts_travel_in_seals_own_encoding(
 def test_largest_allowed_values_still_decode(
     holder: SecretRoundContext, public_ctx: PublicRoundContext
 ) -> None:
-    """Range: max_contributors updates at the per-update bound sum to a decodable value."""
-    params = get_params(1)
-    layout = Layout((TensorSpec("w", (64,)),))
-    values = np.full(64, params.max_abs_value)
+    """Range: max_contributors updates at the per-update bound sum to a decodable value. A
+    whole ciphertext's values at the bound: with complex packing each slot's modulus is then
+    sqrt(2) times the bound (docs/crypto.md, "Parameter sets")."""
+    params = holder.params
+    size = params.values_per_ciphertext
+    layout = Layout((TensorSpec("w", (size,)),))
+    values = np.full(size, params.max_abs_value)
     values[1::2] *= -1
     aggregator = Aggregator(public_ctx, round_id=ROUND, layout=layout, merge_peer=MERGE_PEER)
     for who in range(params.max_contributors):
@@ -563,10 +627,10 @@ def test_oversized_update_is_refused(
 ) -> None:
     """A blob larger than the model could produce."""
     header = read_header(good_blob)
-    padding = b"\x00" * max_blob_size(layout.param_count, 1)
+    padding = b"\x00" * max_blob_size(layout.param_count, public_ctx.params_id)
     forged = make_blob(
         kind=header.kind,
-        params_id=1,
+        params_id=public_ctx.params_id,
         round_id=ROUND,
         sender=header.sender,
         context_hash=header.context_hash,
@@ -662,7 +726,7 @@ def test_unseeded_ciphertext_is_refused(
     """A last-level ciphertext with its second polynomial in full (public-key encryption) in
     a seeded update: its second polynomial cannot be summed without sending it, so it is
     refused (and the chunks before it rolled back)."""
-    layout = Layout((TensorSpec("w", (16 * 4096,)),))
+    layout = Layout((TensorSpec("w", (16 * holder.params.values_per_ciphertext,)),))
     template = encrypt_vector(
         np.zeros(layout.param_count),
         holder,
@@ -708,7 +772,7 @@ def test_public_key_update_is_refused(
     payload = b"".join(_proto.iter_ckks_vector([10], [seal_bytes], 2.0**40))
     blob = make_blob(
         kind=PayloadKind.PUBLIC_UPDATE,
-        params_id=1,
+        params_id=public_ctx.params_id,
         round_id=ROUND,
         sender=MERGE_PEER,
         context_hash=public_ctx.context_hash,
@@ -931,7 +995,7 @@ def test_the_range_is_shared_among_the_rounds_contributors(
     BatchNorm statistics (|weight * value| ~ 5000) were refused every retry under the 64-way
     share. Four updates at the 4-way bound still decode; a fifth contributor's share is
     smaller, and a count beyond the parameter set's most is refused."""
-    params = get_params(1)
+    params = holder.params
     layout = Layout((TensorSpec("w", (64,)),))
     bound = params.max_abs_sum / 4
     values = np.full(64, bound)

@@ -93,7 +93,7 @@ def test_round_contexts_share_one_seal_context_and_load_tenseal_when_used(
     """Memory (SEAL's pool keeps its high-water mark): a secret context's SEAL bridge shares
     the public context's SEAL context and encoder, and the public context's own TenSEAL context
     is loaded only when something adds with it. The public side never gains the key."""
-    public = PublicRoundContext.from_bytes(steward.public_bytes, params_id=1)
+    public = PublicRoundContext.from_bytes(steward.public_bytes, params_id=steward.params_id)
     assert public._tenseal is None and not public.is_private()
     opened = open_as(seal_to(steward, 3), public, 3)
     assert opened._bridge.context is public._bridge.context
@@ -131,7 +131,9 @@ def test_public_context_with_another_hash_is_refused(steward: SecretRoundContext
     """Public context from another round: the hash on the ledger does not match."""
     other = hashlib.sha256(b"another round").digest()
     with pytest.raises(BlobMismatchError) as info:
-        PublicRoundContext.from_bytes(steward.public_bytes, params_id=1, expected_hash=other)
+        PublicRoundContext.from_bytes(
+            steward.public_bytes, params_id=steward.params_id, expected_hash=other
+        )
     assert info.value.field == "context_hash"
 
 
@@ -143,10 +145,10 @@ def test_public_context_carrying_a_secret_key_is_refused(steward: SecretRoundCon
         save_secret_key=True, save_galois_keys=False, save_relin_keys=False
     )
     with pytest.raises(OversizedBlobError):
-        PublicRoundContext.from_bytes(private_bytes, params_id=1)
+        PublicRoundContext.from_bytes(private_bytes, params_id=steward.params_id)
     smuggled = steward.public_bytes + _proto.bytes_field(3, _proto.bytes_field(1, b"k" * 64))
     with pytest.raises(MalformedContextError, match="secret key"):
-        PublicRoundContext.from_bytes(smuggled, params_id=1)
+        PublicRoundContext.from_bytes(smuggled, params_id=steward.params_id)
 
 
 def _with_public_field(public_bytes: bytes, number: int, value: bytes) -> bytes:
@@ -162,7 +164,7 @@ def test_public_context_with_relinearization_or_galois_keys_is_refused(
     """Non-canonical context: extra key material (4x the size, never needed for sums)."""
     data = _with_public_field(steward.public_bytes, number, b"extra key material")
     with pytest.raises(MalformedContextError, match="relinearization"):
-        PublicRoundContext.from_bytes(data, params_id=1)
+        PublicRoundContext.from_bytes(data, params_id=steward.params_id)
 
 
 def test_context_with_other_ckks_parameters_is_refused() -> None:
@@ -190,13 +192,13 @@ def test_context_with_unreadable_encryption_parameters_is_malformed(
         2, _proto.read_bytes(top[2][0])
     )
     with pytest.raises(MalformedContextError):
-        PublicRoundContext.from_bytes(data, params_id=1)
+        PublicRoundContext.from_bytes(data, params_id=steward.params_id)
 
 
 def test_truncated_public_context_is_malformed(steward: SecretRoundContext) -> None:
     """A public context cut short in transit."""
     with pytest.raises(MalformedContextError):
-        PublicRoundContext.from_bytes(steward.public_bytes[:-1000], params_id=1)
+        PublicRoundContext.from_bytes(steward.public_bytes[:-1000], params_id=steward.params_id)
 
 
 def test_unknown_parameter_set_is_refused(steward: SecretRoundContext) -> None:
@@ -221,7 +223,7 @@ def test_sealed_key_opens_for_its_recipient_and_decrypts_the_round(
     decrypts what was encrypted for the round, and the clear header states the binding."""
     sealed = seal_to(steward, 2)
     header = read_sealed_key_header(sealed)
-    assert header == SealedKeyHeader(1, binding(steward, 2))
+    assert header == SealedKeyHeader(steward.params_id, binding(steward, 2))
     assert len(sealed) <= max_sealed_key_size(1)
     assert len(sealed) == SEALED_HEADER_SIZE + HPKE_OVERHEAD + len(steward._secret_key)
     opened = open_as(sealed, public_ctx, 2)
@@ -298,7 +300,9 @@ def test_sealed_key_whose_clear_header_was_rewritten_cannot_be_opened(
     """Replay with the clear header rewritten to the binding the recipient expects (fault: the
     binding lives only in the clear header): HPKE's info differs, the tag fails."""
     sealed = seal_to(steward, 2, **{field: OTHER_BINDING[field]})
-    forged = SealedKeyHeader(1, binding(steward, 2)).pack() + sealed[SEALED_HEADER_SIZE:]
+    forged = (
+        SealedKeyHeader(steward.params_id, binding(steward, 2)).pack() + sealed[SEALED_HEADER_SIZE:]
+    )
     with pytest.raises(SealedKeyError, match="cannot open"):
         open_as(forged, public_ctx, 2)
 
@@ -319,7 +323,9 @@ def test_sealed_key_whose_context_hash_was_rewritten_cannot_be_opened(
     """Another context's sealed key with the clear header's context hash rewritten (fault: the
     context hash is not in HPKE's info): the tag fails."""
     sealed = seal_to(other_steward, 2)
-    forged = SealedKeyHeader(1, binding(steward, 2)).pack() + sealed[SEALED_HEADER_SIZE:]
+    forged = (
+        SealedKeyHeader(steward.params_id, binding(steward, 2)).pack() + sealed[SEALED_HEADER_SIZE:]
+    )
     with pytest.raises(SealedKeyError, match="cannot open"):
         open_as(forged, public_ctx, 2)
 
@@ -333,7 +339,9 @@ def test_sealed_key_opened_by_the_wrong_recipient_is_refused(
     with pytest.raises(SealedKeyMismatchError) as info:
         open_as(sealed, public_ctx, 5)
     assert info.value.field == "recipient"
-    forged = SealedKeyHeader(1, binding(steward, 5)).pack() + sealed[SEALED_HEADER_SIZE:]
+    forged = (
+        SealedKeyHeader(steward.params_id, binding(steward, 5)).pack() + sealed[SEALED_HEADER_SIZE:]
+    )
     with pytest.raises(SealedKeyError, match="cannot open"):
         open_as(forged, public_ctx, 5)
 
@@ -365,7 +373,7 @@ def test_secret_key_that_does_not_match_the_public_context_is_refused(
     bound = binding(steward, 2)
     suite = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
     public_key = member_identity(2).encryption_private_key().public_key()
-    sealed = SealedKeyHeader(1, bound).pack() + suite.encrypt(
+    sealed = SealedKeyHeader(steward.params_id, bound).pack() + suite.encrypt(
         other_steward._secret_key, public_key, info=bound.info()
     )
     with pytest.raises(SealedKeyError, match="does not belong"):

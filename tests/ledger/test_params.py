@@ -29,6 +29,7 @@ _DP = {"epsilon_budget": 1.0, "dp_delta": 1e-5, "dp_noise_multiplier": 1.1, "dp_
         ({"merge_window": 1}, "mergeWindow", 1),
         ({"ack_window": 2**32 - 1}, "ackWindow", 2**32 - 1),
         ({"ckks_params_id": 0}, "ckksParamsId", 0),
+        ({"ckks_params_id": 3}, "ckksParamsId", 3),  # one past the highest set (2)
         ({"ckks_params_id": 99}, "ckksParamsId", 99),
         ({"task_id": b"\0" * 32}, "taskId", 0),
         ({"initial_model_hash": b"\0" * 32}, "initialModelHash", 0),
@@ -80,10 +81,15 @@ def test_bounds_are_accepted(consortium: Consortium) -> None:
     admin.check_params(edge)
     for pct in (0, 100):
         admin.check_params(dataclasses.replace(edge, mask_threshold_pct=pct))
+    for ckks in PARAMETER_SETS:  # every known set, each with its most contributors
+        admin.check_params(dataclasses.replace(edge, ckks_params_id=ckks))
     # DP off: the DP settings are not checked
     admin.check_params(dataclasses.replace(edge, epsilon_budget=0.0, dp_delta=0.0))
     c.admin.set_params(edge)
     assert c.admin.params() == edge
+    complex_packing = dataclasses.replace(edge, ckks_params_id=2)  # CKKS set 2: 64 as well
+    c.admin.set_params(complex_packing)
+    assert c.admin.params() == complex_packing
 
 
 def test_set_params_appends_a_version(consortium: Consortium) -> None:
@@ -150,9 +156,11 @@ def test_the_cli_checks_the_contract_s_bounds(consortium: Consortium) -> None:
     assert f.MAX_WINDOW().call() == admin.MAX_WINDOW_S
     assert f.MAX_SIT_OUT_ROUNDS().call() == admin.MAX_SIT_OUT_ROUNDS
     assert f.MIN_MASK_THRESHOLD_PCT().call() == admin.MIN_MASK_THRESHOLD_PCT
-    assert set(range(1, f.MAX_CKKS_PARAMS_ID().call() + 1)) == set(PARAMETER_SETS)
-    for ckks, cap in admin.MAX_CONTRIBUTORS.items():
-        assert f.maxContributors(ckks).call() == cap
+    highest = f.MAX_CKKS_PARAMS_ID().call()
+    assert set(range(1, highest + 1)) == set(PARAMETER_SETS)
+    for ckks, params in PARAMETER_SETS.items():
+        assert f.maxContributors(ckks).call() == params.max_contributors
+    assert f.maxContributors(0).call() == f.maxContributors(highest + 1).call() == 0
 
 
 def test_admin_flags_set_masking_and_privacy(consortium: Consortium) -> None:
