@@ -95,13 +95,34 @@ def finalizes(votes: int, eligible: int) -> bool:
     return votes >= MIN_ACKS and votes * 2 > eligible
 
 
+def acks_needed(eligible: int) -> int:
+    """The fewest acknowledgements on one hash that finalize a round of ``eligible`` key
+    holders (:func:`finalizes`)."""
+    return max(MIN_ACKS, eligible // 2 + 1)
+
+
+def deciders(
+    order: Sequence[str], eligible: Collection[str], left: Collection[str], count: int
+) -> tuple[str, ...]:
+    """The key holders that decrypt a large aggregate at once: the first :func:`acks_needed`
+    (of ``count``, the ledger's eligible number) of the eligible holders still members, in the
+    round's drawn role ``order``. The others stand by (swarm.peer.decide): the round finalizes
+    on the deciders' acknowledgements and the others fetch the finalized model, so a round
+    decrypts its aggregate a majority of times rather than once per key holder. Pure: every
+    peer (and an auditor) works out the same set from the ledger."""
+    holders = [a for a in order if a in eligible and a not in left]
+    return tuple(holders[: acks_needed(count)])
+
+
 __all__ = [
     "DRAW_DELAY",
     "GRACE_S",
     "MIN_ACKS",
     "ROLE_DRAW_TAG",
     "ack_eligible",
+    "acks_needed",
     "deadline_passed",
+    "deciders",
     "finalizes",
     "key_recipients",
     "mask_threshold",

@@ -8,7 +8,9 @@ from swarm.protocol import (
     GRACE_S,
     MIN_ACKS,
     ack_eligible,
+    acks_needed,
     deadline_passed,
+    deciders,
     finalizes,
     key_recipients,
     role_order,
@@ -39,6 +41,19 @@ def test_a_strict_majority_of_the_eligible_finalizes() -> None:
     assert finalizes(2, 3) and not finalizes(1, 3)
     assert not finalizes(2, 4) and finalizes(3, 4)
     assert not finalizes(0, 0)
+
+
+def test_the_deciders_are_exactly_enough_to_finalize() -> None:
+    """acks_needed is the fewest votes that finalize, for every size; the deciders are that
+    many eligible holders in the drawn order, skipping those that left."""
+    for eligible in range(1, 70):
+        needed = acks_needed(eligible)
+        assert needed == MIN_ACKS or finalizes(needed, eligible)
+        assert not finalizes(needed - 1, eligible)
+    order = (C, B, A, D)
+    eligible = ack_eligible((A, B, C, D), C)
+    assert deciders(order, eligible, (), 3) == (B, A)
+    assert deciders(order, eligible, (B,), 3) == (A, D)
 
 
 def test_one_key_holder_never_finalizes_alone() -> None:

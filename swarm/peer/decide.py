@@ -24,7 +24,10 @@ Stages, from the ledger's derived round state and our place in the round::
                                            deadline
     acknowledging                          everyone: reveal the shares of the contributors' masks;
                                            key holders: once t holders revealed, unmask and
-                                           decrypt, then acknowledge until recorded
+                                           decrypt, then acknowledge until recorded; for a
+                                           large model only the deciders decrypt at once, the
+                                           others stand by (they decrypt if the deciders split
+                                           or half the ack window passes)
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from swarm.peer.actions import (
     Train,
 )
 from swarm.peer.local import LocalView, RoundProgress
-from swarm.protocol import GRACE_S, ack_eligible, deadline_passed, mask_threshold
+from swarm.protocol import GRACE_S, ack_eligible, deadline_passed, deciders, mask_threshold
 
 ZERO = b"\0" * 32
 #: how long the others wait for the designated peer to open the next round
@@ -65,6 +68,13 @@ OPEN_FALLBACK_S = 3.0
 #: blocks after the draw block from which participants store the seed themselves (drawRoles) if
 #: the steward has not (a quarter of the 256 blocks ``blockhash`` reaches back)
 SEED_STORE_AFTER_BLOCKS = 64
+#: models from this many parameters decrypt at the deciders only (swarm.protocol.deciders):
+#: about where decryption stops being a rounding error of the round (~0.3 s of CPU per key
+#: holder at 1M parameters), so a small model's round never waits on a stand-by
+STANDBY_MIN_PARAMS = 1_000_000
+#: the part of the ack window after which a stand-by decrypts all the same; windows are derived
+#: with a safety factor of 2 (swarm.sizing), so what is left still holds one fetch and decryption
+STANDBY_PATIENCE = 0.5
 
 
 def decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
@@ -146,7 +156,7 @@ def _in_round(
     if r.state in (RoundState.COMMITTING, RoundState.MERGING):
         return out + _committing(ledger, r, me, p, now)
     if r.state == RoundState.ACKNOWLEDGING:
-        return out + _acknowledging(ledger, r, me, p)
+        return out + _acknowledging(ledger, r, me, p, now, local.param_count)
     return out
 
 
@@ -250,7 +260,9 @@ def _threshold(r: RoundInfo) -> int:
     return mask_threshold(len(r.participants), pct)
 
 
-def _acknowledging(ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress) -> list[Action]:
+def _acknowledging(
+    ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress, now: float, param_count: int
+) -> list[Action]:
     out: list[Action] = []
     masking = _masking(r)
     if masking and not p.revealed:
@@ -266,7 +278,29 @@ def _acknowledging(ledger: LedgerView, r: RoundInfo, me: str, p: RoundProgress) 
         return [*out, FetchRoundKey(r.round_id, r.attempt, steward)] if steward else out
     if masking and (p.reveals_held < _threshold(r) or p.reveals_held <= p.reveals_tried):
         return out  # waiting for enough holders' reveals to unmask the aggregate
+    if param_count >= STANDBY_MIN_PARAMS and _standing_by(ledger, r, me, now):
+        return out  # the deciders' acknowledgements finalize; we fetch the model then
     return [*out, Decrypt(r.round_id, r.attempt)]
+
+
+def _standing_by(ledger: LedgerView, r: RoundInfo, me: str, now: float) -> bool:
+    """Whether this key holder, not one of the round's deciders, still leaves the decryption
+    to them: until their acknowledgements disagree (two hashes on the ledger: a majority now
+    needs the rest of us) or :data:`STANDBY_PATIENCE` of the ack window has passed (a decider
+    is dead or slow)."""
+    eligible = ack_eligible(r.contributors, r.merge_peer)
+    if me in deciders(r.order, eligible, r.left, r.ack_eligible):
+        return False
+    if len(set(ledger.acks.values())) > 1:
+        return False
+    return now < standby_until(r)
+
+
+def standby_until(r: RoundInfo) -> float:
+    """When stand-by key holders decrypt all the same: :data:`STANDBY_PATIENCE` into the ack
+    window, which opened when the aggregate was submitted (ack deadline minus the window)."""
+    window = r.params.ack_window if r.params is not None else 0
+    return r.ack_deadline - window + STANDBY_PATIENCE * window
 
 
 # --- when to look at the ledger again ---------------------------------------------------------
@@ -297,6 +331,11 @@ def worth_a_look(note: LedgerNote, ledger: LedgerView | None, me: str, now: floa
         return any(0 < d < now for d in _deadlines(r))
     if note.account == me:
         return True
+    if note.event == "Acknowledged" and r is not None and r.state == RoundState.ACKNOWLEDGING:
+        # a stand-by decrypts once the deciders disagree
+        eligible = ack_eligible(r.contributors, r.merge_peer)
+        if me in eligible and me not in deciders(r.order, eligible, r.left, r.ack_eligible):
+            return True
     if note.event in _OTHERS_ONLY_INFORM:
         return False
     if note.event == "UpdateCommitted":
@@ -312,6 +351,8 @@ def next_look_at(ledger: LedgerView, idle_since: float | None, now: float) -> fl
     r = ledger.round
     if r is not None and r.state not in (RoundState.NONE, RoundState.FINALIZED, RoundState.LAPSED):
         times += [d + GRACE_S for d in _deadlines(r) if d > 0]
+        if r.state == RoundState.ACKNOWLEDGING and r.ack_deadline > 0:
+            times.append(standby_until(r))
     elif idle_since is not None:
         times.append(idle_since + OPEN_FALLBACK_S)
     later = [t for t in times if t > now]

@@ -52,6 +52,7 @@ class LocalView:
     idle_since: float | None = None  # when we first saw no round running (wall clock)
     privacy_spent: bool = False  # our privacy budget cannot pay for another round of training
     sitting_out_until: int = 0  # the ledger benched us (missed commits) through this round
+    param_count: int = 0  # the model's float parameters (what decryption costs grows with)
 
     def progress_in(self, round_id: int) -> RoundProgress:
         if self.progress is not None and self.progress.round_id == round_id:

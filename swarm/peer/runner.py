@@ -352,6 +352,7 @@ class Peer:
             idle_since=self._idle_since,
             sitting_out_until=self.sitting_out_until,
             privacy_spent=self.privacy_spent,
+            param_count=self.layout.param_count,
         )
 
     def _observe(self, view: LedgerView) -> None:

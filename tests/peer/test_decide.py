@@ -520,6 +520,60 @@ def test_a_finalized_round_with_our_model_goes_on_to_the_next() -> None:
     ]
 
 
+# --- deciders and stand-bys (large models) ----------------------------------------------------
+
+BIG = 11_187_138  # a ResNet-18's parameters
+#: A, B, D hold the key (C merges); two acknowledgements of three finalize; in the drawn order
+#: (C, B, A, D) the deciders are B and A, D stands by. The aggregate came at T (ack window 30).
+UNMASKED = dataclasses.replace(PARAMS, mask_threshold_pct=0)
+STANDBY = rnd(RoundState.ACKNOWLEDGING, ack_eligible=3, params=UNMASKED)
+
+
+@pytest.mark.parametrize(("me", "decrypts"), [(B, True), (A, True), (D, False)])
+def test_a_large_aggregate_is_decrypted_by_the_deciders_only(me: str, decrypts: bool) -> None:
+    """The first majority of key holders in the drawn order decrypt; the others stand by and
+    fetch the finalized model (measured: 3 key holders decrypting an 11.2M-parameter aggregate
+    on 2 cores took 8 s, 2 take ~5)."""
+    actions = decide(ledger(STANDBY), local(me, keyed(), param_count=BIG), T)
+    assert actions == ([Decrypt(5, 0)] if decrypts else [])
+
+
+def test_a_small_model_is_decrypted_by_every_key_holder() -> None:
+    """A small model's decryption costs milliseconds: nobody stands by, so a dead decider
+    never makes the round wait."""
+    assert decide(ledger(STANDBY), local(D, keyed(), param_count=36), T) == [Decrypt(5, 0)]
+
+
+def test_a_stand_by_decrypts_when_half_the_ack_window_passed() -> None:
+    """Dead or silent decider: at half the ack window the stand-by decrypts all the same (the
+    window is sized for twice the work, so the rest still holds one decryption), and the peer
+    is woken for it with nothing new on the ledger."""
+    me = local(D, keyed(), param_count=BIG)
+    assert decide(ledger(STANDBY), me, T + 14) == []
+    assert decide(ledger(STANDBY), me, T + 15) == [Decrypt(5, 0)]
+    assert next_look_at(ledger(STANDBY), None, T + 13) == T + 15  # before the merge deadline
+
+
+def test_a_stand_by_decrypts_at_once_when_the_deciders_disagree() -> None:
+    """Misbehaving member: the two deciders acknowledged different models; a majority now
+    needs the stand-by's vote, so it decrypts without waiting, and the acknowledgement that
+    split the vote is worth a look to it (not to a decider, nor to the merge peer)."""
+    split = ledger(STANDBY, acks={A: M1, B: b"\x03" * 32})
+    assert decide(split, local(D, keyed(), param_count=BIG), T) == [Decrypt(5, 0)]
+    agreeing = ledger(STANDBY, acks={A: M1})
+    assert decide(agreeing, local(D, keyed(), param_count=BIG), T) == []
+    assert worth_a_look(_note("Acknowledged", B), split, D, T)
+    assert not worth_a_look(_note("Acknowledged", B), split, A, T)
+    assert not worth_a_look(_note("Acknowledged", B), split, C, T)
+
+
+def test_a_decider_that_left_is_replaced_by_the_next_key_holder() -> None:
+    """Member removed mid-round: a decider that left no longer counts; the next key holder in
+    the order decides in its place."""
+    info = dataclasses.replace(STANDBY, left=(B,))
+    assert decide(ledger(info), local(D, keyed(), param_count=BIG), T) == [Decrypt(5, 0)]
+
+
 # --- masks (threshold 3 of 4 at 66 %) ---------------------------------------------------------
 
 MASKED = dataclasses.replace(PARAMS, mask_threshold_pct=66)
