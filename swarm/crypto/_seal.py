@@ -339,9 +339,13 @@ class SealBridge:
         major, minor = self.seal_version
         return SEAL_HEADER.pack(SEAL_MAGIC, SEAL_HEADER_SIZE, major, minor, COMPR_NONE, 0, size)
 
-    def pack_seeded(self, seal_bytes: bytes) -> bytes | None:
+    def pack_seeded(
+        self, seal_bytes: bytes, mask: npt.NDArray[np.uint64] | None = None
+    ) -> bytes | None:
         """Re-encode a seeded last-level ciphertext compactly, or None if it is not one we can
-        rebuild exactly (the caller then sends ``seal_bytes`` as they are)."""
+        rebuild exactly (the caller then sends ``seal_bytes`` as they are). ``mask``
+        (``poly_modulus_degree`` values in ``[0, q0)``) is added mod q0 to the first polynomial
+        on the way: what :meth:`add_to_c0` then packing gives, parsed once."""
         if len(self.last_moduli) != 1:
             return None
         body = _seal_body(seal_bytes)
@@ -361,8 +365,14 @@ class SealBridge:
         prng_type = tail[SEAL_HEADER_SIZE]
         seed = tail[SEAL_HEADER_SIZE + 1 :]
         coeffs = np.frombuffer(body, dtype="<u8", count=n, offset=len(prefix))
-        if int(coeffs.max()) >= self.last_moduli[0]:
+        q = self.last_moduli[0]
+        if int(coeffs.max()) >= q:
             return None
+        if mask is not None:
+            if mask.dtype != np.uint64 or mask.shape != (n,) or int(mask.max()) >= q:
+                raise ValueError(f"a mask is {n} uint64 values below q0")
+            coeffs = coeffs + mask  # both < q < 2^63: no overflow
+            np.minimum(coeffs, coeffs - np.uint64(q), out=coeffs)  # the wrapped one is larger
         return bytes([prng_type]) + bytes(seed) + _pack_bits(coeffs, self.coeff_bits)
 
     @property

@@ -249,10 +249,12 @@ def encrypt_vector(
             writer.write(bridge.pack_poly(coeffs))
         return writer.finish()
     ciphertexts: Iterator[bytes] = (bridge.encrypt_seeded(piece) for piece in pieces)
-    if expander is not None:
-        # into c0 before packing: a masked seeded ciphertext is still seed + first polynomial
-        ciphertexts = _masked(bridge, ciphertexts, expander, masks)
-    _write_seeded_chunks(writer, bridge, len(sizes), ciphertexts)
+    chunk_masks = (
+        (expander.combine(masks, index) for index in range(len(sizes)))
+        if expander is not None
+        else None
+    )
+    _write_seeded_chunks(writer, bridge, len(sizes), ciphertexts, chunk_masks)
     return writer.finish()
 
 
@@ -273,24 +275,23 @@ def _sub_mod(
     return out
 
 
-def _masked(
-    bridge: SealBridge,
-    ciphertexts: Iterable[bytes],
-    expander: MaskExpander,
-    terms: Sequence[MaskTerm],
-) -> Iterator[bytes]:
-    """Each ciphertext (chunk ``i``) with ``combine(terms, i)`` added to its c0."""
-    for index, seal_bytes in enumerate(ciphertexts):
-        yield _add_mask(bridge, seal_bytes, expander.combine(terms, index))
-
-
 def _write_seeded_chunks(
-    writer: BlobWriter, bridge: SealBridge, chunks: int, ciphertexts: Iterable[bytes]
+    writer: BlobWriter,
+    bridge: SealBridge,
+    chunks: int,
+    ciphertexts: Iterable[bytes],
+    chunk_masks: Iterable[npt.NDArray[np.uint64]] | None = None,
 ) -> None:
-    """A seeded update's payload: one chunk record per ciphertext, packed where it can be."""
+    """A seeded update's payload: one chunk record per ciphertext, packed where it can be;
+    each chunk's mask (``chunk_masks``, in order) added to its first polynomial before packing
+    (a masked seeded ciphertext is still seed + first polynomial)."""
     unpacked = 0
+    masks_left = iter(chunk_masks) if chunk_masks is not None else None
     for seal_bytes in ciphertexts:
-        packed = bridge.pack_seeded(seal_bytes)
+        mask = next(masks_left) if masks_left is not None else None
+        packed = bridge.pack_seeded(seal_bytes, mask)
+        if packed is None and mask is not None:
+            seal_bytes = _add_mask(bridge, seal_bytes, mask)  # a layout packing declines
         if packed is None:
             unpacked += 1
             writer.write(_RECORD.pack(ENCODING_SEAL, len(seal_bytes)))

@@ -176,6 +176,15 @@ class Merge(Action):
 
 
 @dataclass(frozen=True)
+class Absorb(Action):
+    """(Merge peer) add the committed ciphertexts that arrived since the last look into the
+    running sum, before every one is in: the merge is then done soon after the last push."""
+
+    round_id: int
+    attempt: int
+
+
+@dataclass(frozen=True)
 class ReplaceMergePeer(Action):
     round_id: int
     attempt: int

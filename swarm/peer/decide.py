@@ -35,6 +35,7 @@ from __future__ import annotations
 from swarm.ledger.types import LedgerView, RoundInfo, RoundState
 from swarm.ledger.watch import LedgerNote
 from swarm.peer.actions import (
+    Absorb,
     Acknowledge,
     Action,
     Adopt,
@@ -244,10 +245,14 @@ def _merging(
     ]
     everyone = len(ready) == len([a for a in r.participants if a not in r.left])
     window_closed = deadline_passed(r.commit_deadline, now)
-    if _masking(r) and me in ledger.commitments and p.shares_held_by < _threshold(r):
-        return []  # our own masks must be recoverable without us before our update is summed
-    if (everyone or window_closed) and len(ready) >= r.min_peers and now <= r.merge_deadline:
+    own_waits = _masking(r) and me in ledger.commitments and p.shares_held_by < _threshold(r)
+    # (own_waits: our own masks must be recoverable without us before the sum is published)
+    merge_now = (everyone or window_closed) and len(ready) >= r.min_peers
+    if merge_now and not own_waits and now <= r.merge_deadline:
         return [Merge(r.round_id, r.attempt)]
+    if now <= r.merge_deadline and any((a, held[a]) not in p.absorbed for a in ready):
+        # add each update as it arrives: the merge is then done soon after the last push
+        return [Absorb(r.round_id, r.attempt)]
     return []
 
 

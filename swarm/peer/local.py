@@ -30,6 +30,8 @@ class RoundProgress:
     reveals_held: int = 0  # reveals of this attempt we hold (ours included)
     reveals_tried: int = 0  # reveals we held when unmasking last found too few shares
     held_updates: frozenset[tuple[str, bytes]] = frozenset()  # (merge peer) (sender, digest)
+    absorbed: frozenset[tuple[str, bytes]] = frozenset()  # (merge peer) in the running sum, or
+    # refused by it: (sender, digest)
     new_model: bytes = b""  # hash of the model we computed from this round's aggregate
 
     def for_attempt(self, attempt: int) -> RoundProgress:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 from swarm import crypto
 from swarm.errors import CryptoError
 from swarm.p2p import BlobKind, BlobStore, FileBlobStore, PushRequest
-from swarm.peer.actions import Merge
-from swarm.peer.work import ActionSupersededError
+from swarm.peer.actions import Absorb, Merge
+from swarm.peer.work import ActionSupersededError, RunningSum
 
 if TYPE_CHECKING:
+    from swarm.ledger import RoundInfo
     from swarm.peer.runner import Peer
 
 log = logging.getLogger(__name__)
@@ -50,48 +51,102 @@ async def validate_update(peer: Peer, req: PushRequest) -> str | None:
     return None
 
 
+def _committed(peer: Peer, info: RoundInfo) -> dict[str, bytes]:
+    """sender -> committed update hash, for the attempt's participants still members (a member
+    removed mid-round is left out: it may have been removed for what it sends)."""
+    view = peer.view
+    assert view is not None
+    return {a: digest for a, (digest, _) in view.commitments.items() if a not in info.left}
+
+
+def _add_held(peer: Peer, running: RunningSum, commitments: dict[str, bytes]) -> None:
+    """Add every committed update we hold that is not in the sum yet (worker thread, under the
+    sum's lock). A refused one is logged once and not tried again in this attempt."""
+    done = dict(running.done)
+    for address, digest in sorted(commitments.items()):
+        if done.get(address) == digest:
+            continue
+        with _mapped(peer.store, digest) as blob:
+            if blob is None:
+                continue
+            try:
+                running.aggregator.add(
+                    blob, expected_sender=bytes.fromhex(address[2:]), expected_id=digest
+                )
+                running.added[address] = digest
+            except CryptoError as exc:
+                log.warning("refused the update of %s: %s", address, exc)
+        done[address] = digest
+        running.done = frozenset(done.items())
+
+
+def _running(peer: Peer, info: RoundInfo, public: crypto.PublicRoundContext) -> RunningSum:
+    work = peer.work_for(info.round_id)
+    if work.running is None:
+        aggregator = crypto.Aggregator(
+            public,
+            round_id=info.round_id,
+            layout=peer.layout,
+            merge_peer=bytes.fromhex(peer.me[2:]),
+        )
+        work.running = RunningSum(aggregator)
+    return work.running
+
+
+async def absorb(peer: Peer, action: Absorb) -> None:
+    """Add the committed updates that arrived since the last look (the merge itself then only
+    adds the last ones and writes the aggregate). Idempotent: what is in the sum stays."""
+    info = peer.round_of(action.round_id, action.attempt)
+    work = peer.work_for(action.round_id)
+    if work.public is None:
+        raise ActionSupersededError("no public context for this attempt yet")
+    if work.aggregate is not None:
+        return
+    running = _running(peer, info, work.public)
+    commitments = _committed(peer, info)
+    t0 = time.perf_counter()
+
+    def add() -> None:
+        with running.lock:
+            if work.running is running and work.aggregate is None:
+                _add_held(peer, running, commitments)
+
+    await peer.call(add)
+    work.timed("merge (as updates arrive)", time.perf_counter() - t0)
+
+
 async def merge(peer: Peer, action: Merge) -> None:
-    """Add every committed update we hold; submit the aggregate's hash and its contributors.
+    """Add every committed update we hold that is not in the running sum yet; submit the
+    aggregate's hash and its contributors.
 
     Idempotent: an aggregate already built for this attempt is submitted again as it is.
     """
     info = peer.round_of(action.round_id, action.attempt)
     work = peer.work_for(action.round_id)
-    view = peer.view
-    assert view is not None and peer.net is not None
+    assert peer.net is not None
     if work.public is None:
         raise ActionSupersededError("no public context for this attempt yet")
     if work.aggregate is None:
         peer.hook("before-merge", info)
-        # a member removed mid-round is left out (it may have been removed for what it sends)
-        commitments = {
-            a: digest for a, (digest, _) in view.commitments.items() if a not in info.left
-        }
+        commitments = _committed(peer, info)
         public = work.public
         t0 = time.perf_counter()
 
         def add_all() -> tuple[bytes | None, list[str]]:
-            agg = crypto.Aggregator(
-                public,
-                round_id=info.round_id,
-                layout=peer.layout,
-                merge_peer=bytes.fromhex(peer.me[2:]),
-            )
-            added = []
-            for address, digest in sorted(commitments.items()):
-                with _mapped(peer.store, digest) as blob:
-                    if blob is None:
-                        continue
-                    try:
-                        agg.add(
-                            blob, expected_sender=bytes.fromhex(address[2:]), expected_id=digest
-                        )
-                        added.append(address)
-                    except CryptoError as exc:
-                        log.warning("refused the update of %s: %s", address, exc)
-            if len(added) < info.min_peers:
-                return None, added
-            return agg.finish(), added
+            running = _running(peer, info, public)
+            with running.lock:
+                stale = any(commitments.get(a) != d for a, d in running.added.items())
+            if stale:
+                # a sender left (or its commitment is not the one we added): start over from
+                # the commitments that count rather than subtract it (a fault, rare)
+                work.running = None
+                running = _running(peer, info, public)
+            with running.lock:
+                _add_held(peer, running, commitments)
+                added = sorted(running.added)
+                if len(added) < info.min_peers:
+                    return None, added
+                return running.aggregator.finish(), added
 
         aggregate, contributors = await peer.call(add_all)
         work.timed("merge", time.perf_counter() - t0)
@@ -101,6 +156,7 @@ async def merge(peer: Peer, action: Merge) -> None:
             )
         ref = await peer.net.offer(BlobKind.AGGREGATE, info.round_id, aggregate)
         work.aggregate = (ref.digest, tuple(contributors))
+        work.running = None  # the sum is in the aggregate now: free its memory
         peer.emit(
             "merged", round=info.round_id, contributors=len(contributors), bytes=len(aggregate)
         )
@@ -126,4 +182,4 @@ def _mapped(store: BlobStore, digest: bytes) -> Iterator[memoryview | bytes | No
             view.release()
 
 
-__all__ = ["merge", "validate_update"]
+__all__ = ["absorb", "merge", "validate_update"]

@@ -46,8 +46,10 @@ log = logging.getLogger(__name__)
 
 
 async def open_round(peer: Peer, action: OpenRound) -> None:
+    # read before the transaction: the view may be refreshed (to the new round) while it is mined
+    opening = (peer.view.current_round + 1) if peer.view else "?"
     await peer.tx(peer.ledger.open_round, action.base_model)
-    peer.emit("opened", round=(peer.view.current_round + 1) if peer.view else "?")
+    peer.emit("opened", round=opening)
 
 
 async def join(peer: Peer, action: Join) -> None:

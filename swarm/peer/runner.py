@@ -48,6 +48,7 @@ from swarm.p2p.disk_store import DirectoryBlobStore
 from swarm.p2p.membership import run_in_thread_abandoning
 from swarm.peer import catchup, keyholder, masks, merger, participant, privacy, steward
 from swarm.peer.actions import (
+    Absorb,
     Acknowledge,
     Action,
     Adopt,
@@ -634,6 +635,7 @@ HANDLERS: dict[type[Action], Handler] = {
     PostRoundKey: steward.post_round_key,
     DeliverRoundKeys: steward.deliver_round_keys,
     Merge: merger.merge,
+    Absorb: merger.absorb,
     Decrypt: keyholder.decrypt,
     Acknowledge: keyholder.acknowledge,
 }

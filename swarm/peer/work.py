@@ -9,6 +9,7 @@ key's hash still serves the key to participants that pull it.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,23 @@ StateDict = dict[str, torch.Tensor]
 
 class ActionSupersededError(SwarmError):
     """The ledger moved on (a new round or attempt) while an action was under way: it is moot."""
+
+
+@dataclass
+class RunningSum:
+    """(Merge peer) the attempt's sum of updates as they arrive (swarm.peer.merger): the
+    Aggregator and which update of each sender went in or was refused. Absorb and Merge run in
+    worker threads, one after the other, under ``lock``; ``done`` is replaced whole (never
+    mutated), so the peer's loop reads it without waiting for an addition in progress."""
+
+    aggregator: crypto.Aggregator
+    added: dict[str, bytes] = field(default_factory=dict)  # sender -> digest in the sum
+    done: frozenset[tuple[str, bytes]] = frozenset()  # (sender, digest) added or refused
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def absorbed(self) -> frozenset[tuple[str, bytes]]:
+        """(sender, digest) of every update already dealt with: added or refused."""
+        return self.done
 
 
 @dataclass
@@ -51,6 +69,7 @@ class RoundWork:
     reveals_tried: int = 0
     privacy: tuple[float, float] | None = None  # (this round's epsilon, our cumulative epsilon)
     aggregate: tuple[bytes, tuple[str, ...]] | None = None  # (merge peer) digest, contributors
+    running: RunningSum | None = None  # (merge peer) the updates added so far (swarm.peer.merger)
     new_state: StateDict | None = None
     new_hash: bytes = b""
     outcome: str = ""  # "finalized" / "lapsed ..." once the round is over for us
@@ -69,6 +88,7 @@ class RoundWork:
         self.steward = None
         self.keys_delivered = self.pushed = False
         self.aggregate = None
+        self.running = None
         self.shares_out = {}
         self.shares_confirmed = set()
         self.shares_done = self.revealed = False
@@ -103,6 +123,7 @@ class RoundWork:
             reveals_held=reveals_held,
             reveals_tried=self.reveals_tried,
             held_updates=held_updates,
+            absorbed=self.running.absorbed() if self.running is not None else frozenset(),
             new_model=self.new_hash,
         )
 

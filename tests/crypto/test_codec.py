@@ -403,7 +403,7 @@ def test_unpackable_ciphertexts_travel_in_seals_own_encoding(
     are; the merge peer reduces them to seed + first polynomial and they still sum and decrypt
     correctly."""
     delta = make_delta(8)
-    monkeypatch.setattr(holder._bridge, "pack_seeded", lambda seal_bytes: None)
+    monkeypatch.setattr(holder._bridge, "pack_seeded", lambda seal_bytes, mask=None: None)
     blob = seeded(holder, delta, layout, 3.0, 1)
     monkeypatch.undo()
     assert blob[HEADER_SIZE] == codec.ENCODING_SEAL

@@ -15,6 +15,7 @@ from swarm.ledger import LapseReason, LedgerView, Params, RoundInfo, RoundState
 from swarm.ledger.watch import LedgerNote
 from swarm.peer import LocalView, RoundProgress, decide
 from swarm.peer.actions import (
+    Absorb,
     Acknowledge,
     Action,
     Adopt,
@@ -421,11 +422,30 @@ def test_the_merge_peer_merges_once_every_update_is_here() -> None:
 
 
 def test_the_merge_peer_waits_for_committed_updates_still_in_flight() -> None:
-    """Everyone committed but one push is still under way: wait for it (window open)."""
+    """Everyone committed but one push is still under way: wait for it (window open), adding
+    the updates already here into the running sum meanwhile, once each."""
     info = rnd(RoundState.MERGING)
     held = frozenset((a, d) for a, (d, _) in ALL_COMMITTED.items() if a != D)
     view = ledger(info, commitments=ALL_COMMITTED)
-    assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), T) == []
+    assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), T) == [Absorb(5, 0)]
+    added = keyed(has_secret=False, held_updates=held, absorbed=held)
+    assert decide(view, local(C, added), T) == []
+
+
+def test_an_update_is_added_as_it_arrives_and_a_late_one_is_not() -> None:
+    """The merge peer adds each delivered, committed update at once (the merge then only adds
+    the last), but nothing once the merge window has passed, nor an update whose digest is not
+    its sender's commitment (added: A's, refused or replaced: not the same digest)."""
+    info = rnd(RoundState.COMMITTING)
+    view = ledger(info, commitments={A: (UA, 100)})
+    held = frozenset({(A, UA)})
+    assert Absorb(5, 0) in decide(view, local(C, keyed(has_secret=False, held_updates=held)), T)
+    late = T + 20 + GRACE_S + 1
+    assert Absorb(5, 0) not in decide(
+        view, local(C, keyed(has_secret=False, held_updates=held)), late
+    )
+    stale = keyed(has_secret=False, held_updates=held, absorbed=frozenset({(A, UB)}))
+    assert Absorb(5, 0) in decide(view, local(C, stale), T)
 
 
 def test_the_merge_peer_leaves_out_a_silent_participant_when_the_window_closes() -> None:
@@ -456,7 +476,9 @@ def test_an_update_that_does_not_match_its_commitment_is_not_counted() -> None:
     held = frozenset({(A, UA), (B, UB), (C, b"\x99" * 32)})
     view = ledger(info, commitments={a: v for a, v in ALL_COMMITTED.items() if a != D})
     after = T + 10 + GRACE_S + 1
-    assert decide(view, local(C, keyed(has_secret=False, held_updates=held)), after) == []
+    counted = frozenset({(A, UA), (B, UB)})
+    progress = keyed(has_secret=False, held_updates=held, absorbed=counted)
+    assert decide(view, local(C, progress), after) == []
 
 
 def test_the_merge_peer_without_the_context_pulls_it() -> None:
@@ -608,7 +630,7 @@ def test_the_merge_peer_merges_only_once_its_own_masks_are_recoverable() -> None
     info = rnd(RoundState.MERGING, params=MASKED)
     held = frozenset((a, d) for a, (d, _) in ALL_COMMITTED.items())
     view = ledger(info, commitments=ALL_COMMITTED)
-    waiting = keyed(has_secret=False, held_updates=held, shares_held_by=2)
+    waiting = keyed(has_secret=False, held_updates=held, absorbed=held, shares_held_by=2)
     assert decide(view, local(C, waiting), T) == [PushShares(5, 0)]
     ready = keyed(has_secret=False, held_updates=held, shares_held_by=4, shares_done=True)
     assert decide(view, local(C, ready), T) == [Merge(5, 0)]
@@ -675,8 +697,8 @@ def test_every_action_kind_is_reachable() -> None:
         if isinstance(obj, type) and issubclass(obj, Action) and obj is not Action
     }
     reached = {
-        Acknowledge, Adopt, CatchUp, CloseJoin, Commit, Decrypt, DeliverRoundKeys, DrawRoles,
-        FetchRoundKey, PushReveal, PushShares,
+        Absorb, Acknowledge, Adopt, CatchUp, CloseJoin, Commit, Decrypt, DeliverRoundKeys,
+        DrawRoles, FetchRoundKey, PushReveal, PushShares,
         Join, MakeRoundKey, Merge, OpenRound, PostRoundKey, PushUpdate, ReplaceKeySteward,
         ReplaceMergePeer, ReportMetrics, Stop, Train,
     }  # fmt: skip
