@@ -45,6 +45,7 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
     if info.base_model != peer.model.hash:
         raise ActionSupersededError("the round's base model is not the model we hold")
     assert peer.net is not None
+    peer.hook("before-decrypt", info)
     params = info.params or peer.params
     unmask: Sequence[MaskTerm] = ()
     if params.mask_threshold_pct > 0:

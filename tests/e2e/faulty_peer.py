@@ -5,6 +5,8 @@ library feature). Run as ``python -m tests.e2e.faulty_peer <the arguments of cli
 - ``before-merge@R:P``: the peer at position P of round R's role order dies right before it
   merges, the way a killed process dies (no clean-up, no goodbye; exit code 137);
 - ``before-commit@R:P``: the same, right before it commits its update;
+- ``before-decrypt@R:P``: the same, right before it decrypts the aggregate (a decider that
+  dies: the stand-by key holders decrypt in its place);
 - ``after-commit@R:P``: the same, right after its commitment is on the ledger (before it hands
   out its mask shares or sends its update: a participant that drops out after committing);
 - ``freeze@R:P``: the peer stops itself (SIGSTOP) as soon as it sees round R's roles: its
