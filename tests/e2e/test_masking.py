@@ -159,7 +159,9 @@ def _assert_dropout_ciphertext_is_noise(
     for ref in store.find(kind=BlobKind.ROUND_CONTEXT, round_id=1):
         data = store.get(ref.digest)
         assert data is not None
-        candidate = crypto.PublicRoundContext.from_bytes(data, params_id=1)
+        candidate = crypto.PublicRoundContext.from_bytes(
+            data, params_id=crypto.read_header(blob).params_id
+        )
         if candidate.context_hash == crypto.read_header(blob).context_hash:
             public = candidate
     assert public is not None
