@@ -133,7 +133,8 @@ def _load(config: str, work: Path, role: str) -> Any:
     from swarm.crypto import PublicRoundContext, open_sealed_key
     from swarm.identity import Identity
 
-    public = PublicRoundContext.from_bytes((work / "public.ctx").read_bytes(), params_id=1)
+    params_id = int((work / "params_id").read_text())
+    public = PublicRoundContext.from_bytes((work / "public.ctx").read_bytes(), params_id=params_id)
     if role == "sum":
         return public
     member = Identity((work / "member.key").read_bytes())
@@ -286,13 +287,14 @@ def max_error(decrypted: np.ndarray, size: int, updates: range) -> float:
 # --- parent ---------------------------------------------------------------------------------
 
 
-def prepare(work: Path) -> None:
+def prepare(work: Path, params_id: int) -> None:
     import tenseal as ts
 
     from swarm.crypto import generate_round_keys, seal_secret_key
     from swarm.identity import Identity
 
-    steward = generate_round_keys()
+    steward = generate_round_keys(params_id)
+    (work / "params_id").write_text(str(params_id))
     member = Identity.generate()
     (work / "public.ctx").write_bytes(steward.public_bytes)
     (work / "member.key").write_bytes(member.private_key)
@@ -491,6 +493,9 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs alone")
     parser.add_argument(
+        "--params-id", type=int, default=2, help="CKKS parameter set (docs/crypto.md; default 2)"
+    )
+    parser.add_argument(
         "--decrypt-k",
         default="3,7",
         help="comma-separated numbers (1-9) of seeded contributors to time decryption with",
@@ -514,7 +519,7 @@ def main() -> None:
     k_rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="swarm-bench-") as tmp:
         work = Path(tmp)
-        prepare(work)
+        prepare(work, args.params_id)
         for size in sizes:
             for config in configs:
                 row, by_k = measure(config, size, work, decrypt_k)
@@ -529,7 +534,8 @@ def main() -> None:
         [
             "## CKKS update codec (swarm.crypto)",
             "",
-            f"Measured {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {machine()}.",
+            f"Measured {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} on {machine()}, "
+            f"CKKS parameter set {args.params_id}.",
             f"Command: `{command.strip()}` (took {time.time() - started:.0f} s). Each figure is "
             "one run on a shared machine: read them as orders of magnitude.",
             "",
