@@ -175,7 +175,10 @@ def encrypt_update(
 
 
 def _expander(
-    ctx: RoundContext, masks: Sequence[MaskTerm], mask_context: MaskContext | None
+    ctx: RoundContext,
+    masks: Sequence[MaskTerm],
+    mask_context: MaskContext | None,
+    chunks: int | None = None,
 ) -> MaskExpander | None:
     if not masks:
         return None
@@ -184,7 +187,7 @@ def _expander(
     bridge = ctx._bridge
     if len(bridge.last_moduli) != 1:
         raise MaskError("masking needs a parameter set with one modulus at the last level")
-    return MaskExpander(mask_context, bridge.last_moduli[0], bridge.poly_modulus_degree)
+    return MaskExpander(mask_context, bridge.last_moduli[0], bridge.poly_modulus_degree, chunks)
 
 
 def _add_mask(bridge: SealBridge, seal_bytes: bytes, mask: npt.NDArray[np.uint64]) -> bytes:
@@ -229,7 +232,7 @@ def encrypt_vector(
         count=1,
     )
     bridge = ctx._bridge
-    expander = _expander(ctx, masks, mask_context)
+    expander = _expander(ctx, masks, mask_context, len(sizes))
     # weighted in float64 one chunk at a time, so no full-size copy of the update is made
     offsets = np.cumsum([0, *sizes])
     pieces = (
@@ -326,7 +329,7 @@ def mask_update_blob(
         param_count=layout.param_count,
         kinds=_MERGE_KINDS,
     )
-    expander = _expander(ctx, masks, mask_context)
+    expander = _expander(ctx, masks, mask_context, ctx.params.chunk_count(header.param_count))
     if expander is None:
         return blob
     bridge = ctx._bridge
@@ -727,7 +730,7 @@ def decrypt_blob(
     )
     if expected_count is not None and header.count != expected_count:
         raise BlobMismatchError("count", expected_count, header.count)
-    expander = _expander(ctx, unmask, mask_context)
+    expander = _expander(ctx, unmask, mask_context, ctx.params.chunk_count(layout.param_count))
     bridge = ctx._bridge
     out = np.empty(layout.param_count, dtype=np.float64)
     offset = 0

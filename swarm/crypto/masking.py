@@ -231,7 +231,14 @@ class MaskExpander:
     bit width, kept when below ``q`` (rejection sampling), the first ``degree`` of them.
     """
 
-    def __init__(self, ctx: MaskContext, modulus: int, degree: int) -> None:
+    #: chunks :meth:`combine` expands at once (their masks are kept until asked for)
+    BATCH = 32
+
+    def __init__(
+        self, ctx: MaskContext, modulus: int, degree: int, chunks: int | None = None
+    ) -> None:
+        """``chunks``: how many ciphertexts the update has, if known: :meth:`combine` then
+        never expands past the last one."""
         if modulus < 2 or modulus >= 2**63:
             raise ValueError("the modulus must be in [2, 2^63)")
         self.ctx = ctx
@@ -252,6 +259,9 @@ class MaskExpander:
         )
 
         self._zeros = bytes(8 * self._draw)
+        self._chunks = chunks
+        # (terms, first chunk, their combined masks): combine's look-ahead
+        self._batch: tuple[tuple[tuple[bytes, int], ...], int, npt.NDArray[np.uint64]] | None = None
 
     def _key(self, seed: bytes) -> bytes:
         key = self._keys.get(seed)
@@ -281,11 +291,46 @@ class MaskExpander:
         return np.ascontiguousarray(kept[:n], dtype=np.uint64)
 
     def combine(self, terms: Sequence[MaskTerm], chunk: int) -> npt.NDArray[np.uint64]:
-        """``sum(sign * expand(seed, chunk)) mod q`` over ``terms``."""
+        """``sum(sign * expand(seed, chunk)) mod q`` over ``terms``.
+
+        Callers go through the chunks in order, so the masks of the next :attr:`BATCH` chunks
+        are made at once (one numpy pass over all of them instead of a dozen small ones per
+        chunk) and handed out as asked; the values are exactly :meth:`expand`'s."""
+        key = tuple((term.seed, term.sign) for term in terms)
+        batch = self._batch
+        if batch is None or batch[0] != key or not 0 <= chunk - batch[1] < len(batch[2]):
+            count = self.BATCH
+            if self._chunks is not None and chunk < self._chunks:
+                count = min(count, self._chunks - chunk)
+            batch = (key, chunk, self._combine_batch(terms, chunk, count))
+            self._batch = batch
+        return batch[2][chunk - batch[1]].copy()
+
+    def _expand_batch(self, seed: bytes, first: int, count: int) -> npt.NDArray[np.uint64]:
+        """:meth:`expand` of chunks ``first .. first + count - 1``, as rows."""
+        if first < 0 or first + count > 2**96:
+            raise ValueError("chunk index out of range")
+        key = self._key(seed)
+        streams = b"".join(
+            Cipher(algorithms.ChaCha20(key, bytes(4) + chunk.to_bytes(12, "little")), mode=None)
+            .encryptor()
+            .update(self._zeros)
+            for chunk in range(first, first + count)
+        )
+        words = np.frombuffer(streams, dtype="<u8").reshape(count, self._draw)[:, : self.degree]
+        rows: npt.NDArray[np.uint64] = (words & self._word_mask).astype(np.uint64, copy=False)
+        # the usual case (q within 2^-43 of 2^60): no word rejected; otherwise chunk by chunk
+        for row in np.nonzero(rows.max(axis=1) >= self._q)[0]:
+            rows[row] = self.expand(seed, first + int(row))
+        return rows
+
+    def _combine_batch(
+        self, terms: Sequence[MaskTerm], first: int, count: int
+    ) -> npt.NDArray[np.uint64]:
         q = self._q
-        acc = np.zeros(self.degree, dtype=np.uint64)
+        acc = np.zeros((count, self.degree), dtype=np.uint64)
         for term in terms:
-            values = self.expand(term.seed, chunk)
+            values = self._expand_batch(term.seed, first, count)
             if term.sign > 0:
                 acc += values  # both < q < 2^63: no overflow
             else:

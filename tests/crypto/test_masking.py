@@ -447,6 +447,41 @@ def test_expansion_is_deterministic_uniform_and_per_chunk() -> None:
     assert not np.any(total)
 
 
+@pytest.mark.parametrize(
+    "q", [1152921504606748673, 2**59 + 2**58 + 1], ids=["q0 of the sets", "rejects a quarter"]
+)
+def test_combine_in_batches_is_the_sum_of_per_chunk_expansions(q: int) -> None:
+    """combine makes the masks of BATCH chunks at once; whatever the chunk, the terms or the
+    order of the calls, its values are exactly those of expand, chunk by chunk (also with a
+    modulus that rejects a quarter of the words, where rows fall back to expand), and it never
+    expands past the update's last chunk."""
+    chunks = MaskExpander.BATCH + 5
+    terms = [MaskTerm(bytes([1]) * 16, 1), MaskTerm(bytes([2]) * 16, -1), MaskTerm(b"\3" * 16, 1)]
+    expander = MaskExpander(CTX, q, 256, chunks)
+    reference = MaskExpander(CTX, q, 256)
+    order = [0, 1, MaskExpander.BATCH - 1, MaskExpander.BATCH, chunks - 1, 2, 0]
+    for chunk in order:
+        want = np.zeros(256, dtype=object)
+        for term in terms:
+            want += term.sign * reference.expand(term.seed, chunk).astype(object)
+        got = expander.combine(terms, chunk)
+        assert got.dtype == np.uint64 and [int(v) for v in got] == [int(v) % q for v in want]
+        got[:] = 0  # a caller may write into what it got: the look-ahead is not touched
+        assert np.array_equal(
+            expander.combine(terms, chunk), reference_combine(reference, terms, chunk, q)
+        )
+    assert expander._batch is not None and len(expander._batch[2]) <= chunks
+
+
+def reference_combine(
+    expander: MaskExpander, terms: list[MaskTerm], chunk: int, q: int
+) -> np.ndarray:
+    total = 0 * expander.expand(terms[0].seed, chunk).astype(object)
+    for term in terms:
+        total = total + term.sign * expander.expand(term.seed, chunk).astype(object)
+    return np.array([int(v) % q for v in total], dtype=np.uint64)
+
+
 def test_threshold_for() -> None:
     assert threshold_for(4, 66) == 3
     assert threshold_for(2, 51) == 2
