@@ -85,19 +85,25 @@ def decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
 
 
 def _decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
+    r = ledger.round
+    between = r is None or r.state in (RoundState.FINALIZED, RoundState.LAPSED, RoundState.NONE)
+    done = bool(local.rounds_target) and ledger.finalized_count >= local.rounds_target
     if local.model_hash != ledger.latest_model:
-        return [_get_latest(ledger, local)]
+        # the next round opens on the ledger's hash while we fetch (or store) the model: the
+        # designated opener is often a peer that did not decrypt (merge peer, stand-by)
+        opening = between and not done and _opens_next(r, local, now)
+        return [_get_latest(ledger, local), *([OpenRound(ledger.latest_model)] if opening else [])]
     actions: list[Action] = []
     if local.metrics_round < local.model_round:
         actions.append(ReportMetrics(local.model_round))
-    if local.rounds_target and ledger.finalized_count >= local.rounds_target:
+    if done:
         # Stop once the metrics of the model we stop with are out.
         return actions or [Stop(ledger.finalized_count)]
-    r = ledger.round
-    if r is None or r.state in (RoundState.FINALIZED, RoundState.LAPSED, RoundState.NONE):
+    if between:
         if _opens_next(r, local, now):
             actions.append(OpenRound(ledger.latest_model))
         return actions
+    assert r is not None
     if r.base_model != local.model_hash:
         return actions  # cannot happen while our model is the latest; wait for the ledger
     progress = local.progress_in(r.round_id).for_attempt(r.attempt)

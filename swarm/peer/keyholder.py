@@ -28,7 +28,7 @@ from swarm.p2p import BlobKind
 from swarm.peer import masks
 from swarm.peer.actions import Acknowledge, Decrypt
 from swarm.peer.work import ActionSupersededError, RoundWork, StateDict
-from swarm.training.checkpoint import model_bytes, model_hash
+from swarm.training.checkpoint import model_bytes, model_bytes_hash
 
 if TYPE_CHECKING:
     from swarm.peer.runner import Peer
@@ -79,8 +79,10 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
 
     new_state = await peer.call(decrypt_apply)
     work.timed("decryption", time.perf_counter() - t0)
-    data = model_bytes(new_state)
-    work.new_state, work.new_hash = new_state, model_hash(new_state)
+    # serializing and hashing 45 MB (a ResNet-18) is blocking work: not on the peer's loop
+    data = await peer.call(model_bytes, new_state)
+    digest = await peer.call(model_bytes_hash, data)
+    work.new_state, work.new_hash = new_state, digest
     await peer.net.offer(BlobKind.MODEL, info.round_id, data)
 
 

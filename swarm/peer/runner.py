@@ -497,7 +497,8 @@ class Peer:
 
     async def offer_model(self) -> None:
         if self.net is not None:
-            await self.net.offer(BlobKind.MODEL, self.model.round, self.model.swarm_bytes())
+            data = await self.call(self.model.swarm_bytes)  # blocking for a large model
+            await self.net.offer(BlobKind.MODEL, self.model.round, data)
 
     def hook(self, point: str, info: RoundInfo) -> None:
         if self.hooks is not None:

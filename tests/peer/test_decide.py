@@ -542,6 +542,20 @@ def test_a_finalized_round_with_our_model_goes_on_to_the_next() -> None:
     ]
 
 
+def test_the_designated_opener_opens_the_next_round_while_it_fetches_the_model() -> None:
+    """The opener that did not decrypt (merge peer, stand-by) fetches the finalized model and
+    opens the next round on the ledger's hash at the same time, instead of after the fetch
+    (measured: 1-2 s per round at 11.2M parameters). Nobody else opens early; nobody opens
+    past the rounds the operator asked for."""
+    info = rnd(RoundState.FINALIZED, final_model=M1)
+    view = ledger(info, latest=M1, last_finalized=5, finalized_count=5)
+    opener = sorted(info.participants)[5 % 4]
+    other = next(a for a in info.participants if a != opener)
+    assert decide(view, local(opener), T) == [CatchUp(5, M1), OpenRound(M1)]
+    assert decide(view, local(other), T) == [CatchUp(5, M1)]
+    assert decide(view, local(opener, rounds_target=5), T) == [CatchUp(5, M1)]
+
+
 # --- deciders and stand-bys (large models) ----------------------------------------------------
 
 BIG = 11_187_138  # a ResNet-18's parameters
