@@ -63,14 +63,11 @@ from benchmarks.report import write_section
 from benchmarks.scale_bench import BenchError, ChainEvent, EventWatch, status_kib
 from localnet import network
 from localnet.peers import PeerProcess, peer_dir, start_peer, stop_peers, write_peer_configs
+from tests.support.heart import heart_mlp_task
 from tests.support.images import make_hospital
 
-REPO = Path(__file__).resolve().parent.parent
 MIB = 2**20
 RSS_EVERY_S = 0.2
-#: the heart study's inputs after encoding (its logistic regression has 36 parameters: 35
-#: weights and a bias): an MLP of one hidden layer with H units has 35 H + H + H + 1 parameters
-HEART_FEATURES = 35
 SIZES = ("36", "1m", "11m")
 
 RESNET_TASK = """\
@@ -94,19 +91,6 @@ epochs = 1
 batch_size = 4
 lr = 0.001
 """
-
-
-def heart_mlp_task(workdir: Path, params: int = 1_000_000) -> Path:
-    """The heart study's task file with an MLP of about ``params`` parameters (no personal
-    models: this measures rounds)."""
-    hidden = max(1, round((params - 1) / (HEART_FEATURES + 2)))
-    text = (REPO / "examples" / "heart" / "task.toml").read_text()
-    text = text.replace('architecture = "logreg"', f'architecture = "mlp"\nhidden = {hidden}')
-    text = text.split("\n[personalization]")[0].rstrip() + "\n"
-    text = text.replace('name = "heart-disease-uci"', 'name = "heart-disease-uci/mlp-1m"')
-    path = workdir / "heart-mlp.toml"
-    path.write_text(text)
-    return path
 
 
 def local_task(size: str, workdir: Path, hospitals: int) -> network.LocalTask:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import x25519
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from swarm.errors import MaskError
@@ -270,12 +270,16 @@ class MaskExpander:
             self._keys[seed] = key
         return key
 
+    def _keystream(self, seed: bytes, chunk: int) -> CipherContext:
+        """The ChaCha20 keystream of ``seed`` for ``chunk``: block counter 0, nonce ``chunk``."""
+        nonce = (0).to_bytes(4, "little") + chunk.to_bytes(12, "little")
+        return Cipher(algorithms.ChaCha20(self._key(seed), nonce), mode=None).encryptor()
+
     def expand(self, seed: bytes, chunk: int) -> npt.NDArray[np.uint64]:
         """The ``degree`` values in ``[0, q)`` of ``seed`` for ciphertext ``chunk``."""
         if not 0 <= chunk < 2**96:
             raise ValueError("chunk index out of range")
-        nonce = (0).to_bytes(4, "little") + chunk.to_bytes(12, "little")
-        stream = Cipher(algorithms.ChaCha20(self._key(seed), nonce), mode=None).encryptor()
+        stream = self._keystream(seed, chunk)
         n = self.degree
         words = np.frombuffer(stream.update(self._zeros), dtype="<u8") & self._word_mask
         # the usual case (q is within 2^-43 of 2^60): none of the first n is rejected
@@ -310,11 +314,8 @@ class MaskExpander:
         """:meth:`expand` of chunks ``first .. first + count - 1``, as rows."""
         if first < 0 or first + count > 2**96:
             raise ValueError("chunk index out of range")
-        key = self._key(seed)
         streams = b"".join(
-            Cipher(algorithms.ChaCha20(key, bytes(4) + chunk.to_bytes(12, "little")), mode=None)
-            .encryptor()
-            .update(self._zeros)
+            self._keystream(seed, chunk).update(self._zeros)
             for chunk in range(first, first + count)
         )
         words = np.frombuffer(streams, dtype="<u8").reshape(count, self._draw)[:, : self.degree]

@@ -299,12 +299,17 @@ def _standing_by(ledger: LedgerView, r: RoundInfo, me: str, now: float) -> bool:
     to them: until their acknowledgements disagree (two hashes on the ledger: a majority now
     needs the rest of us) or :data:`STANDBY_PATIENCE` of the ack window has passed (a decider
     is dead or slow)."""
-    eligible = ack_eligible(r.contributors, r.merge_peer)
-    if me in deciders(r.order, eligible, r.left, r.ack_eligible):
+    if not is_standby(r, me):
         return False
     if len(set(ledger.acks.values())) > 1:
         return False
     return now < standby_until(r)
+
+
+def is_standby(r: RoundInfo, me: str) -> bool:
+    """Whether we hold a vote on the round's aggregate but are not one of its deciders."""
+    eligible = ack_eligible(r.contributors, r.merge_peer)
+    return me in eligible and me not in deciders(r.order, eligible, r.left, r.ack_eligible)
 
 
 def standby_until(r: RoundInfo) -> float:
@@ -342,11 +347,13 @@ def worth_a_look(note: LedgerNote, ledger: LedgerView | None, me: str, now: floa
         return any(0 < d < now for d in _deadlines(r))
     if note.account == me:
         return True
-    if note.event == "Acknowledged" and r is not None and r.state == RoundState.ACKNOWLEDGING:
-        # a stand-by decrypts once the deciders disagree
-        eligible = ack_eligible(r.contributors, r.merge_peer)
-        if me in eligible and me not in deciders(r.order, eligible, r.left, r.ack_eligible):
-            return True
+    if (
+        note.event == "Acknowledged"
+        and r is not None
+        and r.state == RoundState.ACKNOWLEDGING
+        and is_standby(r, me)
+    ):
+        return True  # a stand-by decrypts once the deciders disagree
     if note.event in _OTHERS_ONLY_INFORM:
         return False
     if note.event == "UpdateCommitted":

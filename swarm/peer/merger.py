@@ -63,13 +63,12 @@ def _add_held(peer: Peer, running: RunningSum, commitments: dict[str, bytes]) ->
     """Add every committed update we hold that is not in the sum yet (worker thread, under the
     sum's lock). A refused one is logged once and not tried again in this attempt."""
     done = dict(running.done)
-    held = {(ref.sender, ref.digest) for ref in peer.store.find(kind=BlobKind.UPDATE)}
     for address, digest in sorted(commitments.items()):
         if done.get(address) == digest:
             continue
         with _mapped(peer.store, digest) as blob:
             if blob is None:
-                if (address, digest) not in held:
+                if not peer.store.find(kind=BlobKind.UPDATE, digest=digest):
                     continue  # not here yet
                 # listed as held but gone (pruned meanwhile): not looked for again, so that
                 # the merge peer does not spin on it

@@ -40,10 +40,6 @@ class RunningSum:
     done: frozenset[tuple[str, bytes]] = frozenset()  # (sender, digest) added or refused
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def absorbed(self) -> frozenset[tuple[str, bytes]]:
-        """(sender, digest) of every update already dealt with: added or refused."""
-        return self.done
-
 
 @dataclass
 class RoundWork:
@@ -123,7 +119,7 @@ class RoundWork:
             reveals_held=reveals_held,
             reveals_tried=self.reveals_tried,
             held_updates=held_updates,
-            absorbed=self.running.absorbed() if self.running is not None else frozenset(),
+            absorbed=self.running.done if self.running is not None else frozenset(),
             new_model=self.new_hash,
         )
 

@@ -68,6 +68,26 @@ def seeded(ctx: SecretRoundContext, delta: Delta, layout: Layout, weight: float,
     )
 
 
+def tenseal_vector_blob(
+    kind: PayloadKind, ctx: PublicRoundContext, layout: Layout, values: np.ndarray
+) -> bytes:
+    """A blob of one of the older TenSEAL-vector kinds (2: public-key update, 3: aggregate):
+    ``values`` encrypted with the round's public key, from the merge peer."""
+    seal_bytes = ctx._bridge.encrypt_public(values)
+    size = layout.param_count
+    return make_blob(
+        kind=kind,
+        params_id=ctx.params_id,
+        round_id=ROUND,
+        sender=MERGE_PEER,
+        context_hash=ctx.context_hash,
+        param_count=size,
+        layout_hash=layout.hash,
+        count=1,
+        payload=b"".join(_proto.iter_ckks_vector([size], [seal_bytes], ctx.params.scale)),
+    )
+
+
 def test_sum_of_ten_updates_decrypts_within_1e6(
     holder: SecretRoundContext,
     public_ctx: PublicRoundContext,
@@ -136,18 +156,7 @@ def test_tenseal_vector_kinds_are_refused_under_complex_packing(
     complex-packing parameter set would decode half its values as zeros: refused with one line,
     while under real packing it still decrypts (tools read old aggregates)."""
     layout = Layout((TensorSpec("w", (10,)),))
-    seal_bytes = public_ctx._bridge.encrypt_public(np.arange(10.0))
-    blob = make_blob(
-        kind=PayloadKind.AGGREGATE,
-        params_id=public_ctx.params_id,
-        round_id=ROUND,
-        sender=MERGE_PEER,
-        context_hash=public_ctx.context_hash,
-        param_count=10,
-        layout_hash=layout.hash,
-        count=1,
-        payload=b"".join(_proto.iter_ckks_vector([10], [seal_bytes], 2.0**40)),
-    )
+    blob = tenseal_vector_blob(PayloadKind.AGGREGATE, public_ctx, layout, np.arange(10.0))
     kinds = frozenset({PayloadKind.AGGREGATE})
     if public_ctx.params.complex_packing:
         with pytest.raises(MalformedBlobError, match="complex"):
@@ -768,19 +777,7 @@ def test_public_key_update_is_refused(
     """A public-key update (kind 2, what the merge peer sent before plain updates): its second
     polynomial is not a seed, so the Aggregator refuses it by kind."""
     layout = Layout((TensorSpec("w", (10,)),))
-    seal_bytes = public_ctx._bridge.encrypt_public(np.zeros(4096))
-    payload = b"".join(_proto.iter_ckks_vector([10], [seal_bytes], 2.0**40))
-    blob = make_blob(
-        kind=PayloadKind.PUBLIC_UPDATE,
-        params_id=public_ctx.params_id,
-        round_id=ROUND,
-        sender=MERGE_PEER,
-        context_hash=public_ctx.context_hash,
-        param_count=10,
-        layout_hash=layout.hash,
-        count=1,
-        payload=payload,
-    )
+    blob = tenseal_vector_blob(PayloadKind.PUBLIC_UPDATE, public_ctx, layout, np.zeros(10))
     with pytest.raises(BlobMismatchError) as info:
         fresh(public_ctx, layout).add(blob)
     assert info.value.field == "kind"

@@ -25,29 +25,20 @@ from swarm.audit.verify import Severity, verify
 from swarm.ledger import LedgerClient, RpcChain
 from swarm.peer.decide import STANDBY_MIN_PARAMS
 from swarm.protocol import ack_eligible, deciders
+from tests.support.heart import heart_mlp_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 
 ROUNDS = 2
-HEART_FEATURES = 35  # the heart study's inputs after encoding (examples/heart/task.toml)
-
-
-def mlp_task(workdir: Path, params: int) -> Path:
-    """The heart study's task file with an MLP of about ``params`` parameters."""
-    hidden = max(1, round((params - 1) / (HEART_FEATURES + 2)))
-    text = network.HEART_TASK_FILE.read_text()
-    text = text.replace('architecture = "logreg"', f'architecture = "mlp"\nhidden = {hidden}')
-    text = text.split("\n[personalization]")[0].rstrip() + "\n"
-    text = text.replace('name = "heart-disease-uci"', 'name = "heart-disease-uci/mlp-1m"')
-    path = workdir / "heart-mlp.toml"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[network.LocalnetConfig]:
     task = network.local_task(
-        mlp_task(tmp_path, STANDBY_MIN_PARAMS), network.HEART_DATA, network.HEART_SITES, peers=4
+        heart_mlp_task(tmp_path, STANDBY_MIN_PARAMS),
+        network.HEART_DATA,
+        network.HEART_SITES,
+        peers=4,
     )
     assert task.fingerprint.param_count >= STANDBY_MIN_PARAMS
     # a short ack window: the stand-by waits half of it for the dead decider
