@@ -97,4 +97,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # ``python -m cli.app`` (how localnet starts its peers) runs this file as __main__, and the
+    # commands import cli.app again: run that copy, so that the process has one log handler
+    # (with two, every record was written twice, once in the wrong format).
+    from cli.app import main as _main
+
+    _main()

@@ -94,7 +94,7 @@ def _decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
         opening = between and not done and _opens_next(r, local, now)
         return [_get_latest(ledger, local), *([OpenRound(ledger.latest_model)] if opening else [])]
     actions: list[Action] = []
-    if local.metrics_round < local.model_round:
+    if local.metrics_round < local.model_round and (done or not _busy(ledger, local, now)):
         actions.append(ReportMetrics(local.model_round))
     if done:
         # Stop once the metrics of the model we stop with are out.
@@ -109,6 +109,30 @@ def _decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
     progress = local.progress_in(r.round_id).for_attempt(r.attempt)
     actions += _in_round(ledger, r, local, progress, now)
     return actions
+
+
+def _busy(ledger: LedgerView, local: LocalView, now: float) -> bool:
+    """Whether a step of ours in the swarm's next or running round is still ahead.
+
+    Metrics are a courtesy: evaluating (and fine-tuning the personal model) takes a core from
+    the round, and the ``reportMetrics`` transaction holds the account's next one (join,
+    round key, commitment, aggregate) back. So they wait until this peer's commitment is on the
+    ledger (the merge peer: its aggregate), and between rounds until the next round is late
+    (``OPEN_FALLBACK_S``): on a healthy swarm it opens at once and we join it. A round we
+    cannot join, or a swarm that stays idle, does not hold them up.
+    """
+    r = ledger.round
+    if r is None or r.state in (RoundState.NONE, RoundState.FINALIZED, RoundState.LAPSED):
+        return local.idle_since is not None and now < local.idle_since + OPEN_FALLBACK_S
+    me = local.me
+    if me not in r.participants:
+        benched = r.round_id <= local.sitting_out_until or local.privacy_spent
+        return r.state == RoundState.JOINING and not benched
+    if me in r.left:
+        return False
+    if r.state <= RoundState.COMMITTING and me not in ledger.commitments:
+        return True
+    return me == r.merge_peer and r.state <= RoundState.MERGING
 
 
 def _opens_next(r: RoundInfo | None, local: LocalView, now: float) -> bool:
@@ -204,6 +228,11 @@ def _committing(
             out.append(FetchRoundKey(rid, attempt, steward))
         elif open_ and p.trained and not _need_keys(r, me, p):
             out.append(Commit(rid, attempt))
+        if open_ and _masking(r) and p.shares_held_by > 0 and not p.shares_done:
+            # our masks are made (the commitment is on its way): their shares go out while we
+            # encrypt and commit, not after (the holders check them against the commitment's
+            # shares hash when they reveal, so shares of an update never committed are unused)
+            out.append(PushShares(rid, attempt))
     else:
         masking = _masking(r)
         if masking and not p.shares_done:

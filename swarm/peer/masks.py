@@ -36,7 +36,7 @@ from swarm.peer.work import ActionSupersededError, RoundWork
 from swarm.protocol import ack_eligible, mask_threshold
 
 if TYPE_CHECKING:
-    from swarm.ledger import RoundInfo
+    from swarm.ledger import LedgerView, RoundInfo
     from swarm.peer.runner import Peer
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,10 @@ async def push_shares(peer: Peer, action: PushShares) -> None:
 
 
 async def validate_shares(peer: Peer, req: PushRequest) -> str | None:
-    view = await peer.fresh_view()
+    return await peer.validate_on_ledger(lambda view: _shares_refusal(peer, req, view))
+
+
+def _shares_refusal(peer: Peer, req: PushRequest, view: LedgerView) -> str | None:
     info = view.round
     if info is None or info.round_id != req.round_id:
         return f"round {req.round_id} is not the current round"
@@ -284,7 +287,10 @@ async def push_reveal(peer: Peer, action: PushReveal) -> None:
 
 
 async def validate_reveal(peer: Peer, req: PushRequest) -> str | None:
-    view = await peer.fresh_view()
+    return await peer.validate_on_ledger(lambda view: _reveal_refusal(peer, req, view))
+
+
+def _reveal_refusal(peer: Peer, req: PushRequest, view: LedgerView) -> str | None:
     info = view.round
     if info is None or info.round_id != req.round_id:
         return f"round {req.round_id} is not the current round"

@@ -27,15 +27,17 @@ from swarm.peer.actions import Absorb, Merge
 from swarm.peer.work import ActionSupersededError, RunningSum
 
 if TYPE_CHECKING:
-    from swarm.ledger import RoundInfo
+    from swarm.ledger import LedgerView, RoundInfo
     from swarm.peer.runner import Peer
 
 log = logging.getLogger(__name__)
 
 
 async def validate_update(peer: Peer, req: PushRequest) -> str | None:
-    # A push can arrive before our own next look at the ledger: read it afresh.
-    view = await peer.fresh_view()
+    return await peer.validate_on_ledger(lambda view: _update_refusal(peer, req, view))
+
+
+def _update_refusal(peer: Peer, req: PushRequest, view: LedgerView) -> str | None:
     info = view.round
     if info is None or req.round_id != info.round_id:
         return f"wrong round {req.round_id} (current round is {view.current_round})"

@@ -36,7 +36,7 @@ KEY_PUSH_WAIT_S = 2.0
 _KEY_BLOBS = (BlobKind.ROUND_CONTEXT, BlobKind.ROUND_KEY)
 
 if TYPE_CHECKING:
-    from swarm.ledger import RoundInfo
+    from swarm.ledger import LedgerView, RoundInfo
     from swarm.peer.runner import Peer
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,10 @@ async def fetch_round_key(peer: Peer, action: FetchRoundKey) -> None:
 async def validate_key_delivery(peer: Peer, req: PushRequest) -> str | None:
     """Only this attempt's steward delivers keys, the context must be the one on the ledger (the
     steward posts its hash before it delivers), and the merge peer takes no secret key."""
-    view = await peer.fresh_view()
+    return await peer.validate_on_ledger(lambda view: _key_delivery_refusal(peer, req, view))
+
+
+def _key_delivery_refusal(peer: Peer, req: PushRequest, view: LedgerView) -> str | None:
     info = view.round
     if info is None or info.round_id != req.round_id:
         return f"round {req.round_id} is not the current round"
@@ -262,9 +265,10 @@ async def commit(peer: Peer, action: Commit) -> None:
     if params.epsilon_budget > 0 and work.privacy is None:
         raise ActionSupersededError("trained without the round's privacy accounting")
     t0 = time.perf_counter()
-    mask = (
-        await peer.call(masks.prepare, peer, info, work) if params.mask_threshold_pct > 0 else None
-    )
+    mask = None
+    if params.mask_threshold_pct > 0:
+        mask = await peer.call(masks.prepare, peer, info, work)
+        peer.wake()  # the shares can go out while we encrypt (decide: PushShares)
     blob = await peer.call(
         lambda: crypto.encrypt_update(
             delta,

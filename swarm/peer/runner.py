@@ -46,7 +46,7 @@ from swarm.ledger.watch import LedgerNote, LedgerWatch
 from swarm.p2p import BlobKind, BlobRef, LedgerMembershipSource, P2PConfig, P2PService, open_p2p
 from swarm.p2p.disk_store import DirectoryBlobStore
 from swarm.p2p.membership import run_in_thread_abandoning
-from swarm.peer import catchup, keyholder, masks, merger, participant, privacy, steward
+from swarm.peer import catchup, keyholder, masks, merger, participant, personal, privacy, steward
 from swarm.peer.actions import (
     Absorb,
     Acknowledge,
@@ -193,6 +193,7 @@ class Peer:
         self.view: LedgerView | None = None
         self.work: RoundWork | None = None
         self.metrics_round = self.model.round  # a resumed model was evaluated before
+        self.own_models = personal.OwnModelCache()  # the personal mixture's own model
         self.secret_keys_held: set[tuple[int, int]] = set()  # (round, attempt), this round only
         self._in_flight: set[str] = set()
         self._cooling: dict[str, tuple[float, int]] = {}  # key -> (until, failures)
@@ -489,6 +490,19 @@ class Peer:
         if r is not None and r.state == RoundState.DRAWING and view.block_number >= r.draw_block:
             view = self.ledger.view(block="pending")
         return view
+
+    async def validate_on_ledger(self, refusal: Callable[[LedgerView], str | None]) -> str | None:
+        """Judge a push by the ledger: ``refusal`` (None: accepted) on the view we hold, and
+        only when that refuses, on a fresh read (the push may have come before our own next
+        look at the ledger). Every push check is of a fact that, once true in a round, stays
+        true or turns harmless (a commitment, a posted key hash, a later state): what a view a
+        few blocks old accepts was valid at its block, and what it refuses is read again.
+        Reading the ledger on every push cost each peer one JSON-RPC call per share, reveal,
+        key and update it received: most of a masked round's reads."""
+        view = self.view
+        if view is not None and refusal(view) is None:
+            return None
+        return refusal(await self.fresh_view())
 
     async def fresh_view(self) -> LedgerView:
         view = await self.call(self._read_view)

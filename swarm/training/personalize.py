@@ -159,6 +159,7 @@ def personalize(
     method: str = DEFAULT_METHOD,
     swarm_weight: float | None = None,
     model_seed: int | None = None,
+    own: Mapping[str, torch.Tensor] | None = None,
 ) -> FineTuneResult:
     """The personal model built from the swarm model ``state`` and ``data``'s train split.
 
@@ -169,7 +170,9 @@ def personalize(
     ``method="mixture"``: the hospital's own model (:func:`train_own_model`, from
     ``task.build_model(model_seed)``, the swarm's initial model; default ``seed``) mixed with
     the swarm model, ``swarm_weight`` (default :data:`DEFAULT_SWARM_WEIGHT`) on the swarm's
-    side. ``fedprox_mu`` and ``select`` are fine-tuning's and not used.
+    side. ``fedprox_mu`` and ``select`` are fine-tuning's and not used. ``own`` is that own
+    model when the caller already has it (it does not depend on ``state``: a peer trains it
+    once, not after every round); otherwise it is trained here.
 
     ``method="finetune"``: a copy of ``state`` trained ``epochs`` more epochs with FedProx
     ``fedprox_mu`` (default: the config's; the anchor is ``state``), kept if ``select`` is off
@@ -190,14 +193,15 @@ def personalize(
     base = config if config is not None else task.default_config
     lr = base.lr if lr is None else lr
     if method == "mixture":
-        own = train_own_model(
-            task,
-            data,
-            dataclasses.replace(base, lr=lr),
-            epochs=epochs,
-            seed=seed,
-            model_seed=seed if model_seed is None else model_seed,
-        )
+        if own is None:
+            own = train_own_model(
+                task,
+                data,
+                dataclasses.replace(base, lr=lr),
+                epochs=epochs,
+                seed=seed,
+                model_seed=seed if model_seed is None else model_seed,
+            )
         return FineTuneResult(interpolate(copy, own, weight), chosen="mixture")
     tuned = dataclasses.replace(
         base,

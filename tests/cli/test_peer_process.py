@@ -39,11 +39,25 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Path]]:
         network.down(workdir)
 
 
-def start(config: Path, tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+def start(
+    config: Path, tmp_path: Path, *args: str, verbose: bool = False
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """``python -m cli.app``, as localnet starts its peers."""
     out, err = tmp_path / "stdout", tmp_path / "stderr"
+    first = ["--verbose"] if verbose else []
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.app", "peer", "run", "--config", str(config), *args],
+            [
+                sys.executable,
+                "-m",
+                "cli.app",
+                *first,
+                "peer",
+                "run",
+                "--config",
+                str(config),
+                *args,
+            ],
             stdout=o,
             stderr=e,
             stdin=subprocess.DEVNULL,
@@ -105,8 +119,11 @@ def test_rich_output_sigint_status_and_second_peer(
 
 def test_json_output_and_sigterm(configs: list[Path], tmp_path: Path) -> None:
     """``--log-format json``: every line on stdout and stderr is one JSON object (events, and
-    the libraries' log records); SIGTERM ends the peer with a "stopped" event and exit 0."""
-    proc, out, err = start(configs[1], tmp_path, "--log-format", "json")
+    the libraries' log records, here with --verbose), each once (the fault: run as ``python -m
+    cli.app`` the process had two copies of the CLI module and so two log handlers, and every
+    record was written twice, once in plain text); SIGTERM ends the peer with a "stopped"
+    event and exit 0."""
+    proc, out, err = start(configs[1], tmp_path, "--log-format", "json", verbose=True)
     try:
         wait_for(out, '"event": "joined"', proc)
         assert stop(proc, signal.SIGTERM) == 0
@@ -119,6 +136,7 @@ def test_json_output_and_sigterm(configs: list[Path], tmp_path: Path) -> None:
     assert events[-1]["fields"] == {"signal": "SIGTERM"}
     assert all(set(e) == {"timestamp", "level", "site", "event", "fields"} for e in events)
     assert all(r["event"] == "log" for r in records)
+    assert records, "--verbose: the peer's steps are logged"
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

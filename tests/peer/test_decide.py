@@ -207,6 +207,60 @@ def test_a_new_model_is_evaluated_once() -> None:
     assert decide(view, local(metrics_round=3), T) == [ReportMetrics(4), OpenRound(M0)]
 
 
+ENDED = rnd(RoundState.FINALIZED, round_id=4, final_model=M0)
+
+
+@pytest.mark.parametrize(
+    ("view", "me", "changes", "now", "reported"),
+    [
+        # between rounds: the next one opens at once on a healthy swarm, and we join it
+        (ledger(ENDED), B, dict(idle_since=T), T + 1, False),
+        (ledger(ENDED), B, dict(idle_since=T), T + OPEN_FALLBACK_S, True),
+        # the next round: our join, training and commitment come first
+        (ledger(rnd(RoundState.JOINING, participants=(B, C))), A, {}, T, False),
+        (ledger(rnd(RoundState.JOINING)), A, dict(progress=keyed(trained=False)), T, False),
+        (ledger(rnd(RoundState.KEYING)), B, dict(progress=keyed()), T, False),
+        (ledger(rnd(RoundState.COMMITTING)), A, dict(progress=keyed()), T, False),
+        (ledger(rnd(RoundState.COMMITTING), commitments={A: (UA, 100)}), A, {}, T, True),
+        # the merge peer: its aggregate too
+        (ledger(rnd(RoundState.MERGING), commitments=ALL_COMMITTED), C, {}, T, False),
+        (ledger(rnd(RoundState.ACKNOWLEDGING), commitments=ALL_COMMITTED), C, {}, T, True),
+        # a round we cannot join, or one we are not in any more, holds nothing up
+        (
+            ledger(rnd(RoundState.JOINING, participants=(B, C, D))),
+            A,
+            dict(sitting_out_until=5),
+            T,
+            True,
+        ),
+        (ledger(rnd(RoundState.COMMITTING, left=(A,))), A, {}, T, True),
+        (ledger(rnd(RoundState.COMMITTING, participants=(B, C, D))), A, {}, T, True),
+    ],
+    ids=[
+        "round just ended",
+        "next round late",
+        "not joined yet",
+        "joined, training",
+        "key steward",
+        "not committed",
+        "committed",
+        "merge peer merging",
+        "merge peer done",
+        "sitting out",
+        "left the round",
+        "not in the round",
+    ],
+)
+def test_metrics_wait_until_our_steps_of_the_round_are_on_the_ledger(
+    view: LedgerView, me: str, changes: dict[str, object], now: float, reported: bool
+) -> None:
+    """The evaluation and the reportMetrics transaction are a courtesy: they must not hold
+    back our join, round key, commitment or aggregate (one account sends one transaction at a
+    time), nor take a core while we train and encrypt."""
+    actions = decide(view, local(me, metrics_round=3, **changes), now)
+    assert (ReportMetrics(4) in actions) is reported
+
+
 def test_the_target_counts_finalized_rounds_not_round_ids() -> None:
     """--rounds N: lapsed rounds do not count. Round id 9 exists but only 4 finalized."""
     view = ledger(rnd(RoundState.LAPSED, round_id=9), finalized_count=4)
@@ -629,6 +683,19 @@ def test_a_masked_commitment_hands_out_shares_before_the_update() -> None:
     ]
     done = keyed(shares_held_by=4, shares_done=True)
     assert decide(view, local(progress=done), T) == [PushUpdate(5, 0, C)]
+
+
+def test_shares_go_out_while_the_commitment_is_on_its_way() -> None:
+    """Our masks are made at the start of Commit (shares_held_by 1: ours): their shares go to
+    the holders while we encrypt and the transaction is mined, not one look at the ledger
+    later. Before the masks exist, and after the commit window, there is nothing to push."""
+    info = rnd(RoundState.COMMITTING, params=MASKED)
+    committing = local(progress=keyed(shares_held_by=1), in_flight=frozenset({Commit(5, 0).key}))
+    actions = decide(ledger(info), committing, T)
+    assert PushShares(5, 0) in actions
+    assert PushShares(5, 0) not in decide(ledger(info), local(progress=keyed()), T)
+    late = decide(ledger(info), local(progress=keyed(shares_held_by=1)), T + 11)
+    assert PushShares(5, 0) not in late
 
 
 def test_without_masks_no_shares_are_handed_out() -> None:

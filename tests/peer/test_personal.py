@@ -76,6 +76,7 @@ def fake_peer(
         params=SimpleNamespace(metrics_enabled=True),
         ledger=Ledger(),
         metrics_round=0,
+        own_models=personal.OwnModelCache(),
         call=call,
         events=events,
         emit=lambda kind, **data: events.append((kind, data)),
@@ -135,6 +136,47 @@ def test_only_the_latest_personal_model_is_kept_and_a_restart_rebuilds_the_same(
     assert read_checkpoint(personal.latest_path(tmp_path / "restarted")).model_hash == (
         second.model_hash
     )
+
+
+def test_the_own_model_is_trained_once_and_the_personal_model_follows_the_swarm_model(
+    tmp_path: Path,
+) -> None:
+    """The mixture's own model does not depend on the round: trained in the first round and
+    reused, while each round's personal model still mixes in that round's swarm model. A
+    restarted peer (a new cache) trains the same own model again."""
+    peer = fake_peer(tmp_path, epochs=3)
+    report(peer, 1)
+    first = read_checkpoint(personal.latest_path(tmp_path))
+    peer.model.state = {k: v + 0.5 for k, v in peer.model.state.items()}
+    report(peer, 2)
+    second = read_checkpoint(personal.latest_path(tmp_path))
+    assert peer.own_models.trained == 1
+    assert second.model_hash != first.model_hash  # the new swarm model is in it
+    # 0.1 x swarm + 0.9 x own: the own model is what is left after the swarm's share
+    weight = DEFAULT_SWARM_WEIGHT
+    own_1 = {
+        k: (first.state_dict[k].double() - weight * (second_state - 0.5).double()) / (1 - weight)
+        for k, second_state in peer.model.state.items()
+    }
+    own_2 = {
+        k: (second.state_dict[k].double() - weight * peer.model.state[k].double()) / (1 - weight)
+        for k in own_1
+    }
+    for k in own_1:
+        assert torch.allclose(own_1[k], own_2[k], atol=1e-5)
+    restarted = fake_peer(tmp_path / "restarted", epochs=3)
+    restarted.model.state = peer.model.state
+    report(restarted, 2)
+    again = read_checkpoint(personal.latest_path(tmp_path / "restarted"))
+    assert again.model_hash == second.model_hash and restarted.own_models.trained == 1
+
+
+def test_changed_settings_train_the_own_model_again(tmp_path: Path) -> None:
+    peer = fake_peer(tmp_path, epochs=2)
+    report(peer, 1)
+    peer.task_file.personalization = Personalization(epochs=3, lr=0.03)
+    report(peer, 2)
+    assert peer.own_models.trained == 2
 
 
 def test_off_without_a_task_file_or_with_zero_epochs(tmp_path: Path) -> None:

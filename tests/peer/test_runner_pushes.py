@@ -1,0 +1,94 @@
+"""How a peer judges a push by the ledger (``Peer.validate_on_ledger`` and the checks of
+swarm.peer.merger, participant and masks), with ledger views built in memory and a stand-in
+peer around the code under test (no chain, no network).
+
+Faults exercised: a push that arrives before our own look at the ledger (the view we hold
+refuses it, a fresh read accepts it); a late, replayed or altered update (no matching
+commitment, even after a fresh read); a push for the wrong round; a round key from a member
+that is not the steward; mask shares outside the commit phase.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from swarm.ledger import LedgerView, RoundState
+from swarm.p2p import BlobKind, PushRequest
+from swarm.peer import masks, merger, participant
+from swarm.peer.runner import Peer
+from tests.peer.test_decide import A, B, C, KEY, UA, ledger, rnd
+
+
+class StandIn:
+    """The two attributes validate_on_ledger reads, and a count of fresh reads."""
+
+    def __init__(self, held: LedgerView | None, fresh: LedgerView, me: str = C) -> None:
+        self.view = held
+        self.fresh = fresh
+        self.reads = 0
+        self.me = me
+
+    async def fresh_view(self) -> LedgerView:
+        self.reads += 1
+        self.view = self.fresh
+        return self.fresh
+
+    async def validate_on_ledger(self, refusal: Any) -> str | None:
+        return await Peer.validate_on_ledger(self, refusal)  # type: ignore[arg-type]
+
+
+def push(kind: BlobKind, sender: str, digest: bytes = UA, round_id: int = 5) -> PushRequest:
+    return PushRequest(kind=kind, round_id=round_id, sender=sender, digest=digest, size=10)
+
+
+def run(check: Any, peer: StandIn, req: PushRequest) -> str | None:
+    return trio.run(check, peer, req)
+
+
+COMMITTING = ledger(rnd(RoundState.COMMITTING))
+COMMITTED = ledger(rnd(RoundState.COMMITTING), commitments={A: (UA, 100)})
+
+
+def test_a_push_the_held_view_accepts_costs_no_read() -> None:
+    peer = StandIn(held=COMMITTED, fresh=COMMITTED)
+    assert run(merger.validate_update, peer, push(BlobKind.UPDATE, A)) is None
+    assert peer.reads == 0
+
+
+def test_a_push_before_our_look_at_the_ledger_is_judged_on_a_fresh_read() -> None:
+    """Race between honest peers: A's update arrives before we saw its commitment."""
+    peer = StandIn(held=COMMITTING, fresh=COMMITTED)
+    assert run(merger.validate_update, peer, push(BlobKind.UPDATE, A)) is None
+    assert peer.reads == 1
+    fresh_only = StandIn(held=None, fresh=COMMITTED)
+    assert run(merger.validate_update, fresh_only, push(BlobKind.UPDATE, A)) is None
+    assert fresh_only.reads == 1
+
+
+def test_an_update_without_its_commitment_is_refused_after_a_fresh_read() -> None:
+    """A late, replayed or altered update: refused in one line, the ledger read again first."""
+    peer = StandIn(held=COMMITTED, fresh=COMMITTED)
+    refusal = run(merger.validate_update, peer, push(BlobKind.UPDATE, A, digest=b"\x05" * 32))
+    assert refusal is not None and "no matching commitment" in refusal
+    assert peer.reads == 1
+    wrong_round = run(merger.validate_update, peer, push(BlobKind.UPDATE, A, round_id=4))
+    assert wrong_round is not None and "wrong round 4" in wrong_round
+
+
+def test_key_shares_and_reveal_checks_judge_the_view_they_are_given() -> None:
+    keying = StandIn(held=COMMITTED, fresh=COMMITTED, me=A)
+    context = push(BlobKind.ROUND_CONTEXT, B, digest=KEY)
+    assert run(participant.validate_key_delivery, keying, context) is None
+    impostor = run(participant.validate_key_delivery, keying, push(BlobKind.ROUND_CONTEXT, C))
+    assert impostor == "only the round's key steward delivers round keys"
+    shares = StandIn(held=COMMITTED, fresh=COMMITTED, me=A)
+    assert run(masks.validate_shares, shares, push(BlobKind.SHARES, B)) is None
+    acknowledging = ledger(rnd(RoundState.ACKNOWLEDGING))
+    late = StandIn(held=acknowledging, fresh=acknowledging, me=A)
+    refusal = run(masks.validate_shares, late, push(BlobKind.SHARES, B))
+    assert refusal == "mask shares are handed out while updates are committed"
+    assert run(masks.validate_reveal, late, push(BlobKind.REVEAL, B)) is None
+    early = run(masks.validate_reveal, shares, push(BlobKind.REVEAL, B))
+    assert early == "reveals are taken once the ledger names the contributors"
