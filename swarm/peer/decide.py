@@ -170,8 +170,12 @@ def _in_round(
             return []
         if not joined:
             joining.append(Join(rid))
-        elif not p.trained:
-            joining.append(Train(rid))  # train while others join: it is on the critical path
+        private = r.params is not None and r.params.epsilon_budget > 0
+        if not p.trained and (joined or not private):
+            # train while we and the others join: it is on the critical path (for a large
+            # model, seconds), and a join the contract refuses costs only the training. Not
+            # under DP-SGD: training is recorded in our privacy account, joined or not.
+            joining.append(Train(rid))
         if deadline_passed(r.join_deadline, now) and len(r.participants) >= r.min_peers:
             joining.append(CloseJoin(rid))
         return joining
@@ -200,7 +204,10 @@ def _keying(
     if me == r.key_steward:
         if not p.steward_key:
             return [MakeRoundKey(r.round_id, r.attempt)]
-        return [PostRoundKey(r.round_id, r.attempt)]
+        # the keys go out while the hash is being mined: a participant holds them when the
+        # ledger shows the hash (it keeps a context only if its hash is the ledger's)
+        posting = [PostRoundKey(r.round_id, r.attempt)]
+        return posting + ([] if p.keys_delivered else [DeliverRoundKeys(r.round_id, r.attempt)])
     if deadline_passed(r.key_deadline, now) or r.key_steward in r.left:
         return [ReplaceKeySteward(r.round_id, r.attempt)]
     if not r.seed_stored and ledger.block_number >= r.draw_block + SEED_STORE_AFTER_BLOCKS:

@@ -14,6 +14,7 @@ import trio
 
 from swarm import crypto
 from swarm.errors import CryptoError, NotParticipantError, P2PError
+from swarm.ledger import RoundState
 from swarm.p2p import BlobKind, BlobRef, PushRequest
 from swarm.peer import masks, privacy, steward
 from swarm.peer.actions import (
@@ -228,8 +229,10 @@ async def fetch_round_key(peer: Peer, action: FetchRoundKey) -> None:
 
 
 async def validate_key_delivery(peer: Peer, req: PushRequest) -> str | None:
-    """Only this attempt's steward delivers keys, the context must be the one on the ledger (the
-    steward posts its hash before it delivers), and the merge peer takes no secret key."""
+    """Only this attempt's steward delivers keys, the context must be the one on the ledger
+    once its hash is there (the steward pushes while the hash is being mined: a context taken
+    before is kept only if its hash turns out to be the ledger's, see load_round_keys), and the
+    merge peer takes no secret key."""
     return await peer.validate_on_ledger(lambda view: _key_delivery_refusal(peer, req, view))
 
 
@@ -241,7 +244,10 @@ def _key_delivery_refusal(peer: Peer, req: PushRequest, view: LedgerView) -> str
         return "only the round's key steward delivers round keys"
     if req.kind == BlobKind.ROUND_KEY and peer.me == info.merge_peer:
         return "the merge peer must not hold the round's secret key"
-    if req.kind == BlobKind.ROUND_CONTEXT and req.digest != info.key_hash:
+    posted = info.key_hash.strip(b"\0")
+    if not posted and info.state != RoundState.KEYING:
+        return "no round key is being posted in this round"
+    if req.kind == BlobKind.ROUND_CONTEXT and posted and req.digest != info.key_hash:
         return "this context's hash is not the round key's hash on the ledger"
     return None
 

@@ -1,9 +1,11 @@
 """The key steward: makes the attempt's round key, posts its hash, hands it out.
 
-Order matters for liveness: the key's hash goes on the ledger as soon as the key exists, and
-only then are the keys pushed, concurrently and bounded by the commit window. A participant
-whose connection is dead costs the steward nothing (its push fails in the background), and any
-participant that missed its push pulls the key from the steward instead.
+The key's hash goes on the ledger as soon as the key exists, and the keys are pushed at the
+same time, concurrently and bounded by the commit window: a participant then holds them when
+the ledger shows the hash (it keeps a pushed context only if its hash is the ledger's, and a
+sealed key opens only under that context). A participant whose connection is dead costs the
+steward nothing (its push fails in the background), and any participant that missed its push
+pulls the key from the steward instead.
 """
 
 from __future__ import annotations
@@ -134,7 +136,10 @@ async def deliver_round_keys(peer: Peer, action: DeliverRoundKeys) -> None:
             log.info("round key not pushed to %s (it can pull it): %s", address, exc)
 
     t0 = time.perf_counter()
-    with trio.move_on_after(max(1.0, info.commit_deadline - time.time())):
+    params = info.params or peer.params
+    # (while the hash is being mined the commit deadline is not set yet: the key deadline's)
+    deadline = info.commit_deadline or info.key_deadline + params.commit_window
+    with trio.move_on_after(max(1.0, deadline - time.time())):
         async with trio.open_nursery() as nursery:
             for address in info.participants:
                 if address != peer.me:

@@ -278,10 +278,12 @@ def test_stop_waits_for_the_last_metrics() -> None:
 # --- joining ----------------------------------------------------------------------------------
 
 
-def test_joining_joins_then_trains() -> None:
-    """Join when we hold the base model; once joined, train while the others join."""
+def test_joining_joins_and_trains_at_once() -> None:
+    """Join when we hold the base model, and train at the same time (training is on the
+    critical path; it does not wait for our join to be mined, nor for the others')."""
     info = rnd(RoundState.JOINING, participants=(B, C))
-    assert decide(ledger(info), local(), T) == [Join(5)]
+    assert decide(ledger(info), local(), T) == [Join(5), Train(5)]
+    assert decide(ledger(info), local(progress=keyed()), T) == [Join(5)]
     joined = rnd(RoundState.JOINING, participants=(A, B))
     assert decide(ledger(joined), local(), T) == [Train(5)]
     assert decide(ledger(joined), local(progress=keyed()), T) == []
@@ -292,7 +294,7 @@ def test_a_member_sitting_out_does_not_join() -> None:
     it does not send one until the bench ends, then joins as before."""
     info = rnd(RoundState.JOINING, participants=(B, C))
     assert decide(ledger(info), local(sitting_out_until=5), T) == []
-    assert decide(ledger(info), local(sitting_out_until=4), T) == [Join(5)]
+    assert decide(ledger(info), local(sitting_out_until=4), T) == [Join(5), Train(5)]
 
 
 @pytest.mark.parametrize(
@@ -331,13 +333,19 @@ def test_while_the_roles_are_drawn_participants_only_train(me: str) -> None:
     assert decide(ledger(info), local(me, progress=keyed()), T) == []
 
 
-def test_the_steward_makes_then_posts_the_key() -> None:
-    """Key steward: make the key pair, then post its hash (before any delivery)."""
+def test_the_steward_makes_then_posts_and_delivers_the_key_at_once() -> None:
+    """Key steward: make the key pair, then post its hash and push the keys at the same time
+    (the participants hold them when the hash lands); once delivered, only the post is left."""
     info = rnd(RoundState.KEYING)
     assert decide(ledger(info), local(B, keyed(has_context=False, has_secret=False)), T) == [
         MakeRoundKey(5, 0)
     ]
-    assert decide(ledger(info), local(B, keyed(steward_key=True)), T) == [PostRoundKey(5, 0)]
+    assert decide(ledger(info), local(B, keyed(steward_key=True)), T) == [
+        PostRoundKey(5, 0),
+        DeliverRoundKeys(5, 0),
+    ]
+    delivered = keyed(steward_key=True, keys_delivered=True)
+    assert decide(ledger(info), local(B, delivered), T) == [PostRoundKey(5, 0)]
 
 
 def test_a_silent_steward_is_replaced_after_its_deadline() -> None:
@@ -754,7 +762,12 @@ def test_a_peer_whose_privacy_budget_is_spent_does_not_join() -> None:
     the peer does not ask; the others close the window without it."""
     info = rnd(RoundState.JOINING, participants=(B, C, D))
     assert decide(ledger(info), local(privacy_spent=True), T) == []
-    assert decide(ledger(info), local(), T) == [Join(5)]
+    assert decide(ledger(info), local(), T) == [Join(5), Train(5)]
+    # under DP-SGD, training waits for the join: it is recorded in our privacy account
+    private = dataclasses.replace(info, params=dataclasses.replace(PARAMS, epsilon_budget=5.0))
+    assert decide(ledger(private), local(), T) == [Join(5)]
+    joined = dataclasses.replace(private, participants=(A, B, C, D))
+    assert decide(ledger(joined), local(), T) == [Train(5)]
 
 
 # --- in flight --------------------------------------------------------------------------------

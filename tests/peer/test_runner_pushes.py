@@ -18,7 +18,7 @@ from swarm.ledger import LedgerView, RoundState
 from swarm.p2p import BlobKind, PushRequest
 from swarm.peer import masks, merger, participant
 from swarm.peer.runner import Peer
-from tests.peer.test_decide import A, B, C, KEY, UA, ledger, rnd
+from tests.peer.test_decide import KEY, UA, A, B, C, ledger, rnd
 
 
 class StandIn:
@@ -92,3 +92,20 @@ def test_key_shares_and_reveal_checks_judge_the_view_they_are_given() -> None:
     assert run(masks.validate_reveal, late, push(BlobKind.REVEAL, B)) is None
     early = run(masks.validate_reveal, shares, push(BlobKind.REVEAL, B))
     assert early == "reveals are taken once the ledger names the contributors"
+
+
+def test_round_keys_pushed_while_their_hash_is_mined_are_taken_from_the_steward_only() -> None:
+    """The steward pushes the keys while its postRoundKey is being mined: in KEYING (no hash on
+    the ledger yet) its context and sealed key are taken and kept (load_round_keys uses a
+    context only once its hash is the ledger's); anyone else's are refused; once the hash is
+    posted, a context with another hash is refused."""
+    keying = ledger(rnd(RoundState.KEYING))
+    peer = StandIn(held=keying, fresh=keying, me=A)
+    early = push(BlobKind.ROUND_CONTEXT, B, digest=b"\x44" * 32)
+    assert run(participant.validate_key_delivery, peer, early) is None
+    assert run(participant.validate_key_delivery, peer, push(BlobKind.ROUND_KEY, B)) is None
+    impostor = run(participant.validate_key_delivery, peer, push(BlobKind.ROUND_KEY, C))
+    assert impostor == "only the round's key steward delivers round keys"
+    posted = StandIn(held=COMMITTED, fresh=COMMITTED, me=A)
+    wrong = run(participant.validate_key_delivery, posted, early)
+    assert wrong == "this context's hash is not the round key's hash on the ledger"
