@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -127,11 +127,16 @@ async def deliver_round_keys(peer: Peer, action: DeliverRoundKeys) -> None:
         raise ActionSupersededError("no round key made for this attempt")
 
     async def deliver(address: str) -> None:
-        try:
-            await net.deliver_round_context(address, info.round_id, keys.public_bytes)
-            sealed = keys.sealed.get(address)
+        # the context and the sealed key side by side: one round trip, not two in a row
+        sealed = keys.sealed.get(address)
+        async with trio.open_nursery() as both:
+            both.start_soon(push, address, net.deliver_round_context, keys.public_bytes)
             if sealed is not None:
-                await net.deliver_round_key(address, info.round_id, sealed)
+                both.start_soon(push, address, net.deliver_round_key, sealed)
+
+    async def push(address: str, send: Any, data: bytes) -> None:
+        try:
+            await send(address, info.round_id, data)
         except P2PError as exc:
             log.info("round key not pushed to %s (it can pull it): %s", address, exc)
 
