@@ -16,6 +16,13 @@ default compares the old 256:1 with today's KEPT_STATES:MIN_BLOCK_TIME), and pri
 at each quarter of --txs transactions:
 
     .venv/bin/python benchmarks/ledger_bench.py --memory --txs 4000 --no-write
+
+With --requests it runs --rounds rounds of 4 members and prints, for join, commitUpdate and
+acknowledge, the JSON-RPC requests one transaction costs (by method; a batch's requests each),
+the HTTP round trips (a batch is one), the calling thread's CPU time and the round trip (print
+only):
+
+    .venv/bin/python benchmarks/ledger_bench.py --requests --rounds 6
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +45,7 @@ from localnet.anvil import KEPT_STATES, MIN_BLOCK_TIME, start_anvil
 from swarm.ledger import RpcChain
 from tests.conftest import make_consortium, make_params
 from tests.ledger.rounds import SHARES, draw
+from tests.ledger.test_view import counted_requests
 
 
 def h(label: str) -> bytes:
@@ -143,6 +151,68 @@ def run(sizes: list[int], rounds: int) -> str:
     return "\n".join(lines)
 
 
+def requests_per_tx(rounds: int) -> str:
+    """What one join, commitUpdate and acknowledge cost on anvil: JSON-RPC requests by method,
+    HTTP round trips, CPU of the calling thread (ms) and round trip (ms); medians, the request
+    counts averaged."""
+    seen: dict[str, list[tuple[Counter[str], int, float, float]]] = defaultdict(list)
+    with tempfile.TemporaryDirectory() as tmp:
+        node = start_anvil(Path(tmp) / "anvil")
+        try:
+            c = make_consortium(RpcChain(node.url), 4, make_params(min_peers=3))
+
+            def send(op: str, fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+                with counted_requests(c.chain.w3) as counter:
+                    t0, cpu0 = time.perf_counter(), time.thread_time()
+                    fn(*args, **kwargs)
+                    cpu, wall = time.thread_time() - cpu0, time.perf_counter() - t0
+                seen[op].append((Counter(counter.methods), counter.round_trips, cpu, wall))
+
+            for _ in range(rounds):
+                rid = c.client(c.addresses[0]).open_round(c.admin.latest_model())
+                for a in c.addresses:
+                    send("join", c.client(a).join, rid)
+                info = draw(c, rid)
+                assert info.key_steward is not None and info.merge_peer is not None
+                c.client(info.key_steward).post_round_key(rid, h(f"k{rid}"))
+                for a in info.participants:
+                    send(
+                        "commitUpdate",
+                        c.client(a).commit_update,
+                        rid,
+                        h(f"u{rid}{a}"),
+                        100,
+                        shares_hash=SHARES,
+                    )
+                c.client(info.merge_peer).submit_aggregate(rid, h(f"a{rid}"), info.participants)
+                for a in info.participants:
+                    if a != info.merge_peer:
+                        send("acknowledge", c.client(a).acknowledge, rid, h(f"m{rid}"))
+        finally:
+            node.stop()
+    lines = [
+        "| operation | requests (by method) | HTTP round trips | CPU ms | round trip ms "
+        "| samples |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for op, samples in seen.items():
+        total: Counter[str] = Counter()
+        for methods, *_ in samples:
+            total.update(methods)
+        n = len(samples)
+        by_method = ", ".join(
+            f"{m.removeprefix('eth_')} {v / n:.3g}" for m, v in sorted(total.items())
+        )
+        trips = statistics.mean(s[1] for s in samples)
+        cpu = statistics.median(s[2] for s in samples) * 1000
+        wall = statistics.median(s[3] for s in samples) * 1000
+        lines.append(
+            f"| {op} | {sum(total.values()) / n:.3g}: {by_method} | {trips:.3g} | {cpu:.1f} "
+            f"| {wall:.1f} | {n} |"
+        )
+    return "\n".join(lines)
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -218,6 +288,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--memory", action="store_true", help="measure anvil's RSS instead")
+    parser.add_argument(
+        "--requests",
+        action="store_true",
+        help="print requests, CPU and round trip per transaction instead (never writes)",
+    )
     parser.add_argument("--txs", type=int, default=4000, help="--memory: transactions per run")
     parser.add_argument(
         "--configs",
@@ -226,6 +301,9 @@ def main() -> None:
         help="--memory: KEPT:INTERVAL pairs (anvil's --prune-history and --block-time)",
     )
     args = parser.parse_args()
+    if args.requests:
+        print(requests_per_tx(args.rounds))
+        return
     if args.memory:
         table = memory(args.txs, args.configs)
         print(table)

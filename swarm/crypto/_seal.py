@@ -33,6 +33,7 @@ import struct
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -128,6 +129,59 @@ def seal_header(data: bytes | memoryview) -> tuple[int, int, int, int, int]:
     return major, minor, compr, size, hsize
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What SEAL derives from one set of encryption parameters: read-only once built."""
+
+    poly_modulus_degree: int
+    coeff_mod_bit_sizes: tuple[int, ...]
+    context: Any
+    encoder: Any
+    last_parms_id: tuple[int, ...]
+    last_moduli: tuple[int, ...]
+    seal_version: tuple[int, int]
+
+
+#: serialized encryption parameters -> their setup. Every round of a consortium has the same
+#: parameters (only the keys are new), so a peer builds SEAL's context (its NTT tables: ~8 ms
+#: and ~5 MB of SEAL's memory pool, which SEAL keeps for the life of the process) once, not
+#: once per round context, steward key and sealed key it opens.
+_SETUPS: dict[bytes, _Setup] = {}
+_SETUPS_LOCK = threading.Lock()
+
+
+def _setup_of(encryption_parameters: bytes, memfile: MemFile) -> _Setup:
+    with _SETUPS_LOCK:
+        known = _SETUPS.get(encryption_parameters)
+        if known is not None:
+            return known
+        with memfile as mf:
+            mf.write(encryption_parameters)
+            parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
+            parms.load(mf.path)
+        context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
+        if not context.parameters_set():
+            raise ValueError("SEAL refuses these encryption parameters")
+        last = context.last_context_data()
+        # the local SEAL's serialization version, for rebuilding headers in unpack_seeded
+        with memfile as mf:
+            parms.save(mf.path)
+            major, minor, _c, _s, _h = seal_header(mf.read())
+        setup = _Setup(
+            poly_modulus_degree=int(parms.poly_modulus_degree()),
+            coeff_mod_bit_sizes=tuple(int(m.bit_count()) for m in parms.coeff_modulus()),
+            context=context,
+            encoder=sealapi.CKKSEncoder(context),
+            last_parms_id=tuple(context.last_parms_id()),
+            last_moduli=tuple(int(m.value()) for m in last.parms().coeff_modulus()),
+            seal_version=(major, minor),
+        )
+        if len(_SETUPS) >= 4:  # (a test suite walks through a few parameter sets)
+            _SETUPS.pop(next(iter(_SETUPS)))
+        _SETUPS[encryption_parameters] = setup
+        return setup
+
+
 class SealBridge:
     """sealapi objects for one round context: parameters, encoder, and the encryptors.
 
@@ -138,24 +192,14 @@ class SealBridge:
     def __init__(self, params: CkksParams, encryption_parameters: bytes) -> None:
         self.params = params
         self.memfile = MemFile()
-        with self.memfile as mf:
-            mf.write(encryption_parameters)
-            parms = sealapi.EncryptionParameters(sealapi.SCHEME_TYPE.CKKS)
-            parms.load(mf.path)
-        self.poly_modulus_degree = int(parms.poly_modulus_degree())
-        self.coeff_mod_bit_sizes = tuple(int(m.bit_count()) for m in parms.coeff_modulus())
-        self.context = sealapi.SEALContext(parms, True, sealapi.SEC_LEVEL_TYPE.TC128)
-        if not self.context.parameters_set():
-            raise ValueError("SEAL refuses these encryption parameters")
-        self.encoder = sealapi.CKKSEncoder(self.context)
-        self.last_parms_id: list[int] = list(self.context.last_parms_id())
-        last = self.context.last_context_data()
-        self.last_moduli: list[int] = [int(m.value()) for m in last.parms().coeff_modulus()]
-        # the local SEAL's serialization version, for rebuilding headers in unpack_seeded
-        with self.memfile as mf:
-            parms.save(mf.path)
-            major, minor, _c, _s, _h = seal_header(mf.read())
-        self.seal_version = (major, minor)
+        setup = _setup_of(bytes(encryption_parameters), self.memfile)
+        self.poly_modulus_degree = setup.poly_modulus_degree
+        self.coeff_mod_bit_sizes = setup.coeff_mod_bit_sizes
+        self.context = setup.context
+        self.encoder = setup.encoder
+        self.last_parms_id: list[int] = list(setup.last_parms_id)
+        self.last_moduli: list[int] = list(setup.last_moduli)
+        self.seal_version = setup.seal_version
         self._public_encryptor: Any = None
         self._secret_encryptor: Any = None
         self._decryptor: Any = None

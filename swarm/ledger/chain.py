@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
-from web3 import EthereumTesterProvider, HTTPProvider, Web3
+from web3 import EthereumTesterProvider, Web3
 from web3.middleware import Web3Middleware
 from web3.types import RPCEndpoint, RPCResponse, Wei
 
 from swarm.errors import ChainUnavailableError, LedgerError
+from swarm.ledger.rpc import KeptAliveHTTPProvider
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class Chain:
         self.w3 = w3
         self.url = url
         self._chain_id_response: RPCResponse | None = None
+        self._chain_id: int | None = None
         self._block_gas_limit: int | None = None
         self._cache_lock = threading.Lock()
         # web3 asks the node for eth_chainId before every eth_call and eth_estimateGas (its
@@ -42,7 +44,17 @@ class Chain:
 
     @property
     def chain_id(self) -> int:
-        return int(self.w3.eth.chain_id)
+        """The chain's id (read once: every signed transaction carries it)."""
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[RPCResponse] | None:
+        """``calls`` as one JSON-RPC batch (one HTTP round trip): the node's raw responses in
+        the order of ``calls``, each with its ``result`` or ``error``. None where batches are
+        not to be had (this backend, a node that refuses them, a failed connection): the
+        caller then asks one request at a time, the web3 way."""
+        return None
 
     def block_gas_limit(self) -> int:
         """The gas limit of a block (read once: it caps every transaction's gas)."""
@@ -122,8 +134,11 @@ class RpcChain(Chain):
     """Any EVM node by URL. On anvil, funding and the clock use anvil's own RPC methods."""
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+        # web3's HTTP provider with kept-alive connections instead of requests (swarm.ledger.rpc)
+        w3 = Web3(KeptAliveHTTPProvider(url, timeout=timeout))
         super().__init__(w3, url)
+        #: whether to try JSON-RPC batches (turned off for good when the node refuses one)
+        self.batches = True
         try:
             version = str(w3.client_version)
         except (requests.ConnectionError, requests.Timeout, OSError) as exc:
@@ -135,6 +150,36 @@ class RpcChain(Chain):
         host = url.split("://", 1)[-1]
         self.poll_latency = 0.005 if host.startswith(("127.", "localhost")) else 0.5
         log.debug("connected to %s (%s)", url, version)
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[RPCResponse] | None:
+        if not self.batches:
+            return None
+        provider: Any = self.w3.provider
+        try:
+            responses = provider.make_batch_request(list(calls))
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 400
+            if status >= 500:  # the node's trouble, not a refusal of batches
+                return None
+            self._no_batches(exc)
+            return None
+        except OSError:  # (requests' errors are OSErrors) not a refusal: the single
+            return None  # requests retry, and say so if the node is gone
+        except Exception as exc:  # a body that is not JSON-RPC
+            self._no_batches(exc)
+            return None
+        if (
+            not isinstance(responses, list)
+            or len(responses) != len(calls)
+            or not all(isinstance(r, dict) and ("result" in r or "error" in r) for r in responses)
+        ):
+            self._no_batches(responses)
+            return None
+        return responses
+
+    def _no_batches(self, why: object) -> None:
+        self.batches = False
+        log.info("%s refused a JSON-RPC batch (%.200s): one request at a time", self.url, why)
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
         if not self.is_anvil:

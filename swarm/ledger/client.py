@@ -15,7 +15,11 @@ one identity's transactions so nonces never collide inside a process.
 
 Sending a transaction (``_send``):
 
-- its gas limit is web3's estimate with a margin (:class:`GasPolicy`), because an estimate is
+- what it needs from the node (the gas estimate, the pending nonce, the fee inputs and, for a
+  join, the active member count) is asked in one JSON-RPC batch where the node takes batches
+  (``Chain.batch``), else one request at a time through web3; then the send, then the receipt
+  (looked for at once: a local chain mines on arrival);
+- its gas limit is the node's estimate with a margin (:class:`GasPolicy`), because an estimate is
   exact only for the state it was made in: a join that another peer's join turns into the
   closing one, or an acknowledgement that another's turns into the finalizing one, needs more;
 - a transient refusal (a stale nonce, the same transaction already in the pool, a node that
@@ -30,12 +34,13 @@ Sending a transaction (``_send``):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -48,6 +53,7 @@ from eth_typing import ChecksumAddress
 from eth_utils import (
     collapse_if_tuple,
     function_abi_to_4byte_selector,
+    function_signature_to_4byte_selector,
     is_address,
     to_checksum_address,
 )
@@ -70,7 +76,7 @@ from swarm.identity import Identity, parse_member_card, peer_id_of_public_key
 from swarm.ledger.artifacts import load_artifact
 from swarm.ledger.chain import Chain
 from swarm.ledger.events import LedgerEvent, decode_logs
-from swarm.ledger.revert import decode_exception, decoded_reverts
+from swarm.ledger.revert import decode_exception, decode_revert_data, decoded_reverts
 from swarm.ledger.types import LapseReason, LedgerView, Member, Params, RoundInfo, RoundState
 from swarm.ledger.watch import LedgerWatch, open_watch
 
@@ -142,6 +148,46 @@ class TxResult:
     tx_hash: str
     block_number: int
     gas_used: int
+
+
+@dataclass(frozen=True)
+class _TxInputs:
+    """What a transaction needs from the node: its gas estimate, the sender's pending nonce,
+    the fee inputs and (for a join's gas margin) the consortium's active member count."""
+
+    estimate: int
+    nonce: int
+    priority_fee: int
+    base_fee: int | None  # None: a chain without EIP-1559 (then ``gas_price``)
+    members: int = 0
+    gas_price: int | None = None
+
+    def fees(self) -> dict[str, int]:
+        """The fee fields as web3 fills them: an EIP-1559 transaction whose max fee is the
+        priority fee plus twice the latest base fee; a legacy gas price where there is none."""
+        if self.base_fee is None:
+            return {"gasPrice": int(self.gas_price or 0)}
+        return {
+            "maxFeePerGas": self.priority_fee + 2 * self.base_fee,
+            "maxPriorityFeePerGas": self.priority_fee,
+        }
+
+
+#: Consortium.activeMemberCount()'s selector (a join's gas margin grows with the member count)
+_ACTIVE_MEMBER_COUNT = function_signature_to_4byte_selector("activeMemberCount()")
+
+
+def _typed_revert(error: Any) -> LedgerError | None:
+    """The contract's typed error for a JSON-RPC error object that carries revert data."""
+    data = error.get("data") if isinstance(error, dict) else None
+    if isinstance(data, dict):  # some nodes nest it: {"data": {"data": "0x..."}}
+        data = data.get("data")
+    if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
+        return None
+    try:
+        return decode_revert_data(bytes.fromhex(data[2:]))
+    except ValueError:
+        return None
 
 
 @contextmanager
@@ -447,16 +493,19 @@ class LedgerClient:
             )
             return decode_logs(self.w3, [self.contract, self.consortium], logs)
 
-    def watch(self, *, events_url: str = "", poll_s: float = 0.5) -> LedgerWatch:
+    def watch(
+        self, *, events_url: str = "", poll_s: float = 0.5, ignore: Iterable[str] = ()
+    ) -> LedgerWatch:
         """What tells a peer that this consortium's ledger changed (swarm.ledger.watch): a
-        subscription to both contracts' events where the node streams them, else a cheap poll
-        for new blocks every ``poll_s``."""
+        subscription to both contracts' events (less those named in ``ignore``) where the node
+        streams them, else a cheap poll for new blocks every ``poll_s``."""
         return open_watch(
             self.chain,
             [self.address, self.consortium_address],
             [self.contract.abi, self.consortium.abi],
             events_url=events_url,
             poll_s=poll_s,
+            ignore=ignore,
         )
 
     # --- writes: membership and parameters -------------------------------------------------
@@ -670,27 +719,92 @@ class LedgerClient:
         return self.identity
 
     def _build(self, fn: Any) -> dict[str, Any]:
-        """The unsigned transaction: a fresh nonce, and gas from the estimate (``GasPolicy``).
+        """The unsigned transaction: a fresh nonce, gas from the estimate (``GasPolicy``), and
+        EIP-1559 fees as web3 would fill them (the node's priority fee, plus twice the latest
+        block's base fee).
 
         A revert during the estimate raises the contract's typed error: nothing is sent. The
         estimate runs on the pending block, where the transaction will run: right after the
         join window closed, the roles exist there (DRAW_DELAY 0) but not yet at "latest".
+
+        The calldata is encoded once. What the transaction needs from the node (the estimate,
+        the nonce, the fees and, for a join, the active member count) is asked in one JSON-RPC
+        batch where the node takes batches (``_batched_inputs``), else one request at a time
+        through web3 (``_single_inputs``).
         """
         sender = self._signer().address
         name = getattr(fn, "fn_name", "")
+        data = fn._encode_transaction_data()
+        call = {"from": sender, "to": fn.address, "data": data}
+        members = self.gas_policy.needs_member_count(name)
+        inputs = self._batched_inputs(call, members) or self._single_inputs(call, members)
+        gas = self.gas_policy.gas_limit(
+            name, inputs.estimate, inputs.members, self.chain.block_gas_limit()
+        )
+        return {
+            **call,
+            "value": 0,
+            "nonce": inputs.nonce,
+            "gas": gas,
+            "chainId": self.chain.chain_id,
+            **inputs.fees(),
+        }
+
+    def _batched_inputs(self, call: dict[str, Any], members: bool) -> _TxInputs | None:
+        """The transaction's inputs in one HTTP round trip; None where the node takes no batch
+        or any answer other than a typed revert is amiss (the caller then asks the web3 way,
+        which retries, and reports what is wrong as it always did)."""
+        calls: list[tuple[str, list[Any]]] = [
+            ("eth_estimateGas", [call, "pending"]),
+            ("eth_getTransactionCount", [call["from"], "pending"]),
+            ("eth_maxPriorityFeePerGas", []),
+            ("eth_getBlockByNumber", ["latest", False]),
+        ]
+        if members:
+            data = "0x" + _ACTIVE_MEMBER_COUNT.hex()
+            calls.append(("eth_call", [{"to": self.consortium_address, "data": data}, "latest"]))
+        responses = self.chain.batch(calls)
+        if responses is None:
+            return None
+        estimate = responses[0]
+        if "error" in estimate:
+            typed = _typed_revert(estimate["error"])
+            if typed is not None:
+                raise typed  # what the web3 way raises too; nothing was sent
+            return None
+        try:
+            results = [r["result"] for r in responses]
+            block = results[3]
+            base_fee = block.get("baseFeePerGas")
+            return _TxInputs(
+                estimate=int(results[0], 16),
+                nonce=int(results[1], 16),
+                priority_fee=int(results[2], 16),
+                base_fee=None if base_fee is None else int(base_fee, 16),
+                members=int(results[4], 16) if members else 0,
+                gas_price=None if base_fee is not None else int(self.w3.eth.gas_price),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            return None
+
+    def _single_inputs(self, call: dict[str, Any], members: bool) -> _TxInputs:
+        """The transaction's inputs one request at a time, through web3 (its retries, its
+        errors: a revert raises here and ``_ledger_call`` types it)."""
+        eth = self.w3.eth
         # (the embedded chain estimates only at its default, the pending block)
         at = None if self.chain.kind == "embedded" else "pending"
-        estimate = int(fn.estimate_gas({"from": sender}, block_identifier=at))
-        members = (
-            int(self.consortium.functions.activeMemberCount().call())
-            if self.gas_policy.needs_member_count(name)
-            else 0
+        estimate = int(eth.estimate_gas(call, block_identifier=at))  # type: ignore[arg-type]
+        count = int(self.consortium.functions.activeMemberCount().call()) if members else 0
+        nonce = _pending_nonce(self.chain, call["from"])
+        base_fee = eth.get_block("latest").get("baseFeePerGas")
+        return _TxInputs(
+            estimate=estimate,
+            nonce=nonce,
+            priority_fee=int(eth.max_priority_fee) if base_fee is not None else 0,
+            base_fee=None if base_fee is None else int(base_fee),
+            members=count,
+            gas_price=None if base_fee is not None else int(eth.gas_price),
         )
-        gas = self.gas_policy.gas_limit(name, estimate, members, self.chain.block_gas_limit())
-        tx = fn.build_transaction(
-            {"from": sender, "nonce": _pending_nonce(self.chain, sender), "gas": gas}
-        )
-        return dict(tx)
 
     def _transact(self, fn: Any, tx: dict[str, Any] | None = None) -> Any:
         """Build (unless ``tx`` is given), sign, send and wait; the receipt of a success.
@@ -966,7 +1080,14 @@ def params_from_tuple(raw: Sequence[Any]) -> Params:
 
 
 def _address_or_none(value: str) -> str | None:
-    return None if int(value, 16) == 0 else to_checksum_address(value)
+    return None if int(value, 16) == 0 else _checksummed(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksummed(address: str) -> str:
+    """``to_checksum_address`` (a keccak per call), kept: a view names the same few members'
+    addresses on every read, a round's participants up to four times."""
+    return str(to_checksum_address(address))
 
 
 def _round_from_tuple(raw: Sequence[Any], params: Params | None = None) -> RoundInfo:
@@ -1002,7 +1123,7 @@ def _round_from_tuple(raw: Sequence[Any], params: Params | None = None) -> Round
         ack_bits,
         left_bits,
     ) = raw
-    members = tuple(to_checksum_address(a) for a in participants)
+    members = tuple(_checksummed(a) for a in participants)
     return RoundInfo(
         round_id=int(round_id),
         state=RoundState(state),
@@ -1010,13 +1131,13 @@ def _round_from_tuple(raw: Sequence[Any], params: Params | None = None) -> Round
         base_model=bytes(base_model),
         attempt=int(attempt),
         participants=members,
-        order=tuple(to_checksum_address(a) for a in order),
+        order=tuple(_checksummed(a) for a in order),
         merge_peer=_address_or_none(merge_peer),
         key_steward=_address_or_none(key_steward),
         key_hash=bytes(key_hash),
         aggregate_hash=bytes(aggregate_hash),
         final_model=bytes(final_model),
-        contributors=tuple(to_checksum_address(a) for a in contributors),
+        contributors=tuple(_checksummed(a) for a in contributors),
         total_samples=int(total_samples),
         join_deadline=int(join_deadline),
         key_deadline=int(key_deadline),

@@ -40,6 +40,7 @@ class KeptAlivePosts:
         self._local = threading.local()
 
     def make_post_request(self, endpoint_uri: str, data: bytes | str, **kwargs: Any) -> bytes:
+        uri = str(endpoint_uri)
         timeout = float(kwargs.get("timeout") or self.timeout)
         body = data.encode() if isinstance(data, str) else bytes(data)
         for attempt in (1, 2):
@@ -59,8 +60,11 @@ class KeptAlivePosts:
             if response.will_close:
                 self._drop()
             if response.status >= 400:
+                reply = requests.Response()  # (callers read the status, as from requests)
+                reply.status_code, reply.reason, reply.url = response.status, response.reason, uri
+                reply._content = content
                 raise requests.HTTPError(
-                    f"{response.status} {response.reason} from {endpoint_uri}"
+                    f"{response.status} {response.reason} from {uri}", response=reply
                 )
             return content
         raise AssertionError("unreachable")  # pragma: no cover

@@ -118,11 +118,21 @@ class StreamWatch:
     kind = "stream"
 
     def __init__(
-        self, url: str, addresses: Iterable[str], shapes: Mapping[str, _EventShape]
+        self,
+        url: str,
+        addresses: Iterable[str],
+        shapes: Mapping[str, _EventShape],
+        *,
+        ignore: Iterable[str] = (),
     ) -> None:
         self.url = url
         self.addresses = [to_checksum_address(a) for a in addresses]
         self.shapes = dict(shapes)
+        # Events the subscriber never acts on are not sent at all: each log costs every
+        # subscribed peer a message to parse and a hand-over to its event loop, and a round
+        # has several per member (joins, metrics), so with N peers N^2 of them.
+        skipped = set(ignore)
+        self.topics = sorted(t for t, shape in self.shapes.items() if shape.name not in skipped)
         self._closed = threading.Event()
         self._socket: Any = None
         self._lock = threading.Lock()
@@ -170,7 +180,7 @@ class StreamWatch:
     def _subscribe(self, socket: Any) -> None:
         requests: dict[int, list[Any]] = {
             1: ["newHeads"],
-            2: ["logs", {"address": self.addresses}],
+            2: ["logs", {"address": self.addresses, "topics": [self.topics]}],
         }
         for request_id, params in requests.items():
             socket.send(
@@ -259,12 +269,14 @@ def open_watch(
     *,
     events_url: str = "",
     poll_s: float = 0.5,
+    ignore: Iterable[str] = (),
 ) -> LedgerWatch:
-    """The best watch this chain offers: a stream where there is one, else block polling."""
+    """The best watch this chain offers: a stream where there is one (without the events
+    named in ``ignore``), else block polling."""
     url = stream_url(chain, events_url)
     if url is None:
         return BlockPollWatch(chain, poll_s)
-    return StreamWatch(url, addresses, event_shapes(abis))
+    return StreamWatch(url, addresses, event_shapes(abis), ignore=ignore)
 
 
 __all__ = [

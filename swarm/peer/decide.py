@@ -360,6 +360,11 @@ def standby_until(r: RoundInfo) -> float:
 #: events of other members that change nothing this peer decides (it reads them on its next look)
 _OTHERS_ONLY_INFORM = frozenset({"Joined", "Acknowledged", "MetricsReported", "PrivacySpent"})
 
+#: events a peer does not even subscribe to: nobody's, ours included, changes what it decides
+#: (the last join closes the window: JoinClosed; our own steps wake us when they end). Each is
+#: sent once per member and round to every member: with N peers, N^2 messages a round.
+NOT_WATCHED = frozenset({"Joined", "MetricsReported", "PrivacySpent"})
+
 
 def worth_a_look(note: LedgerNote, ledger: LedgerView | None, me: str, now: float) -> bool:
     """Whether what the ledger just told us (``note``) can change what :func:`decide` returns,
@@ -417,4 +422,4 @@ def _deadlines(r: RoundInfo) -> tuple[int, ...]:
     return (r.join_deadline, r.key_deadline, r.commit_deadline, r.merge_deadline, r.ack_deadline)
 
 
-__all__ = ["decide", "next_look_at", "worth_a_look"]
+__all__ = ["NOT_WATCHED", "decide", "next_look_at", "worth_a_look"]

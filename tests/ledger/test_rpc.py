@@ -121,8 +121,9 @@ def test_an_absent_node_and_an_error_status_keep_requests_types(node: Node) -> N
     with pytest.raises(requests.ConnectionError):
         posts.make_post_request("http://127.0.0.1:1/", b"{}")
     node.status = 503
-    with pytest.raises(requests.HTTPError, match="503"):
+    with pytest.raises(requests.HTTPError, match="503") as raised:
         posts.make_post_request(node.url, b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}')
+    assert raised.value.response is not None and raised.value.response.status_code == 503
 
 
 def test_credentials_in_the_url_are_sent_as_basic_auth(node: Node) -> None:

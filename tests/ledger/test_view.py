@@ -174,13 +174,20 @@ def test_view_pinned_to_a_block(consortium: Consortium) -> None:
 
 class _Counter:
     def __init__(self) -> None:
-        self.methods: list[str] = []
+        self.methods: list[str] = []  # every JSON-RPC request, those in batches too
+        self.batches: list[list[str]] = []  # the methods of each batch
+
+    @property
+    def round_trips(self) -> int:
+        """Requests to the node: a batch is one."""
+        return len(self.methods) - sum(map(len, self.batches)) + len(self.batches)
 
 
 @contextmanager
 def counted_requests(w3: Web3) -> Iterator[_Counter]:
     """Every request that reaches the provider: through web3's (and our) middleware, or
-    straight to the provider (``LedgerClient.view`` on an RPC chain), each counted once."""
+    straight to the provider (``LedgerClient.view`` on an RPC chain), each counted once; a
+    batch's requests each, and the batch in ``batches``."""
     counter = _Counter()
     inside = threading.local()
 
@@ -204,12 +211,27 @@ def counted_requests(w3: Web3) -> Iterator[_Counter]:
             counter.methods.append(method)
         return direct(method, params)
 
+    batch = getattr(provider, "make_batch_request", None)
+
+    def counted_batch(calls: list[tuple[str, Any]]) -> Any:
+        counter.batches.append([method for method, _ in calls])
+        counter.methods.extend(counter.batches[-1])
+        assert batch is not None
+        return batch(calls)
+
+    patched = {"make_request": counted, "make_batch_request": counted_batch}
+    saved = {name: provider.__dict__.get(name) for name in patched}  # a test's own patch
     w3.middleware_onion.inject(Count, name="test_counter", layer=0)
-    provider.make_request = counted
+    for name, fn in patched.items():
+        setattr(provider, name, fn)
     try:
         yield counter
     finally:
-        del provider.make_request
+        for name, fn in saved.items():
+            if fn is None:
+                delattr(provider, name)
+            else:
+                setattr(provider, name, fn)
         w3.middleware_onion.remove("test_counter")
 
 

@@ -26,6 +26,7 @@ from swarm.ledger.watch import (
     StreamWatch,
     event_shapes,
     note_of_log,
+    open_watch,
     stream_url,
 )
 from tests.conftest import make_consortium
@@ -135,6 +136,30 @@ def test_the_stream_brings_our_events_and_new_blocks(
     joined = r.next_matching({"event": "Joined"})
     assert (joined.round, joined.account) == (rid, member)
     assert r.saw({"event": None, "unknown": False}).block is not None
+
+
+def test_events_the_subscriber_ignores_are_not_streamed(
+    anvil: AnvilNode, running: list[Running]
+) -> None:
+    """A peer acts on no other member's join (the last one closes the window: JoinClosed):
+    the node does not send it Joined logs at all, and still sends the rest."""
+    c = make_consortium(RpcChain(anvil.url), 3)
+    client = c.admin
+    watch = open_watch(
+        client.chain,
+        [client.address, client.consortium_address],
+        [client.contract.abi, client.consortium.abi],
+        ignore={"Joined"},
+    )
+    r = Running(watch)
+    running.append(r)
+    r.next_matching({"unknown": True})
+    rid = open_round(c)
+    for member in c.addresses:
+        c.client(member).join(rid)
+    assert r.next_matching({"event": "JoinClosed"}).round == rid
+    assert not [n for n in r.seen if n.event == "Joined"]
+    assert r.saw({"event": "RoundOpened"}).round == rid
 
 
 def test_the_stream_reconnects_after_the_node_restarts(

@@ -40,7 +40,13 @@ from swarm.peer.actions import (
     Stop,
     Train,
 )
-from swarm.peer.decide import OPEN_FALLBACK_S, SEED_STORE_AFTER_BLOCKS, next_look_at, worth_a_look
+from swarm.peer.decide import (
+    NOT_WATCHED,
+    OPEN_FALLBACK_S,
+    SEED_STORE_AFTER_BLOCKS,
+    next_look_at,
+    worth_a_look,
+)
 from swarm.protocol import GRACE_S
 
 A, B, C, D = (f"0x{i:040X}" for i in (0xA, 0xB, 0xC, 0xD))
@@ -879,3 +885,11 @@ def test_next_look_between_rounds_is_the_openers_head_start() -> None:
     view = ledger(rnd(RoundState.FINALIZED))
     assert next_look_at(view, T - 1, T) == T - 1 + OPEN_FALLBACK_S
     assert next_look_at(view, None, T) is None
+
+
+def test_events_a_peer_does_not_subscribe_to_change_nothing_it_decides() -> None:
+    """NOT_WATCHED (each sent once per member and round to every member): another member's
+    such event never makes the peer look at the ledger, so not receiving it loses nothing."""
+    view = ledger(rnd(RoundState.JOINING, participants=(B, C)))
+    for event in NOT_WATCHED:
+        assert not worth_a_look(_note(event, B), view, A, T)
