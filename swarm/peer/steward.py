@@ -81,7 +81,7 @@ async def make_round_key(peer: Peer, action: MakeRoundKey) -> None:
     members = peer.net.members() if peer.net is not None else {}
     t0 = time.perf_counter()
 
-    def make() -> StewardKeys:
+    def make() -> tuple[StewardKeys, crypto.SecretRoundContext]:
         secret = crypto.generate_round_keys(peer.params.ckks_params_id)
         sealed: dict[str, bytes] = {}
         for address in key_recipients(info.participants, info.merge_peer):
@@ -98,10 +98,17 @@ async def make_round_key(peer: Peer, action: MakeRoundKey) -> None:
             info.round_id, info.attempt, secret.public_bytes, secret.context_hash, sealed
         )
         keys.save(peer.keys_dir)
-        return keys
+        return keys, secret
 
-    keys = await peer.call(make)
-    await peer.call(_use, peer, work, keys)
+    keys, secret = await peer.call(make)
+    # the contexts just made, as they are: reading them back from what was published and
+    # opening our own sealed key (what a restarted steward does: restore) cost ~30 ms of the
+    # critical path for the same keys
+    work.public = secret.public
+    if peer.me in keys.sealed:
+        work.secret = secret
+        peer.secret_keys_held.add((keys.round_id, keys.attempt))
+    work.steward = keys
     if peer.net is not None:
         await peer.net.offer(BlobKind.ROUND_CONTEXT, info.round_id, keys.public_bytes)
     work.timed("keys", time.perf_counter() - t0)
