@@ -366,6 +366,15 @@ _OTHERS_ONLY_INFORM = frozenset({"Joined", "Acknowledged", "MetricsReported", "P
 NOT_WATCHED = frozenset({"Joined", "MetricsReported", "PrivacySpent"})
 
 
+def not_watched(param_count: int) -> frozenset[str]:
+    """The events a peer with a model of ``param_count`` parameters does not subscribe to:
+    :data:`NOT_WATCHED`, and below :data:`STANDBY_MIN_PARAMS` (no stand-bys: every key holder
+    decrypts at once) the acknowledgements too, N per round to each of N peers."""
+    if param_count >= STANDBY_MIN_PARAMS:
+        return NOT_WATCHED
+    return NOT_WATCHED | {"Acknowledged"}
+
+
 def worth_a_look(note: LedgerNote, ledger: LedgerView | None, me: str, now: float) -> bool:
     """Whether what the ledger just told us (``note``) can change what :func:`decide` returns,
     so that the peer reads the contract again. Reading on every event would make a round cost
@@ -422,4 +431,4 @@ def _deadlines(r: RoundInfo) -> tuple[int, ...]:
     return (r.join_deadline, r.key_deadline, r.commit_deadline, r.merge_deadline, r.ack_deadline)
 
 
-__all__ = ["NOT_WATCHED", "decide", "next_look_at", "worth_a_look"]
+__all__ = ["NOT_WATCHED", "decide", "next_look_at", "not_watched", "worth_a_look"]

@@ -73,7 +73,7 @@ from swarm.peer.actions import (
     Stop,
     Train,
 )
-from swarm.peer.decide import NOT_WATCHED, decide, next_look_at, worth_a_look
+from swarm.peer.decide import decide, next_look_at, not_watched, worth_a_look
 from swarm.peer.local import LocalView
 from swarm.peer.model import ModelKeeper
 from swarm.peer.work import ActionSupersededError, RoundWork
@@ -206,7 +206,9 @@ class Peer:
         self.privacy_spent = False  # our privacy budget cannot pay for another round
         self.privacy = privacy.PrivacyKeeper(config.data_dir / "privacy.json")
         self.watch: LedgerWatch = ledger.watch(
-            events_url=config.events_url, poll_s=config.poll_s, ignore=NOT_WATCHED
+            events_url=config.events_url,
+            poll_s=config.poll_s,
+            ignore=not_watched(self.layout.param_count),
         )
         #: why the loop woke, counted (logged at the end): ledger events, reconciliation, ...
         self.wakes: dict[str, int] = {}

@@ -45,6 +45,7 @@ from swarm.peer.decide import (
     OPEN_FALLBACK_S,
     SEED_STORE_AFTER_BLOCKS,
     next_look_at,
+    not_watched,
     worth_a_look,
 )
 from swarm.protocol import GRACE_S
@@ -893,3 +894,11 @@ def test_events_a_peer_does_not_subscribe_to_change_nothing_it_decides() -> None
     view = ledger(rnd(RoundState.JOINING, participants=(B, C)))
     for event in NOT_WATCHED:
         assert not worth_a_look(_note(event, B), view, A, T)
+    # acknowledgements matter to stand-bys only, and there are none below STANDBY_MIN_PARAMS
+    assert not_watched(BIG) == NOT_WATCHED
+    assert not_watched(36) == NOT_WATCHED | {"Acknowledged"}
+    # (a split vote, what a stand-by reads the acknowledgements for, changes nothing then)
+    split = ledger(STANDBY, acks={A: M1, B: b"\x03" * 32})
+    assert decide(split, local(D, keyed(), param_count=36), T) == decide(
+        ledger(STANDBY), local(D, keyed(), param_count=36), T
+    )
