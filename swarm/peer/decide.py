@@ -228,6 +228,10 @@ def _committing(
     steward = r.key_steward
     if me == steward and p.steward_key and not p.keys_delivered:
         out.append(DeliverRoundKeys(rid, attempt))
+    # A steward still pushing the keys (context and sealed key: two pushes per holder, all a
+    # receiver takes from one sender at once, p2p max_inbound_per_sender) hands its shares out
+    # after them; pushed alongside, they were refused "sender_busy" and retried a round later.
+    sharing = _masking(r) and not p.shares_done and (me != steward or p.keys_delivered)
     committed = ledger.commitments.get(me)
     if committed is None:
         open_ = r.state == RoundState.COMMITTING and now <= r.commit_deadline
@@ -235,14 +239,14 @@ def _committing(
             out.append(FetchRoundKey(rid, attempt, steward))
         elif open_ and p.trained and not _need_keys(r, me, p):
             out.append(Commit(rid, attempt))
-        if open_ and _masking(r) and p.shares_held_by > 0 and not p.shares_done:
+        if open_ and sharing and p.shares_held_by > 0:
             # our masks are made (the commitment is on its way): their shares go out while we
             # encrypt and commit, not after (the holders check them against the commitment's
             # shares hash when they reveal, so shares of an update never committed are unused)
             out.append(PushShares(rid, attempt))
     else:
         masking = _masking(r)
-        if masking and not p.shares_done:
+        if sharing:
             out.append(PushShares(rid, attempt))
         # Our update goes out only once enough holders have our shares to recover its masks
         # without us: otherwise a crash after the merge would stall the round.

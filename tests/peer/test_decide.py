@@ -713,6 +713,21 @@ def test_shares_go_out_while_the_commitment_is_on_its_way() -> None:
     assert PushShares(5, 0) not in late
 
 
+def test_the_steward_hands_out_its_shares_after_the_round_keys() -> None:
+    """Race between honest peers: the steward's key pushes (context and sealed key) take both
+    of a receiver's slots for one sender; shares pushed alongside were refused sender_busy
+    (a warning and a retry in a long run). They go out once the keys are delivered."""
+    info = rnd(RoundState.COMMITTING, params=MASKED)
+    delivering = keyed(steward_key=True, shares_held_by=1)
+    actions = decide(ledger(info), local(B, delivering), T)
+    assert DeliverRoundKeys(5, 0) in actions and PushShares(5, 0) not in actions
+    committed = ledger(info, commitments={B: (UB, 100)})
+    assert PushShares(5, 0) not in decide(committed, local(B, delivering), T)
+    delivered = keyed(steward_key=True, keys_delivered=True, shares_held_by=1)
+    assert PushShares(5, 0) in decide(ledger(info), local(B, delivered), T)
+    assert PushShares(5, 0) in decide(committed, local(B, delivered), T)
+
+
 def test_without_masks_no_shares_are_handed_out() -> None:
     """maskThresholdPct 0 (masking off): commit, push, nothing else."""
     info = rnd(RoundState.COMMITTING, params=dataclasses.replace(PARAMS, mask_threshold_pct=0))
