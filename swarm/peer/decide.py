@@ -230,8 +230,9 @@ def _committing(
         out.append(DeliverRoundKeys(rid, attempt))
     # A steward still pushing the keys (context and sealed key: two pushes per holder, all a
     # receiver takes from one sender at once, p2p max_inbound_per_sender) hands its shares out
-    # after them; pushed alongside, they were refused "sender_busy" and retried a round later.
-    sharing = _masking(r) and not p.shares_done and (me != steward or p.keys_delivered)
+    # after them or once committed, not before (alongside, they were refused "sender_busy");
+    # never later: a frozen participant holds its key push until the commit deadline.
+    sharing = _masking(r) and not p.shares_done
     committed = ledger.commitments.get(me)
     if committed is None:
         open_ = r.state == RoundState.COMMITTING and now <= r.commit_deadline
@@ -239,7 +240,7 @@ def _committing(
             out.append(FetchRoundKey(rid, attempt, steward))
         elif open_ and p.trained and not _need_keys(r, me, p):
             out.append(Commit(rid, attempt))
-        if open_ and sharing and p.shares_held_by > 0:
+        if open_ and sharing and p.shares_held_by > 0 and (me != steward or p.keys_delivered):
             # our masks are made (the commitment is on its way): their shares go out while we
             # encrypt and commit, not after (the holders check them against the commitment's
             # shares hash when they reveal, so shares of an update never committed are unused)
