@@ -64,8 +64,11 @@ class Tag(Enum):
     #: Short fingerprints shown to people (never compared by the protocol).
     FINGERPRINT = b"swarm/v1/fingerprint"
     #: One Shamir share of a mask secret (MaskContext, owner index, holder index, secret index,
-    #: share): the entries of a share manifest (``swarm.crypto.shares``).
+    #: share): the entries of a holder's row of shares (``swarm.crypto.shares``).
     MASK_SHARE = b"swarm/v1/mask-share"
+    #: One holder's row of share hashes (MaskContext, owner index, holder index, the row): the
+    #: entries of a share manifest (``swarm.crypto.shares``).
+    MASK_SHARE_ROW = b"swarm/v1/mask-share-row"
     #: A share manifest, all its bytes: the ``sharesHash`` a participant commits on the ledger
     #: (``commitUpdate``) and what reveals are checked against.
     MASK_SHARES = b"swarm/v1/mask-shares"

@@ -3,25 +3,34 @@
 Participant ``i`` (the *owner*) Shamir-splits each of its ``n`` mask secrets (16 bytes,
 pycryptodome's Shamir over GF(2^128), threshold ``t``; share index = holder index + 1) and
 gives holder ``h`` the shares of all ``n`` secrets, sealed with HPKE to ``h``'s encryption key.
-The owner's *manifest* (public) lists a tagged hash of every share; its hash, ``sharesHash``,
-goes on the ledger with the update commitment, so every share can be checked by anyone who
-later sees it.
+The owner's *manifest* (public) lists, per holder, the tagged hash of that holder's *row*: the
+tagged hashes of its ``n`` shares. The manifest's hash, ``sharesHash``, goes on the ledger with
+the update commitment, so every share can be checked by anyone who later sees it together with
+its row.
 
 After the ledger records the contributors ``C``, each holder publishes a *reveal*
 (:func:`build_reveal`): for every owner in ``C`` the shares of its self seed and of its pairwise
 seeds with participants outside ``C``, never anything else. A key holder :func:`collect` s the
-reveals, checks every share against its manifest and the manifest against the ledger, and
-rebuilds each needed secret from ``t`` shares.
+reveals, checks every share against the holder's row, the row against the manifest and the
+manifest against the ledger, and rebuilds each needed secret from ``t`` shares.
+
+Why rows (version 2): version 1's manifest listed all ``n * n`` share hashes, and every reveal
+carried the manifest of every contributor, so a reveal grew with ``n^3`` (256 KB at 20
+participants, 864 KB at 30) and a round moved ``n^5`` bytes of manifests. Now the manifest is
+``n`` row hashes and a reveal carries, per owner, the manifest and its holder's row: ``2n``
+hashes, so a reveal grows with ``n^2``.
 
 Wire formats (big-endian integers)::
 
+    entry(h, k) = tagged_hash("swarm/v1/mask-share", ctx || owner u32 || h u32 || k u32 || share)
+    row(h) = n entries (h, 0..n-1)
     manifest = version u8 || MaskContext.pack() || owner address (20) || owner u32 || n u32
-               || t u32 || n*n entries (holder-major) of
-               tagged_hash("swarm/v1/mask-share", ctx || owner u32 || holder u32 || k u32 || share)
+               || t u32 || n row hashes, by holder, each
+               tagged_hash("swarm/v1/mask-share-row", ctx || owner u32 || h u32 || row(h))
     shares blob = manifest length u32 || manifest || HPKE box of (n shares of 16 bytes, by k)
     reveal = version u8 || MaskContext.pack() || holder u32 || owners u32 ||
-             per owner: owner u32 || manifest length u32 || manifest || count u32 ||
-                        count * (k u32 || share 16)
+             per owner: owner u32 || manifest length u32 || manifest || row(holder) ||
+                        count u32 || count * (k u32 || share 16)
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ from swarm.hashing import MASK_SHARES_SEAL_INFO, Tag, tagged_hash
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 SHARE_SIZE = SEED_SIZE
 _CTX_SIZE = len(MaskContext(0, bytes(20), 0, 0).pack())
 _MANIFEST_HEAD = struct.Struct(f">B{_CTX_SIZE}s20sIII")
@@ -87,8 +96,9 @@ class Manifest:
     n: int
     threshold: int
 
-    def entry(self, holder: int, k: int) -> bytes:
-        start = _MANIFEST_HEAD.size + (holder * self.n + k) * _ENTRY
+    def row(self, holder: int) -> bytes:
+        """The hash of ``holder``'s row of share hashes."""
+        start = _MANIFEST_HEAD.size + holder * _ENTRY
         return self.raw[start : start + _ENTRY]
 
 
@@ -105,6 +115,15 @@ def _share_hash(ctx_bytes: bytes, owner: int, holder: int, k: int, share: bytes)
     return tagged_hash(Tag.MASK_SHARE, ctx_bytes + struct.pack(">III", owner, holder, k) + share)
 
 
+def _row(ctx_bytes: bytes, owner: int, holder: int, shares: Mapping[int, bytes]) -> bytes:
+    """``holder``'s row: the hashes of its shares of the owner's secrets, by ``k``."""
+    return b"".join(_share_hash(ctx_bytes, owner, holder, k, shares[k]) for k in range(len(shares)))
+
+
+def _row_hash(ctx_bytes: bytes, owner: int, holder: int, row: bytes) -> bytes:
+    return tagged_hash(Tag.MASK_SHARE_ROW, ctx_bytes + struct.pack(">II", owner, holder) + row)
+
+
 def shares_hash(manifest: bytes) -> bytes:
     """The ``sharesHash`` committed on the ledger: tagged hash of the manifest."""
     return tagged_hash(Tag.MASK_SHARES, manifest)
@@ -119,7 +138,7 @@ def parse_manifest(manifest: bytes) -> Manifest:
         raise MaskShareError(f"share manifest version {version} is not {VERSION}")
     if n < 1 or not owner < n or not 1 <= t <= n:
         raise MaskShareError(f"share manifest header is inconsistent (owner {owner}, n {n}, t {t})")
-    if len(manifest) != _MANIFEST_HEAD.size + n * n * _ENTRY:
+    if len(manifest) != _MANIFEST_HEAD.size + n * _ENTRY:
         raise MaskShareError(f"share manifest length does not match n = {n}")
     return Manifest(bytes(manifest), ctx_bytes, owner_address, owner, n, t)
 
@@ -151,12 +170,16 @@ def split(setup: ShareSetup, secrets: Mapping[int, bytes]) -> tuple[bytes, dict[
         n,
         setup.threshold,
     )
-    entries = [
-        _share_hash(ctx_bytes, setup.owner_index, h, k, by_holder[h][k])
+    rows = [
+        _row_hash(
+            ctx_bytes,
+            setup.owner_index,
+            h,
+            _row(ctx_bytes, setup.owner_index, h, dict(enumerate(by_holder[h]))),
+        )
         for h in range(n)
-        for k in range(n)
     ]
-    manifest = head + b"".join(entries)
+    manifest = head + b"".join(rows)
     return manifest, {h: manifest + b"".join(by_holder[h]) for h in range(n)}
 
 
@@ -183,7 +206,7 @@ def seal_shares(
     n = setup.n
     if not 0 <= holder_index < n:
         raise ValueError(f"holder index {holder_index} is not a participant")
-    manifest_size = _MANIFEST_HEAD.size + n * n * _ENTRY
+    manifest_size = _MANIFEST_HEAD.size + n * _ENTRY
     if len(plaintext) != manifest_size + n * SHARE_SIZE:
         raise ValueError("the plaintext is not a split() plaintext for this setup")
     manifest = bytes(plaintext[:manifest_size])
@@ -260,16 +283,14 @@ def open_shares(
         ) from exc
     if len(plaintext) != n * SHARE_SIZE:
         raise MaskShareError("sealed shares have the wrong length")
-    shares: dict[int, bytes] = {}
-    for k in range(n):
-        share = plaintext[k * SHARE_SIZE : (k + 1) * SHARE_SIZE]
-        digest = _share_hash(manifest.ctx_bytes, owner_index, holder_index, k, share)
-        if not hmac.compare_digest(digest, manifest.entry(holder_index, k)):
-            raise MaskShareError(
-                f"owner {owner_index}'s share {k} for holder {holder_index} does not match its "
-                "manifest"
-            )
-        shares[k] = share
+    shares = {k: plaintext[k * SHARE_SIZE : (k + 1) * SHARE_SIZE] for k in range(n)}
+    row = _row(manifest.ctx_bytes, owner_index, holder_index, shares)
+    if not hmac.compare_digest(
+        _row_hash(manifest.ctx_bytes, owner_index, holder_index, row), manifest.row(holder_index)
+    ):
+        raise MaskShareError(
+            f"owner {owner_index}'s shares for holder {holder_index} do not match its manifest"
+        )
     return HeldShares(raw, shares)
 
 
@@ -288,15 +309,18 @@ def build_reveal(
     contributors: Set[int],
 ) -> bytes:
     """Holder ``holder_index``'s reveal once the ledger records ``contributors``: per
-    contributing owner whose shares it holds, its manifest and the shares :func:`revealable`
-    allows (nothing of a non-contributor, no pairwise seed between two contributors)."""
+    contributing owner whose shares it holds, its manifest, the holder's row of share hashes
+    and the shares :func:`revealable` allows (nothing of a non-contributor, no pairwise seed
+    between two contributors)."""
     parts: list[bytes] = []
     owners = [owner for owner in sorted(held) if owner in contributors]
+    ctx_bytes = ctx.pack()
     for owner in owners:
         item = held[owner]
         n = len(item.shares)
         allowed = revealable(owner, contributors, n)
         parts.append(_U32.pack(owner) + _U32.pack(len(item.manifest)) + item.manifest)
+        parts.append(_row(ctx_bytes, owner, holder_index, item.shares))
         parts.append(_U32.pack(len(allowed)))
         for k in allowed:
             parts.append(_U32.pack(k) + item.shares[k])
@@ -343,8 +367,6 @@ class ReconstructionState:
                 if len(raw) != length:
                     raise MaskRevealError("reveal is truncated inside a manifest")
                 pos += length
-                (count,) = _U32.unpack_from(view, pos)
-                pos += 4
                 if owner in manifests:
                     raise MaskRevealError(f"reveal lists owner {owner} twice")
                 if owner not in self.contributors:
@@ -362,6 +384,19 @@ class ReconstructionState:
                         f"expected {self.threshold}"
                     )
                 manifests[owner] = manifest
+                row = view[pos : pos + self.n * _ENTRY]
+                if len(row) != self.n * _ENTRY:
+                    raise MaskRevealError("reveal is truncated inside a row")
+                pos += self.n * _ENTRY
+                if not hmac.compare_digest(
+                    _row_hash(ctx_bytes, owner, holder, row), manifest.row(holder)
+                ):
+                    raise MaskShareError(
+                        f"holder {holder}'s row of owner {owner}'s shares does not match the "
+                        "manifest"
+                    )
+                (count,) = _U32.unpack_from(view, pos)
+                pos += 4
                 allowed = set(revealable(owner, self.contributors, self.n))
                 for _ in range(count):
                     (k,) = _U32.unpack_from(view, pos)
@@ -375,7 +410,7 @@ class ReconstructionState:
                             "keeps hidden"
                         )
                     digest = _share_hash(ctx_bytes, owner, holder, k, share)
-                    if not hmac.compare_digest(digest, manifest.entry(holder, k)):
+                    if not hmac.compare_digest(digest, row[k * _ENTRY : (k + 1) * _ENTRY]):
                         raise MaskShareError(
                             f"holder {holder}'s share of owner {owner}'s secret {k} does not "
                             "match the manifest"

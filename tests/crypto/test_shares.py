@@ -20,7 +20,7 @@ from swarm.crypto import (
     split,
     threshold_for,
 )
-from swarm.crypto.shares import HeldShares, ReconstructionState, revealable
+from swarm.crypto.shares import VERSION, HeldShares, ReconstructionState, _row, revealable
 from swarm.errors import MaskReconstructionError, MaskRevealError, MaskShareError
 
 from .conftest import ATTEMPT, CHAIN_ID, CONTRACT, ROUND, member_address, member_identity
@@ -124,8 +124,9 @@ def _forged_reveal(rnd: Round, holder: int, owner: int, ks: list[int]) -> bytes:
     """A reveal built by hand, holding owner's shares ks (valid shares, forbidden choice)."""
     item = rnd.open(owner, holder)
     body = struct.pack(">II", owner, len(item.manifest)) + item.manifest
+    body += _row(CTX.pack(), owner, holder, item.shares)
     body += struct.pack(">I", len(ks)) + b"".join(struct.pack(">I", k) + item.shares[k] for k in ks)
-    return struct.pack(">B44sII", 1, CTX.pack(), holder, 1) + body
+    return struct.pack(">B44sII", VERSION, CTX.pack(), holder, 1) + body
 
 
 def test_a_reveal_of_a_pairwise_seed_between_contributors_is_refused(rnd: Round) -> None:
@@ -162,9 +163,42 @@ def test_a_tampered_manifest_in_a_reveal_is_refused(rnd: Round) -> None:
     contributors = {0, 1, 2, 3}
     reveal = bytearray(rnd.reveal(1, contributors))
     start = 4 + 44 + 8 + 8  # reveal head, then owner 0's index and manifest length
-    reveal[start + 200] ^= 1
+    reveal[start + 100] ^= 1  # in the row hashes (the manifest head is 81 bytes)
     with pytest.raises(MaskShareError, match="does not match its sharesHash"):
         rnd.state(contributors).add(bytes(reveal))
+
+
+def test_a_tampered_row_in_a_reveal_is_refused(rnd: Round) -> None:
+    """Bad input: one hash of the holder's row changed (so a forged share would match it): the
+    row no longer hashes to the manifest's entry for that holder."""
+    contributors = {0, 1, 2, 3}
+    reveal = bytearray(rnd.reveal(1, contributors))
+    manifest = len(rnd.manifests[0])
+    start = 4 + 44 + 8 + 8 + manifest  # reveal head, owner 0's index and length, its manifest
+    reveal[start + 5] ^= 1
+    with pytest.raises(MaskShareError, match="row of owner 0's shares does not match"):
+        rnd.state(contributors).add(bytes(reveal))
+
+
+def test_a_reveal_grows_with_the_square_of_the_participants() -> None:
+    """Per owner a reveal carries the manifest (n row hashes) and the holder's row (n share
+    hashes), not every share hash of the owner (n^2): version 1's reveals grew with n^3 and
+    were 256 KB each at 20 participants."""
+
+    def reveal_size(n: int) -> int:
+        addresses = tuple(member_address(i) for i in range(n))
+        secrets = {k: new_self_seed() for k in range(n)}
+        held = {}
+        for owner in range(n):
+            setup = ShareSetup(CTX, owner, addresses, threshold_for(n, 66))
+            manifest, plain = split(setup, secrets)
+            shares = plain[0][len(manifest) :]
+            held[owner] = HeldShares(manifest, {k: shares[k * 16 : (k + 1) * 16] for k in range(n)})
+        return len(build_reveal(CTX, 0, held, set(range(n))))
+
+    small, large = reveal_size(10), reveal_size(20)
+    assert large < 4.2 * small  # n^2: x4 (n^3 would be x8)
+    assert large < 40_000
 
 
 def test_a_reveal_for_another_attempt_is_refused(rnd: Round) -> None:
@@ -232,7 +266,7 @@ def test_a_share_that_does_not_match_the_manifest_is_refused(rnd: Round) -> None
     _, other_plain = split(setup, rnd.secrets[0])  # fresh randomness: other shares
     forged = manifest + other_plain[2][len(manifest) :]
     blob = seal_shares(setup, 2, forged, member_identity(2).encryption_public_key)
-    with pytest.raises(MaskShareError, match="does not match its manifest"):
+    with pytest.raises(MaskShareError, match="do not match its manifest"):
         open_shares(
             blob,
             ctx=CTX,
