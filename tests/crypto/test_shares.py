@@ -97,6 +97,28 @@ def test_t_of_n_reconstructs_and_t_minus_1_does_not(rnd: Round) -> None:
     assert guess != rnd.secrets[0][0]
 
 
+def test_secrets_rebuilt_with_shared_coefficients_match_shamir_combine() -> None:
+    """The key holder's interpolation (Lagrange coefficients once per set of holders) gives
+    what pycryptodome's Shamir.combine gives, for any t of n holders, t = 1 included."""
+    import random
+
+    from swarm.crypto.shares import _interpolate, _lagrange_at_zero
+
+    rng = random.Random(7)
+    for n, t in ((1, 1), (3, 1), (4, 3), (10, 7), (20, 14)):
+        secret = new_self_seed()
+        points = (
+            [(h + 1, secret) for h in range(n)]
+            if t == 1
+            else Shamir.split(t, n, secret, ssss=False)
+        )
+        chosen = sorted(rng.sample(points, t))
+        coefficients = _lagrange_at_zero([x for x, _ in chosen])
+        assert _interpolate(coefficients, [bytes(y) for _, y in chosen]) == secret
+        if t > 1:
+            assert Shamir.combine(chosen, ssss=False) == secret
+
+
 def test_the_holders_own_share_counts(rnd: Round) -> None:
     """The owner keeps its own share like every holder: any t holders do, including the owner."""
     contributors = set(range(N))
