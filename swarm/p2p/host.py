@@ -28,6 +28,7 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.secp256k1 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_new_x25519_key_pair
 from libp2p.custom_types import StreamHandlerFn, TProtocol
+from libp2p.host.basic_host import BasicHost
 from libp2p.identity.identify.identify import ID as IDENTIFY_PROTOCOL_ID
 from libp2p.identity.identify.identify import identify_handler_for
 from libp2p.network.config import ConnectionConfig
@@ -48,6 +49,8 @@ from swarm.p2p.config import addresses_to_announce
 from swarm.p2p.framing import encode_message, refusal
 from swarm.p2p.guard import check_can_listen
 from swarm.p2p.membership import MembershipGate
+from swarm.p2p.multiselect import PipelinedMultiselectClient
+from swarm.p2p.tcp import BufferedTCP
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +194,7 @@ def build_libp2p_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: MemberOnlyNoise(key_pair, gate)},
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+        transports=[BufferedTCP()],  # TCP only, reading through a buffer (swarm.p2p.tcp)
         # where a member is dialed is the ledger's business, never an announcement's
         peerstore_opt=LedgerAddressBook(gate),
         # what we announce: configured, or specific listen addresses; never 0.0.0.0
@@ -218,6 +222,8 @@ def build_libp2p_host(
     if auto_connector is not None:
         auto_connector.maybe_connect = _no_auto_connect
     _guard_identify(host)
+    if isinstance(host, BasicHost):  # one round trip per stream opened (swarm.p2p.multiselect)
+        host.multiselect_client = PipelinedMultiselectClient()
     return host
 
 

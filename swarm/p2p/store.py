@@ -100,7 +100,8 @@ class BlobStore(Protocol):
         sender: str | None = None,
         digest: bytes | None = None,
     ) -> list[BlobRef]:
-        """The refs matching every filter given, in the order they were stored."""
+        """The refs matching every filter given, in the order they were stored. Answered from
+        an index in memory, never the disk: the protocols call it on the event loop."""
         ...
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from libp2p.peer.id import ID
 
 from swarm.errors import (
+    PayloadHashMismatchError,
     PayloadTooLargeError,
     TransferInterruptedError,
     TransferRefusedError,
@@ -19,16 +23,22 @@ from swarm.errors import (
 from swarm.hashing import Tag
 from swarm.ledger.types import Member
 from swarm.p2p.config import TransferPolicy
+from swarm.p2p.disk_store import DirectoryBlobStore
 from swarm.p2p.framing import (
     PartialPayload,
     accepted,
+    encode_message,
+    raise_if_refused,
     read_message,
+    refusal,
     send_payload,
     write_message,
 )
 from swarm.p2p.host import P2PHost, widen_receive_window
 from swarm.p2p.protocols import (
     AGGREGATE_PROTOCOL,
+    INLINE_MAX_BYTES,
+    UPDATE_PROTOCOL,
     ProtocolServer,
     PushRequest,
     StreamIO,
@@ -509,3 +519,305 @@ def test_a_single_attempt_makes_exactly_one_try() -> None:
         assert calls == 3 and len(store.find()) == 1
 
     with_pair(body)
+
+
+# --- inline pushes: header, payload and trailer in one write, one answer ----------------------
+
+#: one try, so that a broken exchange fails the test instead of being retried into a pass
+ONCE = TransferPolicy(attempts=1, base_timeout_s=5.0, connect_timeout_s=5.0)
+
+
+def update_header(size: int, digest: bytes, **extra: Any) -> dict[str, Any]:
+    """A push header as a sender writes it (``extra``: ``inline``, ``bulk``)."""
+    header = {"v": 1, "kind": str(BlobKind.UPDATE), "round": 1, "digest": digest.hex()}
+    return {**header, "size": size, **extra}
+
+
+def inline_bytes(header: Mapping[str, Any], payload: bytes, trailer: bytes) -> bytes:
+    """What an inline push puts on the wire in its one write: header, one chunk, trailer."""
+    chunk = struct.pack(">I", len(payload)) + payload if payload else b""
+    return encode_message(header) + chunk + trailer
+
+
+def _connections_to(host: P2PHost, other: P2PHost) -> list[Any]:
+    network: Any = host.libp2p.get_network()
+    return list(network.get_connections(ID.from_base58(other.peer_id)))
+
+
+def test_a_small_push_sends_its_payload_before_any_answer_and_takes_one_answer() -> None:
+    """Sender side of an inline push (just under the limit, 1 byte, empty), against a receiver
+    that reads header, payload and trailer before it answers anything, then answers once
+    (``stored``) and closes: a sender that waited for an answer before sending its payload would
+    time out, and one that waited for a second answer would find the stream ended."""
+    payload = bytes(range(256)) * (INLINE_MAX_BYTES // 256 - 1) + b"tail"  # just under the limit
+    assert len(payload) < INLINE_MAX_BYTES
+    headers: list[dict[str, Any]] = []
+    received: list[bytes] = []
+
+    async def inline_receiver(stream: Any, member: Member) -> None:
+        io = StreamIO(stream)
+        header = await read_message(io)
+        headers.append(header)
+        partial = PartialPayload(
+            header["size"], bytes.fromhex(header["digest"]), 1 << 20, tag=Tag.BLOB
+        )
+        await partial.receive_verified(io)  # no answer yet: it all came with the header
+        received.append(partial.take())
+        await write_message(io, accepted(stored=True))
+        await stream.close()
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        server.set_handler(UPDATE_PROTOCOL, inline_receiver)
+        await push(client, server.address, BlobKind.UPDATE, 4, payload, policy=ONCE)
+        await push(client, server.address, BlobKind.UPDATE, 5, b"k", policy=ONCE)
+        await push(client, server.address, BlobKind.UPDATE, 6, b"", policy=ONCE)  # trailer only
+
+    with_pair(body)
+    assert [h.get("inline") for h in headers] == [True, True, True]
+    assert [h["size"] for h in headers] == [len(payload), 1, 0]
+    assert headers[0]["digest"] == blob_digest(payload).hex()
+    assert received == [payload, b"k", b""]
+
+
+def test_the_receiver_answers_an_inline_push_once_with_stored() -> None:
+    """Receiver side: a raw client writes header, payload and trailer at once; the receiver
+    stores the blob and answers exactly once, ``{"ok": true, "stored": true}``, then ends the
+    stream (an answer without ``stored``, or a second one, means it took the old path)."""
+    payload = b"share" * 1000
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        seen: list[PushRequest] = []
+        protocols.accept_pushes(BlobKind.UPDATE, accept_all(seen), 1 << 20)
+        digest = blob_digest(payload)
+        stream = await client.open_stream(_member_of(server), UPDATE_PROTOCOL, timeout_s=5)
+        io = StreamIO(stream)
+        header = update_header(len(payload), digest, inline=True)
+        await io.write(inline_bytes(header, payload, digest))
+        with trio.fail_after(5):
+            assert await read_message(io) == {"ok": True, "stored": True}
+            assert await io.read(1) == b""  # nothing more: the exchange is over
+        await stream.close()
+        assert seen == [PushRequest(client.address, BlobKind.UPDATE, 1, digest, len(payload))]
+        assert store.get(digest) == payload
+
+    with_pair(body)
+
+
+def test_pushes_just_under_and_at_the_inline_limit_are_both_stored() -> None:
+    """The two sides of INLINE_MAX_BYTES (the last inline size, the first streamed one) between
+    real peers: both are validated, stored, and byte-identical."""
+    under = b"u" * (INLINE_MAX_BYTES - 1)
+    at = b"a" * INLINE_MAX_BYTES
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        seen: list[PushRequest] = []
+        protocols.accept_pushes(BlobKind.UPDATE, accept_all(seen), 1 << 20)
+        await push(client, server.address, BlobKind.UPDATE, 1, under, policy=ONCE)
+        await push(client, server.address, BlobKind.UPDATE, 2, at, policy=ONCE)
+        assert [(r.round_id, r.size) for r in seen] == [(1, len(under)), (2, len(at))]
+        assert store.get(blob_digest(under)) == under
+        assert store.get(blob_digest(at)) == at
+
+    with_pair(body)
+
+
+class PreInlineReceiver:
+    """The push receiver as it was before inline pushes: header -> ``{"ok": true}`` -> payload
+    -> final answer (ok, or hash_mismatch). It ignores the ``inline`` field it does not know."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, Any]] = []
+        self.stored: list[bytes] = []
+
+    async def __call__(self, stream: Any, member: Member) -> None:
+        io = StreamIO(stream)
+        header = await read_message(io)
+        self.headers.append(header)
+        await write_message(io, accepted())
+        partial = PartialPayload(
+            header["size"], bytes.fromhex(header["digest"]), 1 << 20, tag=Tag.BLOB
+        )
+        try:
+            await partial.receive_verified(io)
+        except PayloadHashMismatchError as exc:
+            await write_message(io, refusal("hash_mismatch", str(exc)))
+        else:
+            self.stored.append(partial.take())
+            await write_message(io, accepted())
+        await stream.close()
+
+
+def test_an_inline_push_to_a_receiver_that_predates_inline_pushes_completes() -> None:
+    """Compatibility: an old receiver answers ok (no ``stored``) before reading the payload that
+    is already on its way, then answers again. The sender reads both: an inline push and a
+    streamed one complete, and a refusal in the old receiver's final answer still reaches the
+    sender (typed)."""
+    small = b"s" * 5000
+    large = b"l" * INLINE_MAX_BYTES
+    old = PreInlineReceiver()
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        server.set_handler(UPDATE_PROTOCOL, old)
+        await push(client, server.address, BlobKind.UPDATE, 1, small, policy=ONCE)
+        await push(client, server.address, BlobKind.UPDATE, 1, large, policy=ONCE)
+        with pytest.raises(TransferRefusedError) as info:
+            await push(
+                client,
+                server.address,
+                BlobKind.UPDATE,
+                1,
+                b"t" + small[1:],
+                digest=blob_digest(small),
+                policy=ONCE,
+            )
+        assert info.value.code == "hash_mismatch"
+
+    with_pair(body)
+    assert [h.get("inline") for h in old.headers] == [True, None, True]
+    assert old.stored == [small, large]
+
+
+def test_an_inline_header_at_or_over_the_limit_is_a_bad_request() -> None:
+    """A (buggy or hostile) sender that calls a payload of INLINE_MAX_BYTES or more inline, with
+    or without sending it: refused ``bad_request`` on the header, under a size limit that would
+    take it; the validator is never asked and nothing is stored."""
+    payload = b"b" * INLINE_MAX_BYTES
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        seen: list[PushRequest] = []
+        protocols.accept_pushes(BlobKind.UPDATE, accept_all(seen), 1 << 30)
+        digest = blob_digest(payload)
+        sends = [
+            inline_bytes(update_header(len(payload), digest, inline=True), payload, digest),
+            encode_message(update_header(64 << 20, digest, inline=True)),
+        ]
+        for sent in sends:
+            stream = await client.open_stream(_member_of(server), UPDATE_PROTOCOL, timeout_s=5)
+            io = StreamIO(stream)
+            await io.write(sent)
+            with trio.fail_after(5), pytest.raises(TransferRefusedError) as info:
+                raise_if_refused(await read_message(io))
+            assert info.value.code == "bad_request"
+            await stream.close()
+        assert seen == [] and store.find() == []
+
+    with_pair(body)
+
+
+def test_an_inline_push_refused_by_the_validator_stores_nothing_and_serving_goes_on() -> None:
+    """The validator refuses inline pushes whose payloads (just under the limit) the receiver
+    then never reads: each sender gets the refusal, nothing is stored, and the next push over
+    the same connection is served and stored."""
+    payload = b"r" * (INLINE_MAX_BYTES - 1)
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        seen: list[PushRequest] = []
+
+        def refuse_round_1(request: PushRequest) -> str | None:
+            seen.append(request)
+            return "not in this round" if request.round_id == 1 else None
+
+        protocols.accept_pushes(BlobKind.UPDATE, refuse_round_1, 1 << 20)
+        for _ in range(3):
+            with pytest.raises(TransferRefusedError) as info:
+                await push(client, server.address, BlobKind.UPDATE, 1, payload, policy=ONCE)
+            assert (info.value.code, info.value.reason) == ("refused", "not in this round")
+            assert store.find() == []
+        connections = _connections_to(client, server)
+        assert len(connections) == 1
+        await push(client, server.address, BlobKind.UPDATE, 2, payload, policy=ONCE)
+        assert _connections_to(client, server) == connections  # the same connection
+        assert len(seen) == 4
+        assert store.find() == [
+            BlobRef(BlobKind.UPDATE, 2, client.address, blob_digest(payload), len(payload))
+        ]
+
+    with_pair(body)
+
+
+def test_a_streamed_push_whose_bytes_do_not_match_the_commitment_is_refused() -> None:
+    """Like the 50 KB case above (now an inline push), over the limit where the payload follows
+    the receiver's ok: a corrupted payload is refused ``hash_mismatch``, nothing stored."""
+    payload = b"u" * (INLINE_MAX_BYTES + 70_000)
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        protocols.accept_pushes(BlobKind.UPDATE, accept_all([]), 1 << 20)
+        corrupted = payload[:100] + b"v" + payload[101:]
+        with pytest.raises(TransferRefusedError) as info:
+            await push(
+                client,
+                server.address,
+                BlobKind.UPDATE,
+                1,
+                corrupted,
+                digest=blob_digest(payload),
+                policy=FAST_POLICY,
+            )
+        assert info.value.code == "hash_mismatch"
+        assert store.find() == []
+
+    with_pair(body)
+
+
+def test_an_inline_push_cut_short_stores_nothing_and_the_peer_keeps_serving() -> None:
+    """An inline push whose sender ends its stream halfway through the payload: the receiver
+    stores nothing, gives up on that stream only, and serves the next push."""
+    payload = b"c" * 10_000
+
+    async def body(
+        client: P2PHost, server: P2PHost, protocols: ProtocolServer, store: MemoryBlobStore
+    ) -> None:
+        protocols.accept_pushes(BlobKind.UPDATE, accept_all([]), 1 << 20)
+        digest = blob_digest(payload)
+        whole = inline_bytes(update_header(len(payload), digest, inline=True), payload, digest)
+        stream = await client.open_stream(_member_of(server), UPDATE_PROTOCOL, timeout_s=5)
+        io = StreamIO(stream)
+        await io.write(whole[: len(whole) // 2])
+        await stream.close()  # our end is done: the receiver reads EOF mid-payload
+        with trio.fail_after(5):
+            with contextlib.suppress(TransferInterruptedError):
+                assert await io.read(1) == b""  # no answer: an end, or a reset
+        assert store.find() == []
+        await push(client, server.address, BlobKind.UPDATE, 1, payload, policy=ONCE)
+        assert store.get(digest) == payload
+
+    with_pair(body)
+
+
+def test_an_inline_push_into_a_disk_store_is_stored_on_disk(tmp_path: Path) -> None:
+    """A receiver whose store is on disk (FileBlobStore): an inline push, read into memory
+    rather than a staged file, is stored (found again after a restart) and leaves no staged
+    file behind."""
+    client_id, server_id = identities(2)
+    client_port, server_port = free_port(), free_port()
+    members = [make_member(client_id, client_port), make_member(server_id, server_port)]
+    payload = b"d" * 20_000
+    store = DirectoryBlobStore(tmp_path)
+
+    async def main() -> None:
+        async with (
+            serving_host(client_id, client_port, members) as (client, _),
+            serving_host(server_id, server_port, members, store) as (server, protocols),
+        ):
+            protocols.accept_pushes(BlobKind.UPDATE, accept_all([]), 1 << 20)
+            await push(client, server.address, BlobKind.UPDATE, 3, payload, policy=ONCE)
+
+    run_trio(main)
+    again = DirectoryBlobStore(tmp_path)
+    assert again.get(blob_digest(payload)) == payload
+    assert [(r.round_id, r.sender) for r in again.find()] == [(3, client_id.address)]
+    assert list(again.staging_dir().iterdir()) == []
