@@ -74,6 +74,11 @@ class P2PConfig:
     #: inbound payload transfers read at once (each holds its payload in memory, or, with a
     #: disk store, a piece of it)
     max_concurrent_inbound: int = 8
+    #: pushes this peer sends at once, all kinds together; the others wait their turn before
+    #: their deadline starts. A masked round at n peers has every peer push ~n shares and ~n
+    #: reveals at once: on a loaded machine they all crawled together and timed out together
+    #: (at 30 peers on 2 cores, hundreds of reveal pushes a round), each retry adding load.
+    max_concurrent_outbound: int = 4
     #: inbound pushes one member may have reading or waiting for a slot at once; more are
     #: refused at once (``sender_busy``), so one member cannot take every slot
     max_inbound_per_sender: int = 2
@@ -111,8 +116,12 @@ class P2PConfig:
             raise ConfigError("membership poll interval must be positive")
         if self.max_concurrent_serves < 1:
             raise ConfigError("max_concurrent_serves must be at least 1")
-        if self.max_concurrent_inbound < 1 or self.max_inbound_per_sender < 1:
-            raise ConfigError("inbound concurrency limits must be at least 1")
+        if (
+            self.max_concurrent_inbound < 1
+            or self.max_inbound_per_sender < 1
+            or self.max_concurrent_outbound < 1
+        ):
+            raise ConfigError("inbound and outbound concurrency limits must be at least 1")
         if self.inbound_slot_wait_s <= 0:
             raise ConfigError("the wait for an inbound slot must be positive")
         if self.duplicate_probe_timeout_s < 0:

@@ -83,6 +83,7 @@ class P2PService:
         )
         self.watcher.add_listener(self._on_membership_change)
         self._connect_now = trio.Event()
+        self._outbound = trio.CapacityLimiter(config.max_concurrent_outbound)
         if config.bulk_port is not None:
             bind = multiaddr_host(config.listen_addrs[0])[1]
             self.host.bulk = BulkEndpoint(bind, config.bulk_port)
@@ -259,9 +260,10 @@ class P2PService:
         digest: bytes | None,
         policy: TransferPolicy | None,
     ) -> None:
-        await protocols.push(
-            self.host, to, kind, round_id, data, policy=self._policy(policy), digest=digest
-        )
+        async with self._outbound:  # its deadline starts once it may go (P2PConfig)
+            await protocols.push(
+                self.host, to, kind, round_id, data, policy=self._policy(policy), digest=digest
+            )
 
     async def push_update(
         self,

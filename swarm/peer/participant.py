@@ -274,7 +274,7 @@ async def commit(peer: Peer, action: Commit) -> None:
     mask = None
     if params.mask_threshold_pct > 0:
         mask = await peer.call(masks.prepare, peer, info, work)
-        peer.wake()  # the shares can go out while we encrypt (decide: PushShares)
+        peer.wake("local")  # the shares can go out while we encrypt (decide: PushShares)
     blob = await peer.call(
         lambda: crypto.encrypt_update(
             delta,
