@@ -221,6 +221,8 @@ class Peer:
         #: whether the ledger may have changed since the view we hold was read: every wake but
         #: a local one (:data:`LOCAL_WAKES`) sets it, and only then does the loop read again
         self._ledger_may_have_changed = True
+        self._reads_begun = 0  # ledger reads begun, and the newest of them whose view we hold
+        self._newest_read_held = 0
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -330,7 +332,7 @@ class Peer:
         if self._ledger_may_have_changed or self.view is None:
             self._ledger_may_have_changed = False  # a wake during the read sets it again
             try:
-                view = await self.call(self._read_view)
+                view = await self._read_latest()
             except SwarmError as exc:
                 self._ledger_may_have_changed = True
                 self._warn("reading the ledger", exc)
@@ -342,7 +344,6 @@ class Peer:
             # mined after the read began), and deciding on it would start the action again.
             # Its end woke the loop: the next look sees the effect.
             return
-        self.view = view
         self._observe(view)
         now = time.time()
         for action in decide(view, self._local(view, now), now):
@@ -526,9 +527,21 @@ class Peer:
         return refusal(await self.fresh_view())
 
     async def fresh_view(self) -> LedgerView:
+        return await self._read_latest()
+
+    async def _read_latest(self) -> LedgerView:
+        """Read the ledger and hold the result, unless a read that began later (the loop's, or
+        a push validator's: they overlap) already came back: the view held never goes back to
+        an earlier block, which would make the round we just saw open look as if it ended.
+        Returns the view held."""
+        self._reads_begun += 1
+        begun = self._reads_begun
         view = await self.call(self._read_view)
-        self.view = view
-        return view
+        if begun > self._newest_read_held:
+            self._newest_read_held = begun
+            self.view = view
+        assert self.view is not None
+        return self.view
 
     async def offer_model(self) -> None:
         if self.net is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+import trio.testing
 
 from swarm.ledger import LedgerView, RoundState
 from swarm.p2p import BlobKind, PushRequest
@@ -109,3 +110,51 @@ def test_round_keys_pushed_while_their_hash_is_mined_are_taken_from_the_steward_
     posted = StandIn(held=COMMITTED, fresh=COMMITTED, me=A)
     wrong = run(participant.validate_key_delivery, posted, early)
     assert wrong == "this context's hash is not the round key's hash on the ledger"
+
+
+class Reader:
+    """The attributes Peer._read_latest uses; each read returns its view when the test says."""
+
+    def __init__(self) -> None:
+        self.view: LedgerView | None = None
+        self._reads_begun = 0
+        self._newest_read_held = 0
+        self.results: list[tuple[trio.Event, LedgerView]] = []
+
+    def _read_view(self) -> LedgerView:  # stands in for the blocking ledger read
+        raise AssertionError("call() answers in its place")
+
+    async def call(self, fn: Any) -> LedgerView:
+        release, view = self.results.pop(0)
+        await release.wait()
+        return view
+
+
+def test_a_read_that_began_earlier_never_replaces_a_newer_view() -> None:
+    """Race between honest steps: the loop's read and a push validator's fresh read overlap,
+    and the earlier one comes back last. The view held stays the later read's (round 2 open),
+    instead of going back to the round before it, finalized: that made the peer log the new
+    round as lapsed and train it twice (a 10-minute localnet run found it)."""
+    older = ledger(rnd(RoundState.FINALIZED))
+    newer = ledger(rnd(RoundState.JOINING, round_id=6))
+    reader = Reader()
+    slow, fast = trio.Event(), trio.Event()
+    reader.results = [(slow, older), (fast, newer)]
+    held: list[LedgerView] = []
+
+    async def main() -> None:
+        async def read() -> None:
+            held.append(await Peer._read_latest(reader))  # type: ignore[arg-type]
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)  # begins first, answers last
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            fast.set()
+            await trio.testing.wait_all_tasks_blocked()
+            slow.set()
+
+    trio.run(main)
+    assert reader.view is newer
+    assert held == [newer, newer]  # the late answer hands back the newer view too
