@@ -440,6 +440,17 @@ def _kind_field(header: Mapping[str, Any]) -> BlobKind:
         raise ProtocolViolationError(f"unknown blob kind {header.get('kind')!r}") from exc
 
 
+def _log_stored(request: PushRequest, how: str) -> None:
+    logger.info(
+        "stored %s of round %d from %s (%d bytes%s)",
+        request.kind,
+        request.round_id,
+        request.sender,
+        request.size,
+        f", {how}" if how else "",
+    )
+
+
 async def _validate(validator: PushValidator, request: PushRequest) -> Verdict:
     verdict = validator(request)
     if inspect.isawaitable(verdict):
@@ -727,14 +738,7 @@ class ProtocolServer:
                     assert isinstance(self.store, FileBlobStore)
                     await trio.to_thread.run_sync(self.store.put_file, ref, staged.path)
                     staged.kept = True
-                logger.info(
-                    "stored %s of round %d from %s (%d bytes%s)",
-                    request.kind,
-                    request.round_id,
-                    request.sender,
-                    request.size,
-                    ", bulk channel" if isinstance(channel, BulkChannel) else "",
-                )
+                _log_stored(request, "bulk channel" if isinstance(channel, BulkChannel) else "")
                 await _answer(channel, io, accepted())
                 return True
         finally:
@@ -762,13 +766,7 @@ class ProtocolServer:
             return False
         ref = BlobRef(request.kind, request.round_id, request.sender, request.digest, request.size)
         await trio.to_thread.run_sync(self.store.put, ref, received.take())
-        logger.info(
-            "stored %s of round %d from %s (%d bytes, inline)",
-            request.kind,
-            request.round_id,
-            request.sender,
-            request.size,
-        )
+        _log_stored(request, "inline")
         await write_message(io, accepted(stored=True))
         return True
 
