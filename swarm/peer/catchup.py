@@ -61,6 +61,8 @@ async def catch_up(peer: Peer, action: CatchUp) -> None:
     others = [m for m in peer.net.members() if m not in acked]
     limit = len(model_bytes(peer.model.swarm_state)) + 4096
     for source in [*acked, *others]:
+        if peer.model.hash == action.model_hash:
+            return  # we adopted the model we decrypted ourselves meanwhile
         if source == peer.me:
             continue
         try:
@@ -70,6 +72,8 @@ async def catch_up(peer: Peer, action: CatchUp) -> None:
         except (P2PError, CheckpointError) as exc:
             log.info("model not fetched from %s: %s", source, exc)
             continue
+        if peer.model.hash == action.model_hash:
+            return
         await _adopt(peer, action.round_id, state, action.model_hash)
         peer.emit("caught up", round=action.round_id, source=source)
         return

@@ -92,7 +92,7 @@ def _decide(ledger: LedgerView, local: LocalView, now: float) -> list[Action]:
         # the next round opens on the ledger's hash while we fetch (or store) the model: the
         # designated opener is often a peer that did not decrypt (merge peer, stand-by)
         opening = between and not done and _opens_next(r, local, now)
-        return [_get_latest(ledger, local), *([OpenRound(ledger.latest_model)] if opening else [])]
+        return [*_get_latest(ledger, local), *([OpenRound(ledger.latest_model)] if opening else [])]
     actions: list[Action] = []
     if local.metrics_round < local.model_round and (done or not _busy(ledger, local, now)):
         actions.append(ReportMetrics(local.model_round))
@@ -147,14 +147,23 @@ def _opens_next(r: RoundInfo | None, local: LocalView, now: float) -> bool:
     return local.idle_since is not None and now >= local.idle_since + OPEN_FALLBACK_S
 
 
-def _get_latest(ledger: LedgerView, local: LocalView) -> Action:
+def _get_latest(ledger: LedgerView, local: LocalView) -> list[Action]:
     """Our model is behind (or beside) the ledger's: use the one we computed if the ledger
-    finalized exactly it, else fetch it from a member that holds it."""
+    finalized exactly it, else fetch it from a member that holds it.
+
+    Not both: while we adopt our own, the next round may open, and our progress is then that
+    round's, which holds no model of ours; fetching the same model from another member then
+    was wasted (measured at 11.2M parameters: every decider, every round, ~1.5 s of CPU as
+    the next round started). The other way round, a fetch already running when our own
+    decryption ends does not hold the adoption up (the fetch then stops, see catchup)."""
     rid, target = ledger.last_finalized, ledger.latest_model
+    adopt = Adopt(rid, target)
     progress = local.progress
     if progress is not None and progress.round_id == rid and progress.new_model == target:
-        return Adopt(rid, target)
-    return CatchUp(rid, target)
+        return [adopt]
+    if adopt.key in local.in_flight:
+        return []
+    return [CatchUp(rid, target)]
 
 
 def _in_round(

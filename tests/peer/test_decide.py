@@ -178,6 +178,24 @@ def test_a_computed_model_the_ledger_did_not_finalize_is_not_adopted() -> None:
     assert decide(view, local(progress=progress), T) == [CatchUp(5, M1)]
 
 
+def test_a_peer_adopting_its_model_is_not_sent_to_fetch_it_when_the_next_round_opens() -> None:
+    """Race between honest steps: a decider adopts the model it decrypted (checkpoint, a worker
+    thread) while the next round opens; its progress is then the new round's, which knows no
+    model of ours. It must not also fetch the same model from another member (measured at
+    11.2M parameters: each decider did, every round). The other way round, a fetch that began
+    before our decryption ended does not hold our adoption up."""
+    info = rnd(RoundState.JOINING, round_id=6, base_model=M1)
+    view = ledger(info, latest=M1, last_finalized=5, finalized_count=5)
+    adopting = local(progress=RoundProgress(6), in_flight=frozenset({Adopt(5, M1).key}))
+    assert decide(view, adopting, T) == []
+    fetching = local(progress=keyed(new_model=M1), in_flight=frozenset({CatchUp(5, M1).key}))
+    finalized = ledger(rnd(RoundState.FINALIZED, final_model=M1), latest=M1, last_finalized=5)
+    assert decide(finalized, fetching, T) == [Adopt(5, M1)]
+    # adopting an older round's model is not this one: fetch it
+    older = local(progress=RoundProgress(6), in_flight=frozenset({Adopt(4, M1).key}))
+    assert decide(view, older, T) == [CatchUp(5, M1)]
+
+
 # --- between rounds ---------------------------------------------------------------------------
 
 
