@@ -100,6 +100,9 @@ class PeerConfig:
     events_url: str = ""
     #: how many of the newest checkpoints stay on disk (0: every one)
     keep_checkpoints: int = DEFAULT_KEEP_CHECKPOINTS
+    #: processes that encrypt and decrypt a large model (swarm/peer/cores.py): 1 none (the
+    #: peer's own process), 0 decide by the model's size and this host's cores
+    crypto_workers: int = 0
 
     @classmethod
     def load(cls, path: Path) -> PeerConfig:
@@ -175,6 +178,7 @@ class PeerConfig:
             keep_checkpoints=_number(
                 peer, "keep_checkpoints", "peer", int, DEFAULT_KEEP_CHECKPOINTS, minimum=0
             ),
+            crypto_workers=_number(peer, "crypto_workers", "peer", int, 0, minimum=0),
         )
 
     def p2p_config(self, **changes: Any) -> P2PConfig:
@@ -244,6 +248,9 @@ class PeerConfig:
             f"poll_s = {self.poll_s!r}",
             f"reconcile_s = {self.reconcile_s!r}",
             f"keep_checkpoints = {self.keep_checkpoints}  # newest checkpoints kept (0: all)",
+            "# processes that encrypt and decrypt a large model: 0 by its size and the cores,",
+            "# 1 none (docs/operator-guide.md)",
+            f"crypto_workers = {self.crypto_workers}",
             "",
         ]
         return "\n".join(lines)

@@ -29,6 +29,7 @@ def test_minimal_config_takes_defaults_and_resolves_paths(tmp_path: Path) -> Non
     assert config.data_dir == tmp_path / "data"
     assert config.task == "heart-disease-uci/logreg" and config.rounds == 0
     assert config.training == TrainingOptions()  # the task's tuned defaults
+    assert config.crypto_workers == 0  # auto: by the model's size and the host's cores
 
 
 def test_written_config_reads_back_identically(tmp_path: Path) -> None:
@@ -42,6 +43,7 @@ def test_written_config_reads_back_identically(tmp_path: Path) -> None:
         listen=("/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/tcp/4002"),
         training=TrainingOptions(epochs=2, fedprox_mu=0.5),
         rounds=7,
+        crypto_workers=6,
     )
     path = tmp_path / "peer.toml"
     path.write_text(config.to_toml())

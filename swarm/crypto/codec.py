@@ -32,12 +32,11 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import tenseal as ts
-import torch
 
 from swarm.crypto import _proto
 from swarm.crypto._seal import PRNG_TYPES, SealBridge
@@ -64,6 +63,9 @@ from swarm.errors import (
     SecretKeyUnavailableError,
     ValueRangeError,
 )
+
+if TYPE_CHECKING:
+    import torch  # tensors come in from the caller: this module never imports torch itself
 
 log = logging.getLogger(__name__)
 
@@ -231,34 +233,72 @@ def encrypt_vector(
         layout_hash=layout.hash,
         count=1,
     )
+    encrypt_chunks(
+        writer,
+        ctx,
+        values,
+        sizes,
+        weight,
+        first=0,
+        total=len(sizes),
+        masks=masks,
+        mask_context=mask_context,
+    )
+    return writer.finish()
+
+
+class ChunkSink(Protocol):
+    """Where :func:`encrypt_chunks` writes: a :class:`BlobWriter`, or a worker's buffer."""
+
+    def write(self, data: bytes | memoryview, /) -> object: ...
+
+
+def encrypt_chunks(
+    sink: ChunkSink,
+    ctx: RoundContext,
+    values: npt.NDArray[np.floating],
+    sizes: Sequence[int],
+    weight: float,
+    *,
+    first: int,
+    total: int,
+    masks: Sequence[MaskTerm] = (),
+    mask_context: MaskContext | None = None,
+) -> None:
+    """The payload records of chunks ``first .. first + len(sizes) - 1`` of an update of
+    ``total`` chunks, written to ``sink`` in order; ``values`` holds those chunks' values
+    (unweighted, ``sum(sizes)`` of them). A seeded update's chunks with a secret context, a
+    plain update's with a public one; each chunk's mask is the one of its index in the whole
+    update, so the records of consecutive ranges, concatenated, are the payload
+    :func:`encrypt_vector` writes (swarm.crypto.parallel encrypts ranges in worker processes).
+    """
     bridge = ctx._bridge
-    expander = _expander(ctx, masks, mask_context, len(sizes))
+    expander = _expander(ctx, masks, mask_context, total)
     # weighted in float64 one chunk at a time, so no full-size copy of the update is made
     offsets = np.cumsum([0, *sizes])
     pieces = (
         values[offsets[i] : offsets[i + 1]].astype(np.float64) * float(weight)
         for i in range(len(sizes))
     )
-    if kind == PayloadKind.PLAIN_UPDATE:
+    if isinstance(ctx, PublicRoundContext):
         if len(bridge.last_moduli) != 1:
             raise ValueError(
                 "plain updates need a parameter set with one modulus at the last level"
             )
         q = bridge.last_moduli[0]
-        for index, piece in enumerate(pieces):
+        for offset, piece in enumerate(pieces):
             coeffs = bridge.encode_coefficients(piece)
             if expander is not None:
-                coeffs = _add_mod(coeffs, expander.combine(masks, index), q)
-            writer.write(bridge.pack_poly(coeffs))
-        return writer.finish()
+                coeffs = _add_mod(coeffs, expander.combine(masks, first + offset), q)
+            sink.write(bridge.pack_poly(coeffs))
+        return
     ciphertexts: Iterator[bytes] = (bridge.encrypt_seeded(piece) for piece in pieces)
     chunk_masks = (
-        (expander.combine(masks, index) for index in range(len(sizes)))
+        (expander.combine(masks, first + offset) for offset in range(len(sizes)))
         if expander is not None
         else None
     )
-    _write_seeded_chunks(writer, bridge, len(sizes), ciphertexts, chunk_masks)
-    return writer.finish()
+    _write_seeded_chunks(sink, bridge, len(sizes), ciphertexts, chunk_masks)
 
 
 def _add_mod(
@@ -279,7 +319,7 @@ def _sub_mod(
 
 
 def _write_seeded_chunks(
-    writer: BlobWriter,
+    writer: ChunkSink,
     bridge: SealBridge,
     chunks: int,
     ciphertexts: Iterable[bytes],
@@ -431,34 +471,75 @@ def _iter_polys(
             _check_poly(bridge, c0, "plain update")
             yield size, c0, []
     elif header.kind == PayloadKind.SEEDED_AGGREGATE:
-        if len(payload) < _AGGREGATE_PREAMBLE.size:
-            raise MalformedBlobError("aggregate payload ends inside its preamble")
-        (k,) = _AGGREGATE_PREAMBLE.unpack_from(payload, 0)
-        if not header.count - 1 <= k <= header.count:
-            raise MalformedBlobError(
-                f"aggregate of {header.count} contributors carries {k} seeds per chunk "
-                "(one per contributor, the merge peer's plain update aside)"
-            )
-        stride = poly_size + k * SEED_RECORD_SIZE
+        _k, stride = aggregate_layout(payload, header, bridge)
         pos = _AGGREGATE_PREAMBLE.size
-        if len(payload) != pos + len(sizes) * stride:
-            raise MalformedBlobError(
-                f"aggregate payload of {len(payload)} bytes does not hold {len(sizes)} chunks "
-                f"of a sum and {k} seeds"
-            )
         for size in sizes:
-            c0 = bridge.unpack_poly(payload[pos : pos + poly_size])
-            _check_poly(bridge, c0, "aggregate")
-            seeds = [
-                _seed_record(payload[start : start + SEED_RECORD_SIZE], "aggregate")
-                for start in range(pos + poly_size, pos + stride, SEED_RECORD_SIZE)
-            ]
+            c0, seeds = aggregate_chunk(bridge, payload[pos : pos + stride])
             pos += stride
             yield size, c0, seeds
     else:
         raise MalformedBlobError(f"a {header.kind.name} blob holds SEAL objects")
     if pos != len(payload):
         raise MalformedBlobError("payload has bytes after its last chunk")
+
+
+def aggregate_layout(
+    payload: bytes | memoryview, header: BlobHeader, bridge: SealBridge
+) -> tuple[int, int]:
+    """(seeds per chunk k, bytes per chunk) of a seeded aggregate's payload, checked against
+    its header: k is one per seeded contributor, and the chunks fill the payload exactly after
+    its preamble. Raises :class:`MalformedBlobError`."""
+    if len(payload) < _AGGREGATE_PREAMBLE.size:
+        raise MalformedBlobError("aggregate payload ends inside its preamble")
+    (k,) = _AGGREGATE_PREAMBLE.unpack_from(payload, 0)
+    if not header.count - 1 <= k <= header.count:
+        raise MalformedBlobError(
+            f"aggregate of {header.count} contributors carries {k} seeds per chunk "
+            "(one per contributor, the merge peer's plain update aside)"
+        )
+    stride = bridge.packed_poly_size + k * SEED_RECORD_SIZE
+    chunks = bridge.params.chunk_count(header.param_count)
+    if len(payload) != _AGGREGATE_PREAMBLE.size + chunks * stride:
+        raise MalformedBlobError(
+            f"aggregate payload of {len(payload)} bytes does not hold {chunks} chunks "
+            f"of a sum and {k} seeds"
+        )
+    return k, stride
+
+
+def aggregate_chunk(
+    bridge: SealBridge, data: bytes | memoryview
+) -> tuple[npt.NDArray[np.uint64], list[bytes]]:
+    """(summed first polynomial, seed records) of one chunk of a seeded aggregate (``data``:
+    its packed polynomial, then its seed records), every coefficient and record checked."""
+    poly_size = bridge.packed_poly_size
+    c0 = bridge.unpack_poly(data[:poly_size])
+    _check_poly(bridge, c0, "aggregate")
+    seeds = [
+        _seed_record(data[start : start + SEED_RECORD_SIZE], "aggregate")
+        for start in range(poly_size, len(data), SEED_RECORD_SIZE)
+    ]
+    return c0, seeds
+
+
+def decrypt_chunk(
+    bridge: SealBridge,
+    index: int,
+    c0: npt.NDArray[np.uint64],
+    records: Sequence[bytes],
+    expander: MaskExpander | None,
+    unmask: Sequence[MaskTerm],
+) -> npt.NDArray[np.float64]:
+    """Chunk ``index`` of a first-polynomial blob, decrypted: its correction (``unmask``)
+    subtracted from ``c0``, its seeds' polynomials added, SEAL's decryption decoded (all
+    ``values_per_ciphertext`` values; the caller cuts a short chunk's tail)."""
+    if expander is not None:
+        c0 = _sub_mod(c0, expander.combine(unmask, index), bridge.last_moduli[0])
+    seeds = [(record[0], record[1:]) for record in records]
+    try:
+        return bridge.decrypt_sum(c0, seeds)
+    except ValueError as exc:
+        raise MalformedBlobError(f"chunk {index} does not decrypt: {exc}") from exc
 
 
 def _iter_seal_chunks(
@@ -735,15 +816,8 @@ def decrypt_blob(
     out = np.empty(layout.param_count, dtype=np.float64)
     offset = 0
     if header.kind in _POLY_KINDS:
-        q = bridge.last_moduli[0]
         for index, (size, c0, records) in enumerate(_iter_polys(blob, header, bridge)):
-            if expander is not None:
-                c0 = _sub_mod(c0, expander.combine(unmask, index), q)
-            seeds = [(record[0], record[1:]) for record in records]
-            try:
-                values = bridge.decrypt_sum(c0, seeds)
-            except ValueError as exc:
-                raise MalformedBlobError(f"chunk {index} does not decrypt: {exc}") from exc
+            values = decrypt_chunk(bridge, index, c0, records, expander, unmask)
             out[offset : offset + size] = values[:size]
             offset += size
     else:

@@ -17,13 +17,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from swarm.errors import LayoutMismatchError
 from swarm.hashing import Tag, tagged_hash
+
+if TYPE_CHECKING:
+    # imported where tensors are made or inspected: the crypto workers of swarm.peer.cores
+    # import this package and must not pay torch's ~120 MB for it
+    import torch
 
 #: bumped if the canonical encoding below ever changes (it is hashed into every blob)
 LAYOUT_ENCODING_VERSION = 1
@@ -78,6 +83,8 @@ def layout_of(state: Mapping[str, torch.Tensor]) -> Layout:
     Raises :class:`LayoutMismatchError` for a floating tensor that is not float32 and for a
     state with no float tensor at all.
     """
+    import torch
+
     specs: list[TensorSpec] = []
     for name, tensor in state.items():
         if not tensor.is_floating_point():
@@ -133,6 +140,8 @@ def unflatten(
     """
     if vector.ndim != 1 or vector.shape[0] != layout.param_count:
         raise LayoutMismatchError("param_count", layout.param_count, int(vector.size))
+    import torch
+
     values = np.asarray(vector, dtype=dtype)
     out: dict[str, torch.Tensor] = {}
     offset = 0

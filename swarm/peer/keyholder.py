@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,7 @@ import trio
 
 from swarm import crypto, sizing
 from swarm.crypto.masking import MaskTerm
+from swarm.crypto.parallel import decrypt_aggregate_split
 from swarm.errors import P2PError
 from swarm.ledger import RoundInfo
 from swarm.merge.server import ServerOptimizer, mean_delta, swarm_state
@@ -64,15 +65,19 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
     t0 = time.perf_counter()
 
     def decrypt_apply() -> StateDict:
-        summed = crypto.decrypt_aggregate(
-            aggregate,
-            secret,
+        options: dict[str, Any] = dict(
             round_id=info.round_id,
             layout=peer.layout,
             expected_count=len(info.contributors),
             unmask=unmask,
             mask_context=masks.mask_context(peer, info.round_id, info.attempt) if unmask else None,
         )
+        if peer.cores is None:
+            summed = crypto.decrypt_aggregate(aggregate, secret, **options)
+        else:
+            summed = decrypt_aggregate_split(
+                aggregate, secret, run=peer.cores.run, parts=peer.cores.workers, **options
+            )
         return apply_decrypted_sum(
             base, summed, peer.layout, info.total_samples, optimizer=optimizer, server=server
         )

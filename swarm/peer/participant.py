@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from swarm import crypto
+from swarm.crypto.parallel import encrypt_vector_split
 from swarm.errors import CryptoError, NotParticipantError, P2PError
 from swarm.ledger import RoundState
 from swarm.p2p import BlobKind, BlobRef, PushRequest
@@ -275,10 +276,9 @@ async def commit(peer: Peer, action: Commit) -> None:
     if params.mask_threshold_pct > 0:
         mask = await peer.call(masks.prepare, peer, info, work)
         peer.wake("local")  # the shares can go out while we encrypt (decide: PushShares)
-    blob = await peer.call(
-        lambda: crypto.encrypt_update(
-            delta,
-            ctx,
+
+    def encrypt() -> bytes:
+        options: dict[str, Any] = dict(
             layout=peer.layout,
             weight=work.samples,
             round_id=action.round_id,
@@ -287,7 +287,14 @@ async def commit(peer: Peer, action: Commit) -> None:
             mask_context=mask.context if mask else None,
             contributors=len(info.participants),
         )
-    )
+        if peer.cores is None:
+            return crypto.encrypt_update(delta, ctx, **options)
+        values = crypto.flatten(delta, peer.layout)
+        return encrypt_vector_split(
+            values, ctx, run=peer.cores.run, parts=peer.cores.workers, **options
+        )
+
+    blob = await peer.call(encrypt)
     work.timed("encryption", time.perf_counter() - t0)
     peer.hook("before-commit", info)
     # Kept (under our own address, like a received update) before the commitment is sent, so

@@ -46,7 +46,17 @@ from swarm.ledger.watch import LedgerNote, LedgerWatch
 from swarm.p2p import BlobKind, BlobRef, LedgerMembershipSource, P2PConfig, P2PService, open_p2p
 from swarm.p2p.disk_store import DirectoryBlobStore
 from swarm.p2p.membership import run_in_thread_abandoning
-from swarm.peer import catchup, keyholder, masks, merger, participant, personal, privacy, steward
+from swarm.peer import (
+    catchup,
+    cores,
+    keyholder,
+    masks,
+    merger,
+    participant,
+    personal,
+    privacy,
+    steward,
+)
 from swarm.peer.actions import (
     Absorb,
     Acknowledge,
@@ -193,6 +203,9 @@ class Peer:
             optimizer=self.server_optimizer,
         )
         self.layout = crypto.layout_of(model_delta(self.model.state, self.model.state))
+        workers = cores.workers_for(config.crypto_workers, self.layout.param_count)
+        #: worker processes for a large model's encryption and decryption; None: this process
+        self.cores = cores.CryptoCores(workers) if workers > 1 else None
         self.sized_for: Params | None = None  # the parameters the windows were checked against
         self.net: P2PService | None = None
         self.view: LedgerView | None = None
@@ -227,6 +240,13 @@ class Peer:
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        finally:
+            if self.cores is not None:
+                self.cores.close()
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
         async with open_p2p(
             self.identity,
             self.p2p_config,

@@ -101,6 +101,8 @@ def test_address_with_a_bad_checksum_is_refused(capsys: pytest.CaptureFixture[st
         (dict(extra="[peer]\nreconcile_s = 0"), "config: [peer] reconcile_s must be above 0"),
         (dict(extra="[peer]\nrounds = -2"), "config: [peer] rounds must be at least 0"),
         (dict(extra="[peer]\nkeep_checkpoints = -1"), "keep_checkpoints must be at least 0"),
+        (dict(extra="[peer]\ncrypto_workers = -1"), "crypto_workers must be at least 0"),
+        (dict(extra="[peer]\ncrypto_workers = 'all'"), "crypto_workers must be a whole number"),
         (dict(extra="[peer]\nreport_metrics = 'yes'"), "report_metrics must be true or false"),
         (dict(extra="[task]\nseed = 1.5"), None),  # a TOML error: [task] twice
     ],

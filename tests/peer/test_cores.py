@@ -1,0 +1,70 @@
+"""swarm.peer.cores: the worker processes a peer encrypts and decrypts a large model with.
+
+Real processes (spawned, as a peer starts them): an aggregate decrypted by two of them is the
+serial decryption bit for bit, an update encrypted by them decrypts to its values, and a
+malformed aggregate is refused with the codec's typed error from inside a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from swarm.crypto import aggregate, decrypt_aggregate, generate_round_keys, layout_of
+from swarm.crypto.parallel import decrypt_aggregate_split, encrypt_vector_split
+from swarm.errors import MalformedBlobError
+from swarm.peer.cores import AUTO_MAX_WORKERS, CryptoCores, workers_for
+
+SENDERS = [bytes([i + 1]) * 20 for i in range(3)]
+
+
+def test_auto_uses_processes_only_for_large_models_on_hosts_with_cores_to_spare() -> None:
+    """0 (auto): 1 (the peer's own process) for a small model or a small host; otherwise a
+    process per core, up to a cap. A number set by the operator is taken as it is."""
+    assert workers_for(0, 36, cores=64) == 1
+    assert workers_for(0, 11_187_138, cores=2) == 1  # four hospitals on this 2-core machine
+    assert workers_for(0, 11_187_138, cores=6) == 6
+    assert workers_for(0, 11_187_138, cores=64) == AUTO_MAX_WORKERS
+    assert workers_for(3, 36, cores=2) == 3
+    assert workers_for(1, 11_187_138, cores=64) == 1
+    with pytest.raises(ValueError):
+        CryptoCores(1)
+
+
+@pytest.fixture(scope="module")
+def cores() -> Iterator[CryptoCores]:
+    pool = CryptoCores(2)
+    yield pool
+    pool.close()
+    pool.close()  # twice: harmless
+
+
+def test_worker_processes_encrypt_and_decrypt_as_the_peer_itself_would(
+    cores: CryptoCores,
+) -> None:
+    steward = generate_round_keys()
+    layout = layout_of(torch.nn.Linear(5000, 4).state_dict())  # 20,004 values: 3 chunks
+    rng = np.random.default_rng(0)
+    values = [rng.normal(0, 1e-2, layout.param_count).astype(np.float32) for _ in SENDERS]
+    options = dict(layout=layout, weight=1.0, round_id=3)
+    blobs = [
+        encrypt_vector_split(v, steward, sender=s, run=cores.run, parts=2, **options)  # type: ignore[arg-type]
+        for v, s in zip(values, SENDERS, strict=True)
+    ]
+    agg = aggregate(blobs, steward.public, round_id=3, layout=layout, merge_peer=SENDERS[0])
+    serial = decrypt_aggregate(agg, steward, round_id=3, layout=layout)
+    split = decrypt_aggregate_split(
+        agg, steward, round_id=3, layout=layout, run=cores.run, parts=cores.workers
+    )
+    assert split.tobytes() == serial.tobytes()
+    assert np.abs(split - np.sum(values, axis=0)).max() < 1e-5
+    # a malformed ciphertext found inside a worker: the codec's typed error, here
+    broken = bytearray(agg)
+    broken[-3 * 65 - 8 : -3 * 65] = b"\xff" * 8  # the last chunk's polynomial, its end
+    with pytest.raises(MalformedBlobError):
+        decrypt_aggregate_split(
+            bytes(broken), steward, round_id=3, layout=layout, run=cores.run, parts=2
+        )
