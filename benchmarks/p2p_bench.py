@@ -34,7 +34,6 @@ import json
 import os
 import resource
 import shlex
-import socket
 import statistics
 import struct
 import subprocess
@@ -51,19 +50,13 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.report import write_section
+from localnet.anvil import free_port
 from swarm.identity import Identity
 from swarm.p2p.membership import member_of_identity, write_members_file
 from tests.support.node import NodeProcess, make_payload
 
 MB = 1_000_000
 SIZES = (1 * MB, 10 * MB, 100 * MB)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- raw TCP baseline ---------------------------------------------------------------------

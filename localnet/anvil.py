@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -60,8 +61,41 @@ def anvil_binary() -> Path:
     raise ConfigError("anvil not found: run scripts/setup.sh (npm ci) or set SWARM_ANVIL")
 
 
+#: where the kernel takes ports for outgoing connections and port-0 listeners, if it says
+#: nothing else (Linux's default ip_local_port_range)
+DEFAULT_EPHEMERAL = (32768, 60999)
+#: ports below the ephemeral range that free_port picks from
+FIXED_PORTS_SPAN = 12000
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of ephemeral ports (/proc/sys/net/ipv4/ip_local_port_range)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return DEFAULT_EPHEMERAL
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A TCP port on 127.0.0.1 that is free now and that the kernel will not hand out by
+    itself later: one below its ephemeral range. A local network writes a peer's port into its
+    config and onto the ledger seconds before the peer listens on it; a port from the ephemeral
+    range (what binding port 0 gives) can meanwhile become the source port of any outgoing
+    connection on the host (the peers' own, to anvil and to each other), and the peer then
+    refuses to start ("port ... is already in use": seen in a 4-peer run)."""
+    low, _high = ephemeral_range()
+    first = max(1024, low - FIXED_PORTS_SPAN)
+    candidates = list(range(first, low)) if low > first else []
+    random.shuffle(candidates)
+    for port in candidates[:256]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no room below the range: the kernel's choice after all
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

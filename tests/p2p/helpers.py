@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
+from localnet.anvil import free_port as free_port  # re-exported: the p2p tests take ports here
 from swarm.identity import Identity
 from swarm.ledger.types import Member
 from swarm.p2p.config import P2PConfig, TransferPolicy
@@ -24,13 +24,6 @@ TEST_DEADLINE_S = 60.0
 FAST_POLICY = TransferPolicy(
     attempts=2, base_timeout_s=3.0, backoff_s=0.1, max_backoff_s=0.2, connect_timeout_s=3.0
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def loopback_addr(port: int) -> str:
