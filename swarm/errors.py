@@ -177,6 +177,11 @@ class CryptoError(SwarmError):
     """A ciphertext, key or context could not be used."""
 
 
+class CryptoWorkerError(CryptoError):
+    """A worker process that encrypts or decrypts for the peer (swarm.peer.cores) died; the
+    step is retried, with fresh workers."""
+
+
 class UnknownParameterSetError(CryptoError, ValueError):
     """A blob, context or call names a CKKS parameter-set id this version does not know."""
 

@@ -25,7 +25,10 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from swarm.errors import CryptoWorkerError
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +82,17 @@ class CryptoCores:
 
     def run(self, job: Callable[..., Any], jobs: Sequence[tuple[Any, ...]]) -> list[Any]:
         """``job(*args)`` for each of ``jobs`` in the worker processes; results in order. An
-        exception of a job is raised here (the first one, in order)."""
+        exception of a job is raised here (the first one, in order); a worker that died is
+        :class:`CryptoWorkerError`."""
         pool = self._pool()
-        futures = [pool.submit(job, *args) for args in jobs]
-        return [future.result() for future in futures]
+        try:
+            futures = [pool.submit(job, *args) for args in jobs]
+            return [future.result() for future in futures]
+        except BrokenProcessPool as exc:
+            # killed (out of memory, by hand): this pool takes no more work; the next run
+            # starts a fresh one, and the action that called us is retried
+            self.close()
+            raise CryptoWorkerError(f"a crypto worker process died: {exc}") from exc
 
     def close(self) -> None:
         """Stop the processes (never raises; running parts are abandoned)."""

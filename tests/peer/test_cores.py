@@ -7,6 +7,7 @@ malformed aggregate is refused with the codec's typed error from inside a worker
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 
 from swarm.crypto import aggregate, decrypt_aggregate, generate_round_keys, layout_of
 from swarm.crypto.parallel import decrypt_aggregate_split, encrypt_vector_split
-from swarm.errors import MalformedBlobError
+from swarm.errors import CryptoWorkerError, MalformedBlobError
 from swarm.peer.cores import AUTO_MAX_WORKERS, CryptoCores, workers_for
 
 SENDERS = [bytes([i + 1]) * 20 for i in range(3)]
@@ -68,3 +69,23 @@ def test_worker_processes_encrypt_and_decrypt_as_the_peer_itself_would(
         decrypt_aggregate_split(
             bytes(broken), steward, round_id=3, layout=layout, run=cores.run, parts=2
         )
+
+
+def _die() -> None:
+    os._exit(3)  # a worker killed mid-job (the OOM killer, an operator)
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def test_a_worker_that_dies_is_a_typed_error_and_the_next_run_has_fresh_workers() -> None:
+    """A dead peer-side process: the step fails with CryptoWorkerError (which the peer's loop
+    logs in one line and retries after a cool-down), and the pool serves the retry."""
+    pool = CryptoCores(2)
+    try:
+        with pytest.raises(CryptoWorkerError):
+            pool.run(_die, [()])
+        assert len(pool.run(_pid, [(), ()])) == 2
+    finally:
+        pool.close()
