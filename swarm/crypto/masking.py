@@ -49,7 +49,9 @@ def round_to_grid(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     Both operations are exact scalings by a power of two and round-half-to-even, so every key
     holder gets the same bits from the same decryption.
     """
-    out: npt.NDArray[np.float64] = np.round(np.asarray(values, dtype=np.float64) / ROUNDING_GRID)
+    # in place after the division: one new array, not three (11.2M values: 90 MB each)
+    out: npt.NDArray[np.float64] = np.asarray(values, dtype=np.float64) / ROUNDING_GRID
+    np.round(out, out=out)
     out *= ROUNDING_GRID
     return out
 

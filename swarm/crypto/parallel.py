@@ -207,7 +207,7 @@ def encrypt_vector_split(
 
 def decrypt_job(
     keys: ContextKeys,
-    chunks: bytes,
+    chunks: bytes | memoryview,
     stride: int,
     sizes: Sequence[int],
     first: int,
@@ -274,7 +274,7 @@ def decrypt_aggregate_split(
     jobs = [
         (
             keys,
-            bytes(payload[start + first * stride : start + end * stride]),
+            payload[start + first * stride : start + end * stride],
             stride,
             sizes[first:end],
             first,

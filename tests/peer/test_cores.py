@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import torch
 from swarm.crypto import aggregate, decrypt_aggregate, generate_round_keys, layout_of
 from swarm.crypto.parallel import decrypt_aggregate_split, encrypt_vector_split
 from swarm.errors import CryptoWorkerError, MalformedBlobError
+from swarm.peer import cores as cores_module
 from swarm.peer.cores import AUTO_MAX_WORKERS, CryptoCores, workers_for
 
 SENDERS = [bytes([i + 1]) * 20 for i in range(3)]
@@ -47,7 +49,10 @@ def test_worker_processes_encrypt_and_decrypt_as_the_peer_itself_would(
     cores: CryptoCores,
 ) -> None:
     steward = generate_round_keys()
-    layout = layout_of(torch.nn.Linear(5000, 4).state_dict())  # 20,004 values: 3 chunks
+    # 300,004 values: 37 chunks, so values, update parts, the aggregate's parts and the
+    # decrypted values (1.2-2.4 MB each) all cross in shared memory, not through the pipes
+    layout = layout_of(torch.nn.Linear(75_000, 4).state_dict())
+    blocks_before = _shared_blocks()
     rng = np.random.default_rng(0)
     values = [rng.normal(0, 1e-2, layout.param_count).astype(np.float32) for _ in SENDERS]
     options = dict(layout=layout, weight=1.0, round_id=3)
@@ -69,6 +74,14 @@ def test_worker_processes_encrypt_and_decrypt_as_the_peer_itself_would(
         decrypt_aggregate_split(
             bytes(broken), steward, round_id=3, layout=layout, run=cores.run, parts=2
         )
+    assert _shared_blocks() == blocks_before  # every block unlinked, refused run included
+
+
+def _shared_blocks() -> set[str]:
+    folder = Path("/dev/shm")
+    if not folder.exists():
+        return set()
+    return {p.name for p in folder.iterdir() if p.name.startswith("psm_")}
 
 
 def _die() -> None:
@@ -89,3 +102,22 @@ def test_a_worker_that_dies_is_a_typed_error_and_the_next_run_has_fresh_workers(
         assert len(pool.run(_pid, [(), ()])) == 2
     finally:
         pool.close()
+
+
+def test_without_room_in_shared_memory_values_go_through_the_pipes(
+    cores: CryptoCores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container's /dev/shm is often 64 MB: a block beyond it would kill the process when
+    written (SIGBUS). Without room, the peer sends the values pickled instead; same result."""
+    monkeypatch.setattr(cores_module, "SHM_DIR", "/nonexistent/shm")
+    steward = generate_round_keys()
+    layout = layout_of(torch.nn.Linear(75_000, 4).state_dict())
+    values = np.random.default_rng(1).normal(0, 1e-2, layout.param_count).astype(np.float32)
+    blob = encrypt_vector_split(
+        values, steward, layout=layout, weight=1.0, round_id=3, sender=SENDERS[0],
+        run=cores.run, parts=2,
+    )  # fmt: skip
+    agg = aggregate([blob], steward.public, round_id=3, layout=layout, merge_peer=SENDERS[0])
+    split = decrypt_aggregate_split(agg, steward, round_id=3, layout=layout, run=cores.run, parts=2)
+    serial = decrypt_aggregate(agg, steward, round_id=3, layout=layout)
+    assert split.tobytes() == serial.tobytes()
