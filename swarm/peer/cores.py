@@ -202,9 +202,18 @@ class CryptoCores:
         try:
             shipped = [tuple(_share(a, blocks) for a in args) for args in jobs]
             futures = [pool.submit(_call, job, args) for args in shipped]
-            results = []
+            results, error = [], None
             for future in futures:
-                results.append(_collect(future.result()))
+                # every part is waited for and collected, even after one failed: a part's
+                # result block is unlinked only here (a peer runs for months)
+                try:
+                    results.append(_collect(future.result()))
+                except BrokenProcessPool:
+                    raise
+                except Exception as exc:
+                    error = error or exc
+            if error is not None:
+                raise error
             return results
         except BrokenProcessPool as exc:
             # killed (out of memory, by hand): this pool takes no more work; the next run

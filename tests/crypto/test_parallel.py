@@ -40,6 +40,7 @@ from swarm.errors import (
     SecretKeyUnavailableError,
 )
 from tests.crypto.conftest import CHAIN_ID, CONTRACT, ROUND
+from tests.support.blobs import rewritten
 
 MASKS = MaskContext(CHAIN_ID, CONTRACT, ROUND, 0)
 SENDERS = [bytes([i + 1]) * 20 for i in range(4)]
@@ -147,13 +148,16 @@ def test_bad_input_is_refused_as_the_serial_path_refuses_it(
         decrypt_aggregate_split(agg, steward, expected_count=3, **split)  # type: ignore[arg-type]
     with pytest.raises(MalformedBlobError):
         decrypt_aggregate_split(agg[:-1], steward, **split)  # type: ignore[arg-type]
-    # a coefficient at the top of the range, in the last chunk (a part other than the first)
-    broken = bytearray(agg)
+    # a coefficient at the top of the range, in the last chunk (a part other than the first),
+    # under a header that matches it (a corrupted payload under the old one fails its digest)
     seeds = 3 * 65  # three seeded contributors, the merge peer's plain update aside
-    last_poly = len(agg) - seeds - steward._bridge.packed_poly_size
-    broken[last_poly : last_poly + 8] = b"\xff" * 8
-    with pytest.raises(MalformedBlobError):
-        decrypt_aggregate_split(bytes(broken), steward, **split)  # type: ignore[arg-type]
+    last_poly = len(agg) - HEADER_SIZE - seeds - steward._bridge.packed_poly_size
+
+    def too_large(payload: bytearray) -> None:
+        payload[last_poly : last_poly + 8] = b"\xff" * 8
+
+    with pytest.raises(MalformedBlobError, match="not below the modulus"):
+        decrypt_aggregate_split(rewritten(agg, too_large), steward, **split)  # type: ignore[arg-type]
     with pytest.raises(MaskError):
         decrypt_aggregate_split(agg, steward, unmask=correction, **split)  # type: ignore[arg-type]
     with pytest.raises(LayoutMismatchError):

@@ -8,7 +8,7 @@ malformed aggregate is refused with the codec's typed error from inside a worker
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +16,12 @@ import pytest
 import torch
 
 from swarm.crypto import aggregate, decrypt_aggregate, generate_round_keys, layout_of
+from swarm.crypto.blob import HEADER_SIZE
 from swarm.crypto.parallel import decrypt_aggregate_split, encrypt_vector_split
 from swarm.errors import CryptoWorkerError, MalformedBlobError
 from swarm.peer import cores as cores_module
 from swarm.peer.cores import AUTO_MAX_WORKERS, CryptoCores, workers_for
+from tests.support.blobs import rewritten
 
 SENDERS = [bytes([i + 1]) * 20 for i in range(3)]
 
@@ -67,14 +69,25 @@ def test_worker_processes_encrypt_and_decrypt_as_the_peer_itself_would(
     )
     assert split.tobytes() == serial.tobytes()
     assert np.abs(split - np.sum(values, axis=0)).max() < 1e-5
-    # a malformed ciphertext found inside a worker: the codec's typed error, here
-    broken = bytearray(agg)
-    broken[-3 * 65 - 8 : -3 * 65] = b"\xff" * 8  # the last chunk's polynomial, its end
-    with pytest.raises(MalformedBlobError):
-        decrypt_aggregate_split(
-            bytes(broken), steward, round_id=3, layout=layout, run=cores.run, parts=2
-        )
-    assert _shared_blocks() == blocks_before  # every block unlinked, refused run included
+
+    # a malformed ciphertext found inside a worker (the header's digest matches it): the
+    # codec's typed error, here; in the last part, then in the first, whose sibling's result
+    # must still be collected and its block unlinked
+    def coefficient_too_large(at: int) -> Callable[[bytearray], None]:
+        def change(payload: bytearray) -> None:
+            payload[at : at + 8] = b"\xff" * 8
+
+        return change
+
+    poly = steward._bridge.packed_poly_size
+    for at in (len(agg) - HEADER_SIZE - 3 * 65 - poly, 4):  # last chunk's, first chunk's
+        broken = rewritten(agg, coefficient_too_large(at))
+        with pytest.raises(MalformedBlobError, match="not below the modulus"):
+            decrypt_aggregate_split(
+                broken, steward, round_id=3, layout=layout, run=cores.run, parts=2
+            )
+    cores.run(_pid, [(), ()])  # (both workers are done with the refused run's parts)
+    assert _shared_blocks() == blocks_before  # every block unlinked, refused runs included
 
 
 def _shared_blocks() -> set[str]:
