@@ -204,6 +204,20 @@ class BlobWriter:
         self._buffer.write(bytes(HEADER_SIZE))
         self._digest = tagged_hasher(Tag.BLOB_PAYLOAD)
 
+    @classmethod
+    def like(cls, header: BlobHeader) -> BlobWriter:
+        """A writer for a blob with ``header``'s fields and a new payload."""
+        return cls(
+            kind=header.kind,
+            params_id=header.params_id,
+            round_id=header.round_id,
+            sender=header.sender,
+            context_hash=header.context_hash,
+            param_count=header.param_count,
+            layout_hash=header.layout_hash,
+            count=header.count,
+        )
+
     def write(self, data: bytes | memoryview) -> None:
         self._buffer.write(data)
         self._digest.update(data)

@@ -212,27 +212,11 @@ def encrypt_vector(
     contributors: int | None = None,
 ) -> bytes:
     """:func:`encrypt_update` for an update already flattened with ``layout``."""
-    if values.ndim != 1 or values.shape[0] != layout.param_count:
-        raise LayoutMismatchError("param_count", layout.param_count, int(values.size))
-    params = ctx.params
-    _check_range(values, weight, params, contributors)
-    sizes = _chunk_sizes(layout.param_count, params)
-    if isinstance(ctx, SecretRoundContext):
-        kind = PayloadKind.SEEDED_UPDATE
-    elif isinstance(ctx, PublicRoundContext):
-        kind = PayloadKind.PLAIN_UPDATE
-    else:
-        raise TypeError(f"expected a round context, got {type(ctx).__name__}")
-    writer = BlobWriter(
-        kind=kind,
-        params_id=ctx.params_id,
-        round_id=round_id,
-        sender=sender,
-        context_hash=ctx.context_hash,
-        param_count=layout.param_count,
-        layout_hash=layout.hash,
-        count=1,
-    )
+    writer = update_writer(
+        values, ctx, layout=layout, weight=weight, round_id=round_id, sender=sender,
+        contributors=contributors,
+    )  # fmt: skip
+    sizes = _chunk_sizes(layout.param_count, ctx.params)
     encrypt_chunks(
         writer,
         ctx,
@@ -245,6 +229,39 @@ def encrypt_vector(
         mask_context=mask_context,
     )
     return writer.finish()
+
+
+def update_writer(
+    values: npt.NDArray[np.floating],
+    ctx: RoundContext,
+    *,
+    layout: Layout,
+    weight: float,
+    round_id: int,
+    sender: bytes,
+    contributors: int | None,
+) -> BlobWriter:
+    """The checks every update's encryption makes before any work (its length, its range), and
+    the writer of its blob: seeded with a secret context, plain with a public one."""
+    if values.ndim != 1 or values.shape[0] != layout.param_count:
+        raise LayoutMismatchError("param_count", layout.param_count, int(values.size))
+    _check_range(values, weight, ctx.params, contributors)
+    if isinstance(ctx, SecretRoundContext):
+        kind = PayloadKind.SEEDED_UPDATE
+    elif isinstance(ctx, PublicRoundContext):
+        kind = PayloadKind.PLAIN_UPDATE
+    else:
+        raise TypeError(f"expected a round context, got {type(ctx).__name__}")
+    return BlobWriter(
+        kind=kind,
+        params_id=ctx.params_id,
+        round_id=round_id,
+        sender=sender,
+        context_hash=ctx.context_hash,
+        param_count=layout.param_count,
+        layout_hash=layout.hash,
+        count=1,
+    )
 
 
 class ChunkSink(Protocol):
@@ -374,16 +391,7 @@ def mask_update_blob(
         return blob
     bridge = ctx._bridge
     q = bridge.last_moduli[0]
-    writer = BlobWriter(
-        kind=header.kind,
-        params_id=header.params_id,
-        round_id=header.round_id,
-        sender=header.sender,
-        context_hash=header.context_hash,
-        param_count=header.param_count,
-        layout_hash=header.layout_hash,
-        count=header.count,
-    )
+    writer = BlobWriter.like(header)
     for index, (_size, c0, seeds) in enumerate(_iter_polys(blob, header, bridge)):
         masked = bridge.pack_poly(_add_mod(c0, expander.combine(masks, index), q))
         if header.kind == PayloadKind.SEEDED_UPDATE:
@@ -768,6 +776,36 @@ def aggregate(
 # --- decryption (key holders) -------------------------------------------------------------
 
 
+def checked_for_decryption(
+    blob: bytes | memoryview,
+    ctx: RoundContext,
+    *,
+    round_id: int,
+    layout: Layout,
+    kinds: frozenset[PayloadKind],
+    expected_count: int | None,
+) -> BlobHeader:
+    """What every decryption checks before any work: a secret context, the blob's header
+    (digest, round, context, layout, kind) and its number of contributors."""
+    if not isinstance(ctx, SecretRoundContext) or not ctx.is_private():
+        raise SecretKeyUnavailableError(
+            "this context holds no secret key (the merge peer's): it cannot decrypt"
+        )
+    header = read_header(blob)
+    check_header(
+        header,
+        round_id=round_id,
+        params_id=ctx.params_id,
+        context_hash=ctx.context_hash,
+        layout_hash=layout.hash,
+        param_count=layout.param_count,
+        kinds=kinds,
+    )
+    if expected_count is not None and header.count != expected_count:
+        raise BlobMismatchError("count", expected_count, header.count)
+    return header
+
+
 def decrypt_blob(
     blob: bytes,
     ctx: RoundContext,
@@ -795,22 +833,9 @@ def decrypt_blob(
     the secret key, :class:`MalformedBlobError`, and the errors of :func:`read_header` and
     :func:`check_header`.
     """
-    if not isinstance(ctx, SecretRoundContext) or not ctx.is_private():
-        raise SecretKeyUnavailableError(
-            "this context holds no secret key (the merge peer's): it cannot decrypt"
-        )
-    header = read_header(blob)
-    check_header(
-        header,
-        round_id=round_id,
-        params_id=ctx.params_id,
-        context_hash=ctx.context_hash,
-        layout_hash=layout.hash,
-        param_count=layout.param_count,
-        kinds=kinds,
+    header = checked_for_decryption(
+        blob, ctx, round_id=round_id, layout=layout, kinds=kinds, expected_count=expected_count
     )
-    if expected_count is not None and header.count != expected_count:
-        raise BlobMismatchError("count", expected_count, header.count)
     expander = _expander(ctx, unmask, mask_context, ctx.params.chunk_count(layout.param_count))
     bridge = ctx._bridge
     out = np.empty(layout.param_count, dtype=np.float64)

@@ -25,22 +25,22 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from swarm.crypto.blob import HEADER_SIZE, BlobWriter, PayloadKind, check_header, read_header
+from swarm.crypto.blob import HEADER_SIZE, PayloadKind
 from swarm.crypto.codec import (
     _AGGREGATE_PREAMBLE,
     RoundContext,
-    _check_range,
     _chunk_sizes,
     _expander,
     aggregate_chunk,
     aggregate_layout,
+    checked_for_decryption,
     decrypt_chunk,
     encrypt_chunks,
+    update_writer,
 )
 from swarm.crypto.keys import PublicRoundContext, SecretRoundContext
 from swarm.crypto.layout import Layout
 from swarm.crypto.masking import MaskContext, MaskTerm, round_to_grid
-from swarm.errors import BlobMismatchError, LayoutMismatchError, SecretKeyUnavailableError
 
 #: ``run(job, [args, ...])``: ``job(*args)`` for each, results in the same order
 Runner = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]]
@@ -158,18 +158,12 @@ def encrypt_vector_split(
 ) -> bytes:
     """:func:`swarm.crypto.codec.encrypt_vector` with its chunks encrypted in ``parts`` ranges
     by ``run``; the same checks and errors, the same blob format."""
-    if values.ndim != 1 or values.shape[0] != layout.param_count:
-        raise LayoutMismatchError("param_count", layout.param_count, int(values.size))
-    params = ctx.params
-    _check_range(values, weight, params, contributors)
-    if isinstance(ctx, SecretRoundContext):
-        kind = PayloadKind.SEEDED_UPDATE
-    elif isinstance(ctx, PublicRoundContext):
-        kind = PayloadKind.PLAIN_UPDATE
-    else:
-        raise TypeError(f"expected a round context, got {type(ctx).__name__}")
+    writer = update_writer(
+        values, ctx, layout=layout, weight=weight, round_id=round_id, sender=sender,
+        contributors=contributors,
+    )  # fmt: skip
     _expander(ctx, masks, mask_context)  # the same refusal as the serial path, before any work
-    sizes = _chunk_sizes(layout.param_count, params)
+    sizes = _chunk_sizes(layout.param_count, ctx.params)
     offsets = np.cumsum([0, *sizes])
     keys = ContextKeys.of(ctx)
     seeds = [(term.seed, term.sign) for term in masks]
@@ -187,16 +181,6 @@ def encrypt_vector_split(
         )
         for first, end in _ranges(len(sizes), parts)
     ]
-    writer = BlobWriter(
-        kind=kind,
-        params_id=ctx.params_id,
-        round_id=round_id,
-        sender=sender,
-        context_hash=ctx.context_hash,
-        param_count=layout.param_count,
-        layout_hash=layout.hash,
-        count=1,
-    )
     for records in run(encrypt_job, jobs):
         writer.write(records)
     return writer.finish()
@@ -247,22 +231,14 @@ def decrypt_aggregate_split(
     """:func:`swarm.crypto.codec.decrypt_aggregate` of a seeded aggregate, its chunks
     decrypted in ``parts`` ranges by ``run``: the same checks and errors, the same values bit
     for bit."""
-    if not isinstance(ctx, SecretRoundContext) or not ctx.is_private():
-        raise SecretKeyUnavailableError(
-            "this context holds no secret key (the merge peer's): it cannot decrypt"
-        )
-    header = read_header(blob)
-    check_header(
-        header,
+    header = checked_for_decryption(
+        blob,
+        ctx,
         round_id=round_id,
-        params_id=ctx.params_id,
-        context_hash=ctx.context_hash,
-        layout_hash=layout.hash,
-        param_count=layout.param_count,
+        layout=layout,
         kinds=frozenset({PayloadKind.SEEDED_AGGREGATE}),
+        expected_count=expected_count,
     )
-    if expected_count is not None and header.count != expected_count:
-        raise BlobMismatchError("count", expected_count, header.count)
     _expander(ctx, unmask, mask_context)  # the same refusal as the serial path
     payload = memoryview(blob)[HEADER_SIZE:]
     _k, stride = aggregate_layout(payload, header, ctx._bridge)

@@ -14,15 +14,6 @@ def rewritten(blob: bytes, change: Callable[[bytearray], None]) -> bytes:
     header = read_header(blob)
     payload = bytearray(blob[HEADER_SIZE:])
     change(payload)
-    writer = BlobWriter(
-        kind=header.kind,
-        params_id=header.params_id,
-        round_id=header.round_id,
-        sender=header.sender,
-        context_hash=header.context_hash,
-        param_count=header.param_count,
-        layout_hash=header.layout_hash,
-        count=header.count,
-    )
+    writer = BlobWriter.like(header)
     writer.write(bytes(payload))
     return writer.finish()
