@@ -227,6 +227,9 @@ def pair_measurements(
                     )
                 )
                 after = check(receiver.request("stats"))["cpu_seconds"]
+                # dropped once stored, as the raw receiver drops its buffer (and a merge peer a
+                # round's updates once merged): both receivers then reuse their memory
+                check(receiver.request("discard", round=round_id))
                 samples["p2p"][size].append(
                     Sample(reply["transfer_seconds"], reply["transfer_cpu_seconds"], after - before)
                 )

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
+def write_atomic(path: Path, data: bytes | bytearray, *, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one,
     never half of either: a temporary file in the same folder, fsync, then rename."""
     path = Path(path)

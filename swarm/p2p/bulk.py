@@ -40,9 +40,10 @@ import os
 import secrets
 import socket
 import ssl
+import struct
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,10 @@ from swarm.errors import (
 )
 from swarm.p2p.framing import (
     DEFAULT_CHUNK_BYTES,
+    MAX_CONTROL_BYTES,
     PartialPayload,
     encode_message,
+    parse_message,
     read_message_sync,
     recv_exactly_sync,
     send_payload_sync,
@@ -84,6 +87,17 @@ HANDSHAKE_TIMEOUT_S = 10.0
 DIAL_TIMEOUT_S = 3.0
 #: a member whose bulk port could not be reached is not offered bulk for this long
 UNREACHABLE_FOR_S = 300.0
+#: a session (a bulk connection kept for the next transfer) the caller has not used for this
+#: long is closed by the serving side; the caller stops using its end a little earlier, so
+#: that it does not send a request into a connection being closed
+SESSION_IDLE_S = 120.0
+SESSION_REUSE_S = SESSION_IDLE_S - 20.0
+#: sessions a serving side keeps per member and in all (each is a socket, and no thread while
+#: it waits); a transfer beyond them closes its connection when it ends, as before sessions
+SESSIONS_PER_MEMBER = 2
+MAX_SESSIONS = 64
+#: how long a session's request may take to arrive once its first byte has
+REQUEST_TIMEOUT_S = 10.0
 
 
 def _self_signed() -> tuple[bytes, bytes]:
@@ -207,9 +221,8 @@ class BulkChannel:
 
         await self._run(send)
 
-    async def write_message(self, message: Mapping[str, Any]) -> None:
-        """A control message (framing.encode_message) on this connection."""
-        data = encode_message(message)
+    async def write(self, data: bytes) -> None:
+        """framing.ByteStream's write (a session's control messages)."""
 
         def write() -> None:
             try:
@@ -218,6 +231,21 @@ class BulkChannel:
                 raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
 
         await self._run(write)
+
+    async def read(self, max_bytes: int) -> bytes:
+        """framing.ByteStream's read: b"" at the end of the stream."""
+
+        def read() -> bytes:
+            try:
+                return self.sock.recv(max_bytes)
+            except OSError as exc:
+                raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
+
+        return await self._run(read)
+
+    async def write_message(self, message: Mapping[str, Any]) -> None:
+        """A control message (framing.encode_message) on this connection."""
+        await self.write(encode_message(message))
 
     async def read_message(self) -> dict[str, Any]:
         """A control message from this connection."""
@@ -231,6 +259,80 @@ class BulkChannel:
                 raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
 
         return await self._run(read)
+
+    async def push(
+        self, header: Mapping[str, Any], payload: bytes, digest: bytes, chunk_bytes: int
+    ) -> dict[str, Any]:
+        """A session's push: the header, the payload right behind it (framing's chunks and
+        ``digest`` as the trailer), then the receiver's answer; in one thread hand-off."""
+        data = encode_message(header)
+
+        def push() -> dict[str, Any]:
+            try:
+                self.sock.sendall(data)
+                send_payload_sync(
+                    self.sock, payload, len(payload), digest=digest, chunk_bytes=chunk_bytes
+                )
+                return read_message_sync(self.sock)
+            except P2PError:
+                raise
+            except (OSError, ValueError) as exc:
+                raise TransferInterruptedError(f"bulk session broke: {exc!r}") from exc
+
+        return await self._run(push)
+
+    def idle_and_open(self) -> bool:
+        """Whether an idle session is still usable: nothing to read (the other side neither
+        closed it nor sent anything unasked). Never blocks."""
+        try:
+            self.sock.settimeout(0.0)
+            try:
+                self.sock.recv(1)
+            finally:
+                self.sock.settimeout(IO_TIMEOUT_S)
+        except ssl.SSLWantReadError:
+            return True  # nothing there (a TLS session ticket, if any, was consumed)
+        except (OSError, ValueError):
+            return False
+        return False  # end of stream, or bytes nobody asked for
+
+    async def wait_for_request(self, timeout_s: float) -> bool:
+        """Wait until the session's next request begins to arrive (True), or ``timeout_s``
+        passed (False). On the event loop: a waiting session holds no thread."""
+        if self.sock.pending():
+            return True
+        with trio.move_on_after(timeout_s):
+            await trio.lowlevel.wait_readable(self.sock.fileno())
+            return True
+        return False
+
+    async def read_request(self) -> dict[str, Any]:
+        """A session's next request (a control message), read on the event loop: it is small
+        and already arriving, and a thread hand-off each way costs more than reading it."""
+        (length,) = struct.unpack(">I", await self._read_on_loop(4))
+        if length > MAX_CONTROL_BYTES:
+            raise ProtocolViolationError(f"control message of {length} bytes announced")
+        return parse_message(await self._read_on_loop(length))
+
+    async def _read_on_loop(self, n: int) -> bytes:
+        data = bytearray()
+        self.sock.setblocking(False)
+        try:
+            while len(data) < n:
+                try:
+                    got = self.sock.recv(n - len(data))
+                except ssl.SSLWantReadError:
+                    await trio.lowlevel.wait_readable(self.sock.fileno())
+                    continue
+                except OSError as exc:
+                    raise TransferInterruptedError(f"bulk session broke: {exc!r}") from exc
+                if not got:
+                    raise TransferInterruptedError(f"bulk session ended after {len(data)} bytes")
+                data += got
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.settimeout(IO_TIMEOUT_S)
+        return bytes(data)
 
     async def receive(self, partial: PartialPayload) -> None:
         """framing.PartialPayload.receive_verified_sync over this connection."""
@@ -250,6 +352,9 @@ class BulkChannel:
     async def aclose(self) -> None:
         """Close the connection (no TLS close_notify wait); never raises."""
         self.kill()
+        if self.sock.fileno() != -1:
+            # a session's task may be waiting for it to become readable
+            trio.lowlevel.notify_closing(self.sock.fileno())
         with contextlib.suppress(OSError):
             self.sock.close()
         await trio.lowlevel.checkpoint()
@@ -295,6 +400,13 @@ class BulkOffer:
 class _Ticket:
     ready: trio.Event = field(default_factory=trio.Event)
     channel: BulkChannel | None = None
+    #: the connection went on as a session: the offer no longer closes it
+    kept: bool = False
+
+
+#: serves one request that arrived on a session from ``member`` (its address); True when the
+#: exchange ended cleanly, so the session can wait for the next one
+SessionHandler = Callable[[BulkChannel, str, dict[str, Any]], Awaitable[bool]]
 
 
 class BulkEndpoint:
@@ -310,6 +422,15 @@ class BulkEndpoint:
         #: connections handed to a transfer, and ones closed for a bad or missing token
         self.admitted = 0
         self.refused = 0
+        #: serving side: what serves a session's requests (none: no sessions are kept), the
+        #: sessions kept per member, and the nursery their tasks run in
+        self._session_handler: SessionHandler | None = None
+        self._sessions: dict[str, set[BulkChannel]] = {}
+        self._nursery: trio.Nursery | None = None
+        #: calling side: idle sessions to each member, and since when each is idle
+        self._idle: dict[str, list[tuple[float, BulkChannel]]] = {}
+        #: requests served on sessions (not counting each session's first transfer)
+        self.session_requests = 0
 
     @property
     def listening(self) -> bool:
@@ -322,15 +443,21 @@ class BulkEndpoint:
         logger.info("bulk channel (TLS 1.3) listening on %s port %d", self.bind_host, self.port)
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener, nursery)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self.port = 0
-            for listener in listeners:
-                with trio.CancelScope(shield=True):
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
                     await listener.aclose()
+                idle, self._idle = self._idle, {}
+                for kept in idle.values():
+                    for _, channel in kept:
+                        await channel.aclose()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -398,8 +525,95 @@ class BulkEndpoint:
             yield BulkOffer(self.port, self.fingerprint, token), ticket
         finally:
             del self._tickets[token]
-            if ticket.channel is not None:
+            if ticket.channel is not None and not ticket.kept:
                 await ticket.channel.aclose()
+
+    # --- sessions: a connection kept after its transfer, for the member's next requests ---
+    #
+    # The connection was admitted with a token that only the member it was offered to (over
+    # its Noise-authenticated libp2p stream) knew, and TLS protects what follows, so every
+    # later request on it comes from that member: a request skips the libp2p stream and the
+    # TLS handshake (~8 ms of a 10 MB push's ~35 ms on loopback). Each request is still
+    # checked against the membership gate and the receiver's validator.
+
+    def serve_sessions(self, handler: SessionHandler | None) -> None:
+        """Keep connections as sessions and serve their requests with ``handler``."""
+        self._session_handler = handler
+
+    def keeps_session(self, ticket: _Ticket, member: str) -> bool:
+        """Whether the connection this ticket brought can stay open as a session of ``member``
+        (sessions are served, and under their limits); if so it is kept (see :meth:`park`)."""
+        if (
+            self._session_handler is None
+            or self._nursery is None
+            or ticket.channel is None
+            or len(self._sessions.get(member, ())) >= SESSIONS_PER_MEMBER
+            or sum(map(len, self._sessions.values())) >= MAX_SESSIONS
+        ):
+            return False
+        ticket.kept = True
+        return True
+
+    def park(self, channel: BulkChannel, member: str) -> None:
+        """Wait on ``channel`` for ``member``'s next request (after :meth:`keeps_session`)."""
+        assert self._nursery is not None and self._session_handler is not None
+        self._sessions.setdefault(member, set()).add(channel)
+        self._nursery.start_soon(self._serve_session, channel, member, self._session_handler)
+
+    async def _serve_session(
+        self, channel: BulkChannel, member: str, handler: SessionHandler
+    ) -> None:
+        try:
+            while await channel.wait_for_request(SESSION_IDLE_S):
+                with trio.fail_after(REQUEST_TIMEOUT_S):
+                    request = await channel.read_request()
+                self.session_requests += 1
+                if not await handler(channel, member, request):
+                    return
+        except (trio.TooSlowError, trio.ClosedResourceError, P2PError) as exc:
+            # the member closed it (its end of stream), sent nonsense, or was removed
+            logger.debug("bulk session of %s ended: %r", member, exc)
+        except Exception:
+            # an error escaping would end the endpoint's nursery, and with it the peer
+            logger.exception("bulk session of %s failed", member)
+        finally:
+            sessions = self._sessions.get(member, set())
+            sessions.discard(channel)
+            if not sessions:
+                self._sessions.pop(member, None)
+            with trio.CancelScope(shield=True):
+                await channel.aclose()
+
+    async def end_sessions(self, member: str) -> None:
+        """Close every session with ``member``, both ways (it was removed, or moved)."""
+        for channel in list(self._sessions.get(member, ())):
+            # shut down, not closed: a thread may be inside it (a transfer); its task closes it
+            channel.kill()
+        for _, channel in self._idle.pop(member, []):
+            await channel.aclose()
+
+    def session_count(self, member: str) -> tuple[int, int]:
+        """Sessions with ``member``: served here, and kept idle to call it."""
+        return len(self._sessions.get(member, ())), len(self._idle.get(member, []))
+
+    def keep_session(self, member: str, channel: BulkChannel) -> bool:
+        """(Calling side) keep ``channel`` for the next transfer to ``member``; False when
+        enough are kept already (the caller then closes it)."""
+        kept = self._idle.setdefault(member, [])
+        if len(kept) >= SESSIONS_PER_MEMBER:
+            return False
+        kept.append((time.monotonic(), channel))
+        return True
+
+    async def take_session(self, member: str) -> BulkChannel | None:
+        """(Calling side) an idle session to ``member`` that is still open, if any."""
+        kept = self._idle.get(member)
+        while kept:
+            since, channel = kept.pop()
+            if time.monotonic() - since < SESSION_REUSE_S and channel.idle_and_open():
+                return channel
+            await channel.aclose()
+        return None
 
     # --- the calling side's memory of unreachable bulk ports -----------------------------
 

@@ -75,7 +75,7 @@ class DirectoryBlobStore:
         self._refs[key] = ref
         self._paths[ref.digest] = path
 
-    def put(self, ref: BlobRef, data: bytes) -> None:
+    def put(self, ref: BlobRef, data: bytes | bytearray) -> None:
         if len(data) != ref.size:
             raise ValueError(f"blob of {len(data)} bytes stored under a ref of {ref.size} bytes")
         with self._lock:

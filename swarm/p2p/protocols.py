@@ -222,6 +222,23 @@ class StreamIO:
             raise TransferInterruptedError(f"stream broke while writing: {_why(exc)}") from exc
 
 
+class _SessionIO:
+    """A push that came on a bulk session (bulk.py), its payload right behind its header: a
+    framing.ByteStream for the answers. ``read_whole`` says the payload was read, so the
+    session can carry the next request; after a refusal it cannot (the payload is still on its
+    way), and the session is closed."""
+
+    def __init__(self, channel: BulkChannel) -> None:
+        self.channel = channel
+        self.read_whole = False
+
+    async def read(self, max_bytes: int) -> bytes:
+        return await self.channel.read(max_bytes)
+
+    async def write(self, data: bytes) -> None:
+        await self.channel.write(data)
+
+
 class _Staged:
     """A temporary file in a disk store's staging folder, for one blob being received."""
 
@@ -239,10 +256,10 @@ class _Staged:
             self.path.unlink(missing_ok=True)
 
 
-def _staging_of(store: BlobStore) -> Path | None:
+async def _staging_of(store: BlobStore) -> Path | None:
     """Where blobs for ``store`` are received (on its disk), or None to receive into memory."""
     if isinstance(store, FileBlobStore):
-        return store.staging_dir()
+        return await trio.to_thread.run_sync(store.staging_dir)
     return None
 
 
@@ -293,6 +310,11 @@ async def _send_on(
             chunk_bytes=chunk_bytes,
             write_bytes=LIBP2P_WRITE_BYTES,
         )
+
+
+def _put_taken(store: BlobStore, ref: BlobRef, partial: PartialPayload) -> None:
+    """Store an in-memory receipt (in a worker thread: joining pieces copies them)."""
+    store.put(ref, partial.take_buffer())
 
 
 def _wants_bulk(bulk: BulkEndpoint | None, asked: bool, size: int) -> bool:
@@ -356,7 +378,7 @@ async def _serving_channel(io: StreamIO, offer: BulkOffer | None, ticket: Any) -
     return chosen[0] if chosen else None
 
 
-async def _answer(channel: Channel, io: StreamIO, message: Mapping[str, Any]) -> None:
+async def _answer(channel: Channel, io: StreamIO | _SessionIO, message: Mapping[str, Any]) -> None:
     """Answer on the channel the payload came over (the bulk channel, or the stream)."""
     if isinstance(channel, BulkChannel):
         await channel.write_message(message)
@@ -438,6 +460,25 @@ def _kind_field(header: Mapping[str, Any]) -> BlobKind:
         return BlobKind(_field(header, "kind", str))
     except ValueError as exc:
         raise ProtocolViolationError(f"unknown blob kind {header.get('kind')!r}") from exc
+
+
+def _push_request(
+    header: Mapping[str, Any], sender: str, kinds: frozenset[BlobKind]
+) -> PushRequest:
+    """A push's header as a request; ProtocolViolationError if malformed or not of ``kinds``."""
+    kind = _kind_field(header)
+    if kind not in kinds:
+        raise ProtocolViolationError(f"{kind} cannot be pushed here")
+    request = PushRequest(
+        sender=sender,
+        kind=kind,
+        round_id=_field(header, "round", int),
+        digest=_digest_field(header),
+        size=_field(header, "size", int),
+    )
+    if request.round_id < 0 or request.size < 0:
+        raise ProtocolViolationError("round and size must be non-negative")
+    return request
 
 
 def _log_stored(request: PushRequest, how: str) -> None:
@@ -534,6 +575,30 @@ class ProtocolServer:
             self.host.set_handler(protocol, self._fetch_handler(protocol))
         self.host.set_handler(ROUND_KEY_FETCH_PROTOCOL, self._serve_round_key)
         self.host.set_handler(STATUS_PROTOCOL, self._serve_status)
+        if self.host.bulk is not None:
+            self.host.bulk.serve_sessions(self._serve_session_request)
+
+    async def _serve_session_request(
+        self, channel: BulkChannel, address: str, header: dict[str, Any]
+    ) -> bool:
+        """A push that came on a bulk session (bulk.py) of ``address``: the same checks as one
+        on a libp2p stream, membership first. True when the session can go on."""
+        if self.host.gate.member(address) is None:
+            logger.warning("refusing a bulk session request from non-member %s", address)
+            await channel.write_message(refusal("not_member", "not an active member (removed?)"))
+            return False
+        try:
+            if header.get("op") != "push":
+                raise ProtocolViolationError(f"no such request on a session: {header.get('op')!r}")
+            request = _push_request(header, address, frozenset(PROTOCOL_OF_PUSH))
+            if request.size < BULK_MIN_BYTES:
+                raise ProtocolViolationError(f"a push of {request.size} bytes on a session")
+        except ProtocolViolationError as exc:
+            await channel.write_message(refusal("bad_request", str(exc)))
+            return False
+        io = _SessionIO(channel)
+        answered = await self._receive_push(io, request, bulk_asked=False, inline=False)
+        return answered and io.read_whole
 
     def _push_handler(self, protocol: str) -> Callable[[INetStream, Member], Awaitable[None]]:
         async def handler(stream: INetStream, member: Member) -> None:
@@ -561,18 +626,7 @@ class ProtocolServer:
                 logger.info("%s: %s sent no header in time", protocol, member.address)
                 return
             try:
-                kind = _kind_field(header)
-                if kind not in PUSH_KINDS[protocol]:
-                    raise ProtocolViolationError(f"{kind} cannot be pushed over {protocol}")
-                request = PushRequest(
-                    sender=member.address,
-                    kind=kind,
-                    round_id=_field(header, "round", int),
-                    digest=_digest_field(header),
-                    size=_field(header, "size", int),
-                )
-                if request.round_id < 0 or request.size < 0:
-                    raise ProtocolViolationError("round and size must be non-negative")
+                request = _push_request(header, member.address, PUSH_KINDS[protocol])
                 inline = header.get("inline") is True
                 if inline and request.size >= INLINE_MAX_BYTES:
                     raise ProtocolViolationError(
@@ -594,7 +648,7 @@ class ProtocolServer:
                 await reset_quietly(stream)
 
     async def _receive_push(
-        self, io: StreamIO, request: PushRequest, *, bulk_asked: bool, inline: bool
+        self, io: StreamIO | _SessionIO, request: PushRequest, *, bulk_asked: bool, inline: bool
     ) -> bool:
         """Decide, then read the whole payload, check it, store it, answer.
 
@@ -653,7 +707,7 @@ class ProtocolServer:
 
     async def _validate_read_store(
         self,
-        io: StreamIO,
+        io: StreamIO | _SessionIO,
         request: PushRequest,
         push_policy: PushPolicy,
         limit: int,
@@ -662,7 +716,9 @@ class ProtocolServer:
         inline: bool,
     ) -> bool:
         """Validate, wait for a slot, read the whole payload (into memory, or into a staged file
-        of a disk store) and check it, store it, answer (on the channel it came over).
+        of a disk store) and check it, store it, answer (on the channel it came over). ``io``
+        is the libp2p stream the request came on, or the bulk session it came on (its payload
+        right behind it: no "accepted" first).
 
         True when the exchange ended with an answer (stored, or refused), False when the stream
         must be reset (the payload did not arrive in time).
@@ -693,19 +749,23 @@ class ProtocolServer:
                 return await self._receive_inline(io, request, limit)
             bulk = self.host.bulk
             wanted = _wants_bulk(bulk, bulk_asked, request.size)
-            staging = await trio.to_thread.run_sync(_staging_of, self.store)
+            staging = await _staging_of(self.store)
             async with _maybe_offer(bulk, wanted) as (offer, ticket):
-                if offer is None:
+                channel: Channel | None
+                if isinstance(io, _SessionIO):
+                    channel = io.channel
+                elif offer is None:
                     await widen_receive_window(io.stream, request.size)
                     await write_message(io, accepted())
+                    channel = io
                 else:
                     await write_message(io, accepted(bulk=offer.to_wire()))
-                channel = await _serving_channel(io, offer, ticket)
+                    channel = await _serving_channel(io, offer, ticket)
+                    if isinstance(channel, _Prefixed):  # the caller could not reach the port
+                        await widen_receive_window(io.stream, request.size)
                 if channel is None:
                     logger.info("%s from %s: no payload came", request.kind, request.sender)
                     return False
-                if offer is not None and not isinstance(channel, BulkChannel):
-                    await widen_receive_window(io.stream, request.size)
                 tag = CONTENT_TAGS[request.kind]
                 ref = BlobRef(
                     request.kind, request.round_id, request.sender, request.digest, request.size
@@ -725,6 +785,8 @@ class ProtocolServer:
                         await _receive_on(channel, received)
                         partial = received
                     except PayloadHashMismatchError as exc:
+                        if isinstance(io, _SessionIO):
+                            io.read_whole = True
                         logger.warning("refused %s from %s: %s", request.kind, request.sender, exc)
                         await _answer(channel, io, refusal("hash_mismatch", str(exc)))
                         return True
@@ -733,20 +795,35 @@ class ProtocolServer:
                     return False
                 # storing is not bounded by the transfer's deadline (a disk may be slow)
                 if staged is None:
-                    await trio.to_thread.run_sync(self.store.put, ref, partial.take())
+                    await trio.to_thread.run_sync(_put_taken, self.store, ref, partial)
                 else:
                     assert isinstance(self.store, FileBlobStore)
                     await trio.to_thread.run_sync(self.store.put_file, ref, staged.path)
                     staged.kept = True
                 _log_stored(request, "bulk channel" if isinstance(channel, BulkChannel) else "")
-                await _answer(channel, io, accepted())
+                if isinstance(io, _SessionIO):
+                    io.read_whole = True
+                    await io.channel.write_message(accepted(session=True))
+                elif (
+                    isinstance(channel, BulkChannel)
+                    and bulk is not None
+                    and ticket is not None
+                    and bulk.keeps_session(ticket, request.sender)
+                ):
+                    # the caller may send its next request on this connection
+                    await channel.write_message(accepted(session=True))
+                    bulk.park(channel, request.sender)
+                else:
+                    await _answer(channel, io, accepted())
                 return True
         finally:
             self._inbound.release()
             if staged is not None:
                 staged.close()
 
-    async def _receive_inline(self, io: StreamIO, request: PushRequest, limit: int) -> bool:
+    async def _receive_inline(
+        self, io: StreamIO | _SessionIO, request: PushRequest, limit: int
+    ) -> bool:
         """Read an inline push's payload (already on its way, small: into memory), check it,
         store it, answer once: ``stored``, or a refusal."""
         received = PartialPayload(
@@ -765,7 +842,7 @@ class ProtocolServer:
             logger.info("%s from %s passed its deadline", request.kind, request.sender)
             return False
         ref = BlobRef(request.kind, request.round_id, request.sender, request.digest, request.size)
-        await trio.to_thread.run_sync(self.store.put, ref, received.take())
+        await trio.to_thread.run_sync(_put_taken, self.store, ref, received)
         _log_stored(request, "inline")
         await write_message(io, accepted(stored=True))
         return True
@@ -1122,6 +1199,12 @@ async def push(
         elif _asks_bulk(host, member, len(payload)):
             header["bulk"] = True
         with _Deadline(policy.deadline_s(len(payload)), f"pushing {kind} to {address}"):
+            if not inline and host.bulk is not None:
+                session = await host.bulk.take_session(member.address)
+                if session is not None and await _push_on_session(
+                    host.bulk, member, session, header, payload, claimed, policy
+                ):
+                    return
             stream = await host.open_stream(member, protocol, timeout_s=policy.connect_timeout_s)
             io = StreamIO(stream)
             ok = False
@@ -1156,6 +1239,10 @@ async def push(
                             else await bulk_io.read_message()
                         )
                         raise_if_refused(final)
+                        if bulk_io is not None and final.get("session") is True:
+                            assert host.bulk is not None  # it dialled bulk_io
+                            if host.bulk.keep_session(member.address, bulk_io):
+                                bulk_io = None  # kept for the next push to this member
                     finally:
                         if bulk_io is not None:
                             await bulk_io.aclose()
@@ -1167,6 +1254,35 @@ async def push(
                 await (close_quietly(stream) if ok else reset_quietly(stream))
 
     await _with_retries(host, member, policy, f"push {kind}", attempt)
+
+
+async def _push_on_session(
+    bulk: BulkEndpoint,
+    member: Member,
+    session: BulkChannel,
+    header: Mapping[str, Any],
+    payload: bytes,
+    digest: bytes,
+    policy: TransferPolicy,
+) -> bool:
+    """Push over a session kept from an earlier transfer to ``member`` (bulk.py): the request,
+    the payload and the answers all on it. True once the payload is stored there; False when
+    the session broke (the caller then pushes as if it had none: a push is idempotent, so one
+    that did land is answered ``stored``). A refusal is raised; the receiver closes the session
+    after one (the payload it did not read is still on its way), and so does this side."""
+    try:
+        answer = await session.push({**header, "op": "push"}, payload, digest, policy.chunk_bytes)
+    except (TransferInterruptedError, ProtocolViolationError) as exc:
+        logger.info("bulk session to %s ended (%s); opening a new stream", member.address, exc)
+        await session.aclose()
+        return False
+    except BaseException:
+        await session.aclose()
+        raise
+    if answer.get("session") is not True or not bulk.keep_session(member.address, session):
+        await session.aclose()  # the receiver closes a session after a refusal
+    raise_if_refused(answer)
+    return True
 
 
 async def _push_inline(
@@ -1392,7 +1508,7 @@ async def fetch_into(
     delivered it): on a disk store (store.FileBlobStore) the blob goes to a staged file while
     it is hashed and is renamed in, never whole in memory; otherwise it is put from memory."""
     providers = [providers] if isinstance(providers, str) else list(providers)
-    staging = await trio.to_thread.run_sync(_staging_of, store)
+    staging = await _staging_of(store)
     receipt = _Receipt(kind, digest, max_size, staging)
     try:
         data, provider = await _fetch(

@@ -148,6 +148,9 @@ class P2PService:
             )
 
     async def _on_membership_change(self, change: MembershipChange) -> None:
+        if self.host.bulk is not None:
+            for address in change.removed | change.readdressed:
+                await self.host.bulk.end_sessions(address)
         if change.removed:
             await self.host.disconnect_non_members()
         # a member that moved (swarm peer set-address) is dialed afresh where the ledger now

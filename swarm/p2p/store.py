@@ -84,8 +84,10 @@ class BlobRef:
 
 
 class BlobStore(Protocol):
-    def put(self, ref: BlobRef, data: bytes) -> None:
-        """Keep ``data`` (already verified: its content digest is ``ref.digest``) under ``ref``."""
+    def put(self, ref: BlobRef, data: bytes | bytearray) -> None:
+        """Keep ``data`` (already verified: its content digest is ``ref.digest``) under ``ref``.
+        A bytearray is the buffer a payload was received into: the store may keep it as it
+        is, and nobody writes to it afterwards."""
         ...
 
     def get(self, digest: bytes) -> bytes | None:
@@ -131,14 +133,18 @@ class FileBlobStore(Protocol):
 
 
 class MemoryBlobStore:
-    """A thread-safe in-memory store; data is kept once per digest."""
+    """A thread-safe in-memory store; data is kept once per digest.
+
+    A received payload is kept in the buffer it arrived in (a copy of 10 MB into fresh memory
+    costs ~5 ms, a fifth of its transfer on loopback); it becomes bytes the first time it is
+    read."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._refs: dict[tuple[BlobKind, int, str], BlobRef] = {}
-        self._data: dict[bytes, bytes] = {}
+        self._data: dict[bytes, bytes | bytearray] = {}
 
-    def put(self, ref: BlobRef, data: bytes) -> None:
+    def put(self, ref: BlobRef, data: bytes | bytearray) -> None:
         if len(data) != ref.size:
             raise ValueError(f"blob of {len(data)} bytes stored under a ref of {ref.size} bytes")
         with self._lock:
@@ -151,7 +157,10 @@ class MemoryBlobStore:
 
     def get(self, digest: bytes) -> bytes | None:
         with self._lock:
-            return self._data.get(digest)
+            data = self._data.get(digest)
+            if isinstance(data, bytearray):
+                data = self._data[digest] = bytes(data)
+            return data
 
     def find(
         self,

@@ -653,7 +653,7 @@ class _WakingStore:
         self._store = store
         self._wake = wake
 
-    def put(self, ref: BlobRef, data: bytes) -> None:
+    def put(self, ref: BlobRef, data: bytes | bytearray) -> None:
         self._store.put(ref, data)
         self._woken()
 

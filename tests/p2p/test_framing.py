@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import struct
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -20,8 +25,10 @@ from swarm.errors import (
 )
 from swarm.hashing import Tag, tagged_hash
 from swarm.p2p.framing import (
+    BACKGROUND_HASH_MIN_BYTES,
     MAX_CHUNK_BYTES,
     MAX_CONTROL_BYTES,
+    FilePayload,
     PartialPayload,
     accepted,
     encode_message,
@@ -229,3 +236,72 @@ def test_any_payload_survives_any_single_interruption(
         rest = framed(payload, offset=partial.received, chunk=chunk)
         result = run_trio(lambda: partial.receive(Recorded(rest)))
     assert result == payload
+
+
+# --- blocking receipts on a socket (the bulk channel's path), with real sockets ----------
+
+
+def _sent_over_socket(wire: bytes, receive: Callable[[socket.socket], None]) -> None:
+    """Write ``wire`` into one end of a socket pair from a thread, then close that end; run
+    ``receive`` on the other end."""
+    ours, theirs = socket.socketpair()
+
+    def send() -> None:
+        try:
+            theirs.sendall(wire)
+        finally:
+            theirs.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        receive(ours)
+    finally:
+        ours.close()
+        sender.join()
+
+
+def test_a_blocking_receipt_is_hashed_beside_it_into_one_buffer() -> None:
+    """A payload large enough to be hashed in a thread of its own arrives whole, checked
+    against its digest, in the one buffer it was received into (no join of pieces)."""
+    payload = os.urandom(5 * (1 << 20) + 123)
+    assert len(payload) >= BACKGROUND_HASH_MIN_BYTES
+    partial = PartialPayload(len(payload), digest_of(payload), len(payload), tag=TAG)
+    _sent_over_socket(framed(payload, chunk=1 << 20), partial.receive_verified_sync)
+    buffer = partial.take_buffer()
+    assert isinstance(buffer, bytearray) and buffer == payload
+
+
+def test_a_blocking_receipt_cut_off_resumes_where_it_stopped_on_any_stream() -> None:
+    """Fault: the connection breaks inside a chunk, with the background hasher running. The
+    bytes that came are kept and hashed; the rest, over an event-loop stream this time (a
+    retry may fall back from the bulk channel to libp2p), completes the same payload."""
+    payload = os.urandom(4 * (1 << 20))
+    digest = digest_of(payload)
+    wire = framed(payload, chunk=1 << 20)
+    partial = PartialPayload(len(payload), digest, len(payload), tag=TAG)
+    with pytest.raises(TransferInterruptedError):
+        _sent_over_socket(wire[: len(wire) * 2 // 3], partial.receive_verified_sync)
+    assert 2 << 20 < partial.received < len(payload)
+    rest = framed(payload, offset=partial.received, chunk=1 << 20)
+    assert run_trio(lambda: partial.receive(Recorded(rest))) == payload
+
+
+def test_a_blocking_receipt_of_other_bytes_than_committed_is_refused_and_forgotten() -> None:
+    """Fault: a malformed update. The sender's trailer matches what it sent, but not the digest
+    the receiver expects (the one committed): refused, and nothing of it is kept."""
+    payload = os.urandom(3 * (1 << 20))
+    sent = bytearray(payload)
+    sent[len(sent) // 2] ^= 0xFF
+    partial = PartialPayload(len(payload), digest_of(payload), len(payload), tag=TAG)
+    with pytest.raises(PayloadHashMismatchError):
+        _sent_over_socket(framed(bytes(sent), chunk=1 << 20), partial.receive_verified_sync)
+    assert partial.received == 0
+
+
+def test_a_blocking_receipt_into_a_file_writes_every_byte(tmp_path: Path) -> None:
+    payload = os.urandom(3 * (1 << 20) + 7)
+    with open(tmp_path / "blob.part", "wb+", buffering=0) as file:
+        partial = FilePayload(len(payload), digest_of(payload), len(payload), tag=TAG, file=file)
+        _sent_over_socket(framed(payload, chunk=1 << 20), partial.receive_verified_sync)
+    assert (tmp_path / "blob.part").read_bytes() == payload
