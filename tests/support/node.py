@@ -2,8 +2,8 @@
 
 From the repository root, ``python -m tests.support.node --key-hex HEX --listen
 /ip4/127.0.0.1/tcp/4001 --members-file m.json`` runs a P2PService and takes JSON-lines commands
-on stdin (push, offer, fetch, stored, discard, status, status_latency, connected, stats, quit), answering
-each on stdout with the same ``id``; logs go to stderr. Payloads are generated from a seed
+on stdin (push, offer, fetch, stored, discard, status, status_latency, connected, stats, quit),
+answering each on stdout with the same ``id``; logs go to stderr. Payloads are generated from a seed
 (``random.Random(seed)``), so a test knows their hash without moving them through the pipe.
 ``flip_byte`` pushes a payload with one byte changed under the hash of the original: a member
 whose bytes do not match its commitment.
