@@ -3,10 +3,12 @@
 Measures, in one run:
 
 * goodput of one push of 1, 10 and 100 MB between two node processes, as peers run by default:
-  the request on a libp2p stream (TCP + Noise + yamux, the membership gate), the payload over
-  the receiver's bulk channel (TLS 1.3 on its own TCP connection, swarm/p2p/bulk.py),
-  length-prefixed chunks, sha256 checked and stored at the receiver; timed inside the sending
-  process from the call to the receiver's final answer, on a warm connection;
+  on the bulk session a member's earlier push left open (TLS 1.3 on its own TCP connection,
+  swarm/p2p/bulk.py): the request, length-prefixed chunks, sha256 checked and stored at the
+  receiver, its answer; timed inside the sending process from the call to the receiver's final
+  answer;
+* the same for a member's first push of 10 MB: the request on a libp2p stream (TCP + Noise +
+  yamux, the membership gate, on a warm connection), then a new bulk connection;
 * the same for 10 and 100 MB with the payload on the libp2p stream itself (no bulk channel:
   what a peer falls back to when the bulk port cannot be reached);
 * the same payloads over raw TCP (trio, length prefix, no encryption, no hashing) between this
@@ -23,7 +25,7 @@ It also reports the CPU seconds per 100 MB on each side, which do not move with 
 load as wall-clock times do. Prints a markdown table and writes it into docs/benchmarks.md
 between the p2p-bench markers.
 
-    .venv/bin/python benchmarks/p2p_bench.py [--repeats 3] [--fan-in 10] [--rss-mb 168]
+    .venv/bin/python benchmarks/p2p_bench.py [--repeats 7] [--fan-in 10] [--rss-mb 168]
         [--no-write]
 """
 
@@ -57,6 +59,8 @@ from tests.support.node import NodeProcess, make_payload
 
 MB = 1_000_000
 SIZES = (1 * MB, 10 * MB, 100 * MB)
+#: also measured as a member's first push (no bulk session yet)
+FIRST_PUSH_SIZE = 10 * MB
 
 
 # --- raw TCP baseline ---------------------------------------------------------------------
@@ -203,37 +207,44 @@ def pair_measurements(
     tmp: Path, repeats: int
 ) -> tuple[dict[str, dict[int, list[Sample]]], dict[str, float]]:
     """Samples of one push per size, p2p and raw TCP alternately (so both meet the same load),
-    and the small-request latency."""
+    and the small-request latency. The "p2p" pushes travel on the bulk session a warm-up push
+    left, as a member's pushes do after its first; the "first" ones (``FIRST_PUSH_SIZE``) each
+    open a libp2p stream and a new bulk connection, as a member's first push does."""
     nodes = start_nodes(tmp / "pair", ["receiver", "sender"], max_push_bytes=200 * MB)
     sender, receiver = nodes["sender"], nodes["receiver"]
     raw = RawPair()
-    samples: dict[str, dict[int, list[Sample]]] = {"p2p": {}, "raw": {}}
+    samples: dict[str, dict[int, list[Sample]]] = {"p2p": {}, "raw": {}, "first": {}}
+    round_id = 0
+
+    def push(size: int, kind: str) -> None:
+        nonlocal round_id
+        round_id += 1
+        before = check(receiver.request("stats"))["cpu_seconds"]
+        reply = check(
+            sender.request(
+                "push", timeout=600, to=receiver.address, round=round_id, size=size, seed=round_id
+            )
+        )
+        after = check(receiver.request("stats"))["cpu_seconds"]
+        # dropped once stored, as the raw receiver drops its buffer (and a merge peer a round's
+        # updates once merged): both receivers then reuse their memory
+        check(receiver.request("discard", round=round_id))
+        samples[kind].setdefault(size, []).append(
+            Sample(reply["transfer_seconds"], reply["transfer_cpu_seconds"], after - before)
+        )
+
     try:
         check(sender.request("status", of=receiver.address))  # connect (and identify) first
-        round_id = 0
+        push(SIZES[0], "first")  # the warm-up: it leaves the session the others use
+        samples["first"].clear()
         for size in SIZES:
-            samples["p2p"][size], samples["raw"][size] = [], []
+            samples["raw"][size] = []
             for _ in range(repeats):
-                round_id += 1
-                before = check(receiver.request("stats"))["cpu_seconds"]
-                reply = check(
-                    sender.request(
-                        "push",
-                        timeout=600,
-                        to=receiver.address,
-                        round=round_id,
-                        size=size,
-                        seed=round_id,
-                    )
-                )
-                after = check(receiver.request("stats"))["cpu_seconds"]
-                # dropped once stored, as the raw receiver drops its buffer (and a merge peer a
-                # round's updates once merged): both receivers then reuse their memory
-                check(receiver.request("discard", round=round_id))
-                samples["p2p"][size].append(
-                    Sample(reply["transfer_seconds"], reply["transfer_cpu_seconds"], after - before)
-                )
+                push(size, "p2p")
                 samples["raw"][size].append(raw.send(make_payload(round_id, size)))
+        for _ in range(repeats):
+            check(sender.request("end_sessions", **{"with": receiver.address}))
+            push(FIRST_PUSH_SIZE, "first")
         latency = check(sender.request("status_latency", of=receiver.address, count=200))
         return samples, {"median_ms": latency["median_ms"], "p90_ms": latency["p90_ms"]}
     finally:
@@ -494,9 +505,16 @@ def table(
     for size in SIZES:
         ratio = 100 * p2p[size]["goodput"] / raw[size]["goodput"]
         rows.append(
-            f"| goodput, one {size // MB} MB transfer (median of {repeats}) "
+            f"| goodput, one {size // MB} MB push on a bulk session (median of {repeats}) "
             f"| {p2p[size]['goodput']:.0f} MB/s | {raw[size]['goodput']:.0f} MB/s | {ratio:.0f} % |"
         )
+    first = summarize(samples["first"][FIRST_PUSH_SIZE], FIRST_PUSH_SIZE)
+    rows.append(
+        f"| goodput, a member's first push of {FIRST_PUSH_SIZE // MB} MB: a libp2p stream and a "
+        f"new bulk connection, no session yet (median of {repeats}) "
+        f"| {first['goodput']:.0f} MB/s | | "
+        f"{100 * first['goodput'] / raw[FIRST_PUSH_SIZE]['goodput']:.0f} % |"
+    )
     capacity = {}
     for size in SIZES[1:]:
         both = (p2p[size], raw[size])
@@ -563,11 +581,14 @@ def table(
         verdict,
         "",
         "Goodput is payload bytes over the time from the push call to the receiver's final "
-        "answer: the request and the receiver's offer on a libp2p stream (Noise, yamux), the "
-        "TLS handshake and token of the bulk channel, TLS encryption, our chunk framing, sha256 "
-        "at the receiver (the sender sends its committed digest), the copy into the receiver's "
-        "buffer, the store and its answer (p2p, on a warm libp2p connection; a new bulk "
-        "connection per payload); "
+        "answer. On a bulk session (the connection a member's earlier push left open, "
+        "docs/p2p.md): the request, TLS encryption, our chunk framing, sha256 at the receiver "
+        "(the sender sends its committed digest) in a thread beside the receiving one, the "
+        "receiver's validation, its store (in memory, the buffer received into) and its "
+        "answer. A first push adds a libp2p stream (Noise, yamux, the membership gate) for the "
+        "request and the receiver's offer, and the TCP connection, TLS handshake and token of "
+        "the bulk channel. The receiver drops each payload once stored, as a merge peer drops "
+        "a round's updates and as the raw receiver drops its buffer; "
         "raw TCP sends the same bytes with an 8-byte length prefix, no encryption "
         "and no hashing, to a receiver that copies them into a buffer. Each p2p transfer is "
         "followed by a raw one of the same size, so both meet the same load. All processes share "
@@ -578,6 +599,7 @@ def table(
     ]
     data = {
         "p2p": {str(k): v for k, v in p2p.items()},
+        "first_push": first,
         "raw": {str(k): v for k, v in raw.items()},
         "stream_only": {str(k): v for k, v in stream_only.items()},
         "latency": latency,
@@ -589,7 +611,7 @@ def table(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--fan-in", type=int, default=10)
     parser.add_argument("--fan-in-mb", type=int, default=10)
     parser.add_argument("--rss-mb", type=int, default=168, help="0: skip the RSS check")

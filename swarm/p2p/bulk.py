@@ -20,6 +20,10 @@ ours changes its frame size (docs/benchmarks.md, "Peer network goodput"). So a p
    payload on the libp2p stream instead (a fetcher first says so there: ``{"via":
    "stream"}``); the serving side takes whichever comes first.
 
+5. After a push, the connection may stay open as a *session* (the final answer says so): the
+   same member's next push travels on it whole (its header, the payload right behind it, one
+   answer), without a libp2p stream or a TLS handshake. See "sessions" below.
+
 So identities and admission stay those of libp2p: the token is a secret that only the member
 the offer was sent to (over Noise) knows, and the fingerprint binds the TLS server to the peer
 that sent the offer. TLS is Python's ``ssl`` (OpenSSL) on a blocking socket in a worker

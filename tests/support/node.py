@@ -2,7 +2,8 @@
 
 From the repository root, ``python -m tests.support.node --key-hex HEX --listen
 /ip4/127.0.0.1/tcp/4001 --members-file m.json`` runs a P2PService and takes JSON-lines commands
-on stdin (push, offer, fetch, stored, discard, status, status_latency, connected, stats, quit),
+on stdin (push, offer, fetch, stored, discard, end_sessions, status, status_latency, connected,
+stats, quit),
 answering each on stdout with the same ``id``; logs go to stderr. Payloads are generated from a seed
 (``random.Random(seed)``), so a test knows their hash without moving them through the pipe.
 ``flip_byte`` pushes a payload with one byte changed under the hash of the original: a member
@@ -174,6 +175,11 @@ class _NodeApp:
                     for ref in net.store.find()
                 ]
             }
+        if op == "end_sessions":
+            # the next push to that member opens a libp2p stream and a new bulk connection
+            if net.host.bulk is not None:
+                await net.host.bulk.end_sessions(command["with"])
+            return {}
         if op == "discard":
             # what a merge peer does with a round's blobs once merged: the memory goes back
             net.store.discard_round(int(command["round"]))
