@@ -7,6 +7,7 @@ Timeouts passed to the node client are safety nets against a hung test, never as
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -122,7 +123,11 @@ def test_receiver_killed_mid_transfer_then_back(cluster: Cluster) -> None:
     one_try = {"attempts": 1, "base_timeout_s": 30.0}
     command = sender.send("push", to=merge.address, round=1, size=size, seed=seed, policy=one_try)
     merge.wait_event("push_accepted", timeout=60)
-    time.sleep(0.3)  # the payload is flowing now (96 MB take well over a second here)
+    # frozen as the payload starts to flow, so it cannot finish (96 MB do not fit the sockets'
+    # buffers) however fast the transport: a sleep here once let a faster push complete first
+    assert merge.process is not None
+    merge.process.send_signal(signal.SIGSTOP)
+    time.sleep(0.5)
     merge.kill()
     failed = sender.result(command, timeout=90)
     assert not failed["ok"]
