@@ -590,9 +590,9 @@ class ProtocolServer:
         try:
             if header.get("op") != "push":
                 raise ProtocolViolationError(f"no such request on a session: {header.get('op')!r}")
+            # any size: a session carries whatever its member pushes next (a round context of
+            # ~180 KB, under the bulk channel's threshold, once it has one)
             request = _push_request(header, address, frozenset(PROTOCOL_OF_PUSH))
-            if request.size < BULK_MIN_BYTES:
-                raise ProtocolViolationError(f"a push of {request.size} bytes on a session")
         except ProtocolViolationError as exc:
             await channel.write_message(refusal("bad_request", str(exc)))
             return False

@@ -226,3 +226,22 @@ def test_a_refused_or_corrupted_push_on_a_session_is_answered_and_the_next_push_
             assert _endpoint(receiver).session_requests == 2  # round 7, then round 3
 
     run_trio(body)
+
+
+def test_a_push_smaller_than_the_bulk_threshold_travels_on_a_session_too() -> None:
+    """Regression: a round context (~180 KB: not inline, under the bulk channel's threshold)
+    pushed to a member the steward already held a session with was refused ``bad_request``
+    on it, and every participant had to pull its key 2 s later. Sizes between the inline and
+    the bulk thresholds, and under both, land on a session like any other."""
+    sizes = [bulk.BULK_MIN_BYTES - 1, 180_000, 2_000]
+
+    async def body() -> None:
+        async with services(identities(2), [None, None]) as (sender, receiver):
+            receiver.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
+            await sender.push_update(receiver.address, 1, payload_of(MB, 1))  # opens a session
+            for round_id, size in enumerate(sizes, start=2):
+                await sender.push_update(receiver.address, round_id, payload_of(size, round_id))
+            assert _stored_rounds(receiver) == [1, 2, 3, 4]
+            assert _endpoint(receiver).session_requests == 2  # the inline one took a stream
+
+    run_trio(body)
