@@ -8,6 +8,7 @@ refusal and a corrupted payload on a session."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from swarm.errors import TransferRefusedError
 from swarm.ledger.types import Member
 from swarm.p2p import bulk
 from swarm.p2p.bulk import BulkChannel, BulkEndpoint
+from swarm.p2p.disk_store import STAGING, DirectoryBlobStore
 from swarm.p2p.membership import StaticMembershipSource
 from swarm.p2p.protocols import push
 from swarm.p2p.service import P2PService, open_p2p
@@ -243,5 +245,25 @@ def test_a_push_smaller_than_the_bulk_threshold_travels_on_a_session_too() -> No
                 await sender.push_update(receiver.address, round_id, payload_of(size, round_id))
             assert _stored_rounds(receiver) == [1, 2, 3, 4]
             assert _endpoint(receiver).session_requests == 2  # the inline one took a stream
+
+    run_trio(body)
+
+
+def test_a_push_on_a_session_lands_whole_in_a_disk_store(tmp_path: Path) -> None:
+    """No fault: what peers run. The second push, on the session, is received into the disk
+    store's staging folder while it is hashed, then renamed in: intact, nothing left staged."""
+    store = DirectoryBlobStore(tmp_path)
+    payloads = [payload_of(3 * MB, 1), payload_of(5 * MB, 2)]
+
+    async def body() -> None:
+        async with services(identities(2), [None, store]) as (sender, receiver):
+            receiver.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
+            for round_id, payload in enumerate(payloads, start=1):
+                await sender.push_update(receiver.address, round_id, payload)
+            assert _endpoint(receiver).session_requests == 1
+            for payload in payloads:
+                assert store.get(content_digest(BlobKind.UPDATE, payload)) == payload
+            staging = tmp_path / STAGING
+            assert not staging.is_dir() or list(staging.iterdir()) == []
 
     run_trio(body)
