@@ -20,9 +20,9 @@ ours changes its frame size (docs/benchmarks.md, "Peer network goodput"). So a p
    payload on the libp2p stream instead (a fetcher first says so there: ``{"via":
    "stream"}``); the serving side takes whichever comes first.
 
-5. After a push, the connection may stay open as a *session* (the final answer says so): the
-   same member's next push travels on it whole (its header, the payload right behind it, one
-   answer), without a libp2p stream or a TLS handshake. See "sessions" below.
+5. After a push or a fetch, the connection may stay open as a *session*: the caller's next
+   push or fetch to that member travels on it whole (request, payload, answer), without a
+   libp2p stream or a TLS handshake. See "sessions" below.
 
 So identities and admission stay those of libp2p: the token is a secret that only the member
 the offer was sent to (over Noise) knows, and the fingerprint binds the TLS server to the peer
@@ -263,6 +263,22 @@ class BulkChannel:
                 raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
 
         return await self._run(read)
+
+    async def exchange(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """Write a control message and read the answer, in one thread hand-off (a session's
+        fetch: the request, then the provider's answer, with the payload behind it)."""
+        data = encode_message(message)
+
+        def exchange() -> dict[str, Any]:
+            try:
+                self.sock.sendall(data)
+                return read_message_sync(self.sock)
+            except P2PError:
+                raise
+            except (OSError, ValueError) as exc:
+                raise TransferInterruptedError(f"bulk session broke: {exc!r}") from exc
+
+        return await self._run(exchange)
 
     async def push(
         self, header: Mapping[str, Any], payload: bytes, digest: bytes, chunk_bytes: int

@@ -140,6 +140,9 @@ INLINE_MAX_BYTES = 128 << 10
 #: a peer gets this long to send a request header once its stream is open
 HEADER_TIMEOUT_S = 10.0
 
+#: what a bulk session may fetch
+FETCHABLE = frozenset(FETCH_KINDS.values())
+
 #: refusals that say "not now" rather than "no": the caller's retry loop tries again (backoff)
 RETRYABLE_REFUSALS = frozenset({"busy", "sender_busy"})
 
@@ -583,10 +586,14 @@ class ProtocolServer:
     ) -> bool:
         """A push that came on a bulk session (bulk.py) of ``address``: the same checks as one
         on a libp2p stream, membership first. True when the session can go on."""
-        if self.host.gate.member(address) is None:
+        member = self.host.gate.member(address)
+        if member is None:
             logger.warning("refusing a bulk session request from non-member %s", address)
             await channel.write_message(refusal("not_member", "not an active member (removed?)"))
             return False
+        if header.get("op") == "fetch":
+            # nothing of the caller's follows its request: a refusal leaves the session usable
+            return await self._answer_fetch(_SessionIO(channel), member, header, FETCHABLE)
         try:
             if header.get("op") != "push":
                 raise ProtocolViolationError(f"no such request on a session: {header.get('op')!r}")
@@ -854,43 +861,7 @@ class ProtocolServer:
             header = await self._read_header(io)
             if header is None:
                 return
-            try:
-                kind = _kind_field(header)
-                if kind != FETCH_KINDS[protocol]:
-                    raise ProtocolViolationError(f"{kind} cannot be fetched over {protocol}")
-                digest = _digest_field(header)
-                offset = _field(header, "offset", int)
-                round_id = header.get("round")
-            except ProtocolViolationError as exc:
-                await write_message(io, refusal("bad_request", str(exc)))
-                ok = True
-                return
-            refs = await trio.to_thread.run_sync(lambda: self.store.find(kind=kind, digest=digest))
-            if isinstance(round_id, int) and not isinstance(round_id, bool):
-                refs = [r for r in refs if r.round_id == round_id]
-            if not refs:
-                await write_message(io, refusal("not_found", f"no {kind} {digest.hex()} here"))
-                ok = True
-                return
-            got_slot = False
-            if header.get("others") is True:
-                with contextlib.suppress(trio.WouldBlock):
-                    self._serving.acquire_nowait()
-                    got_slot = True
-            else:
-                with trio.move_on_after(self.slot_wait_s):
-                    await self._serving.acquire()
-                    got_slot = True
-            if not got_slot:
-                logger.info("%s for %s: every serving slot is taken", kind, member.address)
-                busy = f"serving {self._serving.total_tokens:g} fetches already; retry later"
-                await write_message(io, refusal("busy", busy))
-                ok = True
-                return
-            try:
-                ok = await self._serve_held(io, member, kind, header, digest, offset)
-            finally:
-                self._serving.release()
+            ok = await self._answer_fetch(io, member, header, frozenset({FETCH_KINDS[protocol]}))
         except (TransferInterruptedError, ProtocolViolationError) as exc:
             logger.info("%s to %s failed: %s", protocol, member.address, exc)
         finally:
@@ -899,9 +870,53 @@ class ProtocolServer:
             else:
                 await reset_quietly(stream)
 
+    async def _answer_fetch(
+        self,
+        io: StreamIO | _SessionIO,
+        member: Member,
+        header: Mapping[str, Any],
+        kinds: frozenset[BlobKind],
+    ) -> bool:
+        """Answer a fetch (on a libp2p stream, or on a bulk session): a refusal, or the blob
+        with a serving slot. True when the exchange ended cleanly."""
+        try:
+            kind = _kind_field(header)
+            if kind not in kinds:
+                raise ProtocolViolationError(f"{kind} cannot be fetched here")
+            digest = _digest_field(header)
+            offset = _field(header, "offset", int)
+            round_id = header.get("round")
+        except ProtocolViolationError as exc:
+            await write_message(io, refusal("bad_request", str(exc)))
+            return True
+        refs = await trio.to_thread.run_sync(lambda: self.store.find(kind=kind, digest=digest))
+        if isinstance(round_id, int) and not isinstance(round_id, bool):
+            refs = [r for r in refs if r.round_id == round_id]
+        if not refs:
+            await write_message(io, refusal("not_found", f"no {kind} {digest.hex()} here"))
+            return True
+        got_slot = False
+        if header.get("others") is True:
+            with contextlib.suppress(trio.WouldBlock):
+                self._serving.acquire_nowait()
+                got_slot = True
+        else:
+            with trio.move_on_after(self.slot_wait_s):
+                await self._serving.acquire()
+                got_slot = True
+        if not got_slot:
+            logger.info("%s for %s: every serving slot is taken", kind, member.address)
+            busy = f"serving {self._serving.total_tokens:g} fetches already; retry later"
+            await write_message(io, refusal("busy", busy))
+            return True
+        try:
+            return await self._serve_held(io, member, kind, header, digest, offset)
+        finally:
+            self._serving.release()
+
     async def _serve_held(
         self,
-        io: StreamIO,
+        io: StreamIO | _SessionIO,
         member: Member,
         kind: BlobKind,
         header: Mapping[str, Any],
@@ -925,7 +940,11 @@ class ProtocolServer:
                 if offer is not None:
                     fields["bulk"] = offer.to_wire()
                 await write_message(io, accepted(**fields))
-                channel = await _serving_channel(io, offer, ticket)
+                channel: Channel | None
+                if isinstance(io, _SessionIO):  # the payload follows the answer on it
+                    channel = io.channel
+                else:
+                    channel = await _serving_channel(io, offer, ticket)
                 if channel is None:
                     logger.info("%s for %s: no bulk connection came", kind, member.address)
                     return False
@@ -945,6 +964,17 @@ class ProtocolServer:
                     ok = True
                 if scope.cancelled_caught:
                     logger.info("serving %s to %s passed its deadline", kind, member.address)
+                bulk = self.host.bulk
+                if (
+                    ok
+                    and offer is not None
+                    and isinstance(channel, BulkChannel)
+                    and bulk is not None
+                    and bulk.keeps_session(ticket, member.address)
+                ):
+                    # the fetcher keeps its end for its next request to us (it has no answer
+                    # to wait for: a fetch ends with the payload's trailer)
+                    bulk.park(channel, member.address)
             return ok
         finally:
             if isinstance(source, tuple):
@@ -1285,6 +1315,50 @@ async def _push_on_session(
     return True
 
 
+async def _fetch_on_session(
+    bulk: BulkEndpoint,
+    member: Member,
+    session: BulkChannel,
+    request: Mapping[str, Any],
+    receipt: _Receipt,
+    max_size: int,
+    policy: TransferPolicy,
+    deadline: _Deadline,
+) -> tuple[bool, bytes | None]:
+    """Fetch over a session kept from an earlier transfer with ``member``: the request, the
+    provider's answer, the payload behind it. ``(True, bytes)`` (None for bytes in the
+    receipt's file), or ``(False, None)`` when the session broke (what arrived stays in the
+    receipt: the caller resumes it the usual way). A refusal is raised and the session kept
+    (nothing was in flight); any other failure closes it."""
+    keep = False
+    try:
+        answer = await session.exchange(request)
+        if answer.get("ok") is not True:
+            keep = True
+            raise_if_refused(answer)
+        size = _field(answer, "size", int)
+        if size > max_size:
+            raise PayloadTooLargeError(size, max_size)
+        offset = request["offset"]
+        if (
+            _digest_field(answer) != bytes.fromhex(request["digest"])
+            or _field(answer, "offset", int) != offset
+        ):
+            raise ProtocolViolationError("the answer does not match the request")
+        partial = receipt.start(size)
+        deadline.extend_to(policy.deadline_s(size - offset))
+        await session.receive(partial)
+        data = None if isinstance(partial, FilePayload) else partial.take()
+        keep = True
+        return True, data
+    except TransferInterruptedError as exc:
+        logger.info("bulk session to %s ended (%s); opening a new stream", member.address, exc)
+        return False, None
+    finally:
+        if not (keep and bulk.keep_session(member.address, session)):
+            await session.aclose()
+
+
 async def _push_inline(
     io: StreamIO, header: Mapping[str, Any], payload: bytes, kind: BlobKind, digest: bytes
 ) -> None:
@@ -1375,6 +1449,20 @@ async def _fetch(
         address = member.address
         what = f"fetching {kind} {digest.hex()[:12]} from {address}"
         with _Deadline(policy.base_timeout_s, what) as deadline:
+            session = None if host.bulk is None else await host.bulk.take_session(address)
+            if session is not None:
+                assert host.bulk is not None
+                asked: dict[str, Any] = {"op": "fetch", "v": WIRE_VERSION, "kind": str(kind)}
+                asked.update(digest=digest.hex(), offset=receipt.offset)
+                if round_id is not None:
+                    asked["round"] = round_id
+                if others:
+                    asked["others"] = True
+                done, fetched = await _fetch_on_session(
+                    host.bulk, member, session, asked, receipt, max_size, policy, deadline
+                )
+                if done:
+                    return fetched
             stream = await host.open_stream(member, protocol, timeout_s=policy.connect_timeout_s)
             io = StreamIO(stream)
             ok = False
@@ -1412,6 +1500,14 @@ async def _fetch(
                         await widen_receive_window(stream, size - offset)
                     await _receive_on(io if bulk_io is None else bulk_io, partial)
                     data = None if isinstance(partial, FilePayload) else partial.take()
+                    # the provider keeps its end as a session when its limits allow; if it did
+                    # not, our next use finds it closed and dials anew
+                    if (
+                        bulk_io is not None
+                        and host.bulk is not None
+                        and host.bulk.keep_session(address, bulk_io)
+                    ):
+                        bulk_io = None
                 finally:
                     if bulk_io is not None:
                         await bulk_io.aclose()

@@ -76,6 +76,8 @@ def test_a_session_idle_past_its_limit_is_closed_and_the_next_push_dials_afresh(
         async with services(identities(2), [None, None]) as (sender, receiver):
             receiver.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
             await sender.push_update(receiver.address, 1, payload_of(MB, 1))
+            # the receiver answers, then keeps the session: it may not have it yet
+            await _until(lambda: _endpoint(receiver).session_count(sender.address) == (1, 0))
             await _until(lambda: _endpoint(receiver).session_count(sender.address) == (0, 0))
             await sender.push_update(receiver.address, 2, payload_of(MB, 2))
             assert _endpoint(receiver).admitted == 2
@@ -96,6 +98,7 @@ def test_a_push_on_a_session_that_broke_unseen_lands_over_a_new_stream(
         async with services(identities(2), [None, None]) as (sender, receiver):
             receiver.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
             await sender.push_update(receiver.address, 1, payload_of(MB, 1))
+            await _until(lambda: _endpoint(receiver).session_count(sender.address) == (1, 0))
             await _endpoint(receiver).end_sessions(sender.address)  # the receiver's end dies
             await _until(lambda: _endpoint(receiver).session_count(sender.address) == (0, 0))
             monkeypatch.setattr(BulkChannel, "idle_and_open", lambda self: True)
@@ -161,7 +164,7 @@ def test_the_ledger_removing_a_member_ends_its_sessions_both_ways() -> None:
             nb.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
             await nb.push_update(na.address, 1, payload_of(MB, 1))  # b calls a
             await na.push_update(nb.address, 1, payload_of(MB, 2))  # a calls b
-            assert _endpoint(na).session_count(nb.address) == (1, 1)
+            await _until(lambda: _endpoint(na).session_count(nb.address) == (1, 1))
             a_view.members = [members[0]]  # a's ledger no longer lists b
             await _until(lambda: _endpoint(na).session_count(nb.address) == (0, 0))
 
@@ -169,14 +172,14 @@ def test_the_ledger_removing_a_member_ends_its_sessions_both_ways() -> None:
 
 
 def test_a_session_request_that_is_not_a_push_is_refused_and_the_session_closed() -> None:
-    """Fault: a misbehaving member sends something other than a push on its session (here a
-    fetch-like request, then a push of a kind nobody pushes). Each is refused in one answer
-    and the session closed; the receiver keeps serving."""
+    """Fault: a misbehaving member sends something other than a push or a fetch on its
+    session (a status request, then a push of a kind nobody pushes). Each is refused in one
+    answer and the session closed; the receiver keeps serving."""
 
     async def body() -> None:
         async with services(identities(2), [None, None]) as (sender, receiver):
             receiver.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
-            bad_requests = [{"op": "fetch", "kind": "aggregate"}, {"op": "push", "kind": "model"}]
+            bad_requests = [{"op": "status"}, {"op": "push", "kind": "model"}]
             for round_id, bad in enumerate(bad_requests, start=1):
                 await sender.push_update(receiver.address, round_id, payload_of(MB, round_id))
                 channel = await _endpoint(sender).take_session(receiver.address)
@@ -265,5 +268,50 @@ def test_a_push_on_a_session_lands_whole_in_a_disk_store(tmp_path: Path) -> None
                 assert store.get(content_digest(BlobKind.UPDATE, payload)) == payload
             staging = tmp_path / STAGING
             assert not staging.is_dir() or list(staging.iterdir()) == []
+
+    run_trio(body)
+
+
+def test_fetches_travel_on_a_session_and_leave_one_for_the_next() -> None:
+    """No fault: a key holder that pushed its update to the merge peer fetches the aggregate
+    on the session the push left, and a first fetch over a new bulk connection leaves a
+    session for the next fetch (or push): one connection admitted for all four transfers."""
+    models = [payload_of(2 * MB, seed) for seed in (1, 2)]
+
+    async def body() -> None:
+        async with services(identities(2), [None, None]) as (caller, provider):
+            provider.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
+            refs = [await provider.offer(BlobKind.MODEL, n, m) for n, m in enumerate(models)]
+            got = await caller.fetch_model(provider.address, refs[0].digest, max_size=64 * MB)
+            assert got == models[0]
+            assert _endpoint(caller).session_count(provider.address) == (0, 1)
+            await _until(lambda: _endpoint(provider).session_count(caller.address) == (1, 0))
+            got = await caller.fetch_model(provider.address, refs[1].digest, max_size=64 * MB)
+            assert got == models[1]
+            await caller.push_update(provider.address, 1, payload_of(MB, 3))
+            got = await caller.fetch_model(provider.address, refs[0].digest, max_size=64 * MB)
+            assert got == models[0]
+            assert _endpoint(provider).admitted == 1
+            assert _endpoint(provider).session_requests == 3
+
+    run_trio(body)
+
+
+def test_a_fetch_refused_on_a_session_leaves_it_usable() -> None:
+    """Fault: a fetch of a blob the provider does not hold (a wrong digest). It is refused
+    ``not_found`` on the session; nothing was in flight, so the session carries the next
+    request."""
+
+    async def body() -> None:
+        async with services(identities(2), [None, None]) as (caller, provider):
+            provider.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
+            await caller.push_update(provider.address, 1, payload_of(MB, 1))
+            with pytest.raises(TransferRefusedError) as refused:
+                await caller.fetch_model(provider.address, b"\x01" * 32, max_size=64 * MB)
+            assert refused.value.code == "not_found"
+            await caller.push_update(provider.address, 2, payload_of(MB, 2))
+            assert _endpoint(provider).admitted == 1
+            assert _endpoint(provider).session_requests == 2
+            assert _stored_rounds(provider) == [1, 2]
 
     run_trio(body)
