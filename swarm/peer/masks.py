@@ -281,6 +281,12 @@ async def push_reveal(peer: Peer, action: PushReveal) -> None:
             nursery.start_soon(push, address)
     missing = [a for a in holders if a not in work.reveal_confirmed]
     if missing:
+        # a key holder that acknowledged before our reveal came refuses it once the round is
+        # past acknowledging: normal between honest peers (a late revealer), not a fault
+        view = await peer.fresh_view()
+        now = view.round
+        if now is None or now.round_id != info.round_id or now.state != RoundState.ACKNOWLEDGING:
+            raise ActionSupersededError(f"round {info.round_id} moved on before every reveal")
         raise P2PError(f"reveal not yet with {', '.join(missing)}")
     work.revealed = True
     peer.emit("revealed", round=info.round_id, to=len(holders))
@@ -296,6 +302,8 @@ def _reveal_refusal(peer: Peer, req: PushRequest, view: LedgerView) -> str | Non
         return f"round {req.round_id} is not the current round"
     if req.sender not in info.participants:
         return "sender is not a participant of this round"
+    if info.state > RoundState.ACKNOWLEDGING:
+        return f"round {req.round_id} is past acknowledging: no reveal is needed any more"
     if info.state != RoundState.ACKNOWLEDGING:
         return "reveals are taken once the ledger names the contributors"
     if peer.me not in ack_eligible(info.contributors, info.merge_peer):
