@@ -234,8 +234,8 @@ class Peer:
         #: whether the ledger may have changed since the view we hold was read: every wake but
         #: a local one (:data:`LOCAL_WAKES`) sets it, and only then does the loop read again
         self._ledger_may_have_changed = True
-        self._reads_begun = 0  # ledger reads begun, and the newest of them whose view we hold
-        self._newest_read_held = 0
+        self._reads_done = 0  # ledger reads that came back, and which of them the view held is
+        self._held_read = 0
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -550,16 +550,22 @@ class Peer:
         return await self._read_latest()
 
     async def _read_latest(self) -> LedgerView:
-        """Read the ledger and hold the result, unless a read that began later (the loop's, or
-        a push validator's: they overlap) already came back: the view held never goes back to
-        an earlier block, which would make the round we just saw open look as if it ended.
-        Returns the view held."""
-        self._reads_begun += 1
-        begun = self._reads_begun
+        """Read the ledger and hold the result, unless it is older than the view held: the
+        view held never goes back to an earlier block, which would make the round we just saw
+        open look as if it ended (the peer logged it lapsed and trained it twice).
+
+        Reads overlap (the loop's, a push validator's) and run in worker threads, so neither
+        the order they began in nor the order they came back in says which one reached the
+        node last: their block numbers do. A read that began after the view held came back is
+        newer in time whatever its block, and is held even at a lower one: that is a chain
+        that restarted or reorganized, not a race. Returns the view held."""
+        done_before = self._reads_done
         view = await self.call(self._read_view)
-        if begun > self._newest_read_held:
-            self._newest_read_held = begun
+        self._reads_done += 1
+        held = self.view
+        if held is None or view.block_number >= held.block_number or done_before >= self._held_read:
             self.view = view
+            self._held_read = self._reads_done
         assert self.view is not None
         return self.view
 

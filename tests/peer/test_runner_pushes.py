@@ -117,9 +117,10 @@ class Reader:
 
     def __init__(self) -> None:
         self.view: LedgerView | None = None
-        self._reads_begun = 0
-        self._newest_read_held = 0
+        self._reads_done = 0
+        self._held_read = 0
         self.results: list[tuple[trio.Event, LedgerView]] = []
+        self.order: list[trio.Event] = []  # the event a test of overlapping reads sets first
 
     def _read_view(self) -> LedgerView:  # stands in for the blocking ledger read
         raise AssertionError("call() answers in its place")
@@ -130,31 +131,75 @@ class Reader:
         return view
 
 
-def test_a_read_that_began_earlier_never_replaces_a_newer_view() -> None:
-    """Race between honest steps: the loop's read and a push validator's fresh read overlap,
-    and the earlier one comes back last. The view held stays the later read's (round 2 open),
-    instead of going back to the round before it, finalized: that made the peer log the new
-    round as lapsed and train it twice (a 10-minute localnet run found it)."""
-    older = ledger(rnd(RoundState.FINALIZED))
-    newer = ledger(rnd(RoundState.JOINING, round_id=6))
-    reader = Reader()
-    slow, fast = trio.Event(), trio.Event()
-    reader.results = [(slow, older), (fast, newer)]
+def overlapping_reads(reader: Reader) -> list[LedgerView]:
+    """Two reads that overlap: the first to begin waits for the reader's first result's event,
+    the second for the second's; ``reader.order[0]`` is the event set first, so it decides
+    which read comes back first. Returns the views handed back, in the order they came back."""
     held: list[LedgerView] = []
+    events = [reader.results[0][0], reader.results[1][0]]
 
     async def main() -> None:
         async def read() -> None:
             held.append(await Peer._read_latest(reader))  # type: ignore[arg-type]
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)  # begins first, answers last
+            nursery.start_soon(read)
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(read)
             await trio.testing.wait_all_tasks_blocked()
-            fast.set()
-            await trio.testing.wait_all_tasks_blocked()
-            slow.set()
+            for release in sorted(events, key=lambda e: e is not reader.order[0]):
+                release.set()
+                await trio.testing.wait_all_tasks_blocked()
 
     trio.run(main)
-    assert reader.view is newer
-    assert held == [newer, newer]  # the late answer hands back the newer view too
+    return held
+
+
+OLDER = ledger(rnd(RoundState.FINALIZED), block_number=100)
+NEWER = ledger(rnd(RoundState.JOINING, round_id=6), block_number=101)
+
+
+def test_a_read_that_began_earlier_and_came_back_last_never_replaces_a_newer_view() -> None:
+    """Race between honest steps: the loop's read and a push validator's fresh read overlap,
+    and the earlier one comes back last with the older block. The view held stays the newer
+    one (round 6 open), instead of going back to the round before it, finalized: that made
+    the peer log the new round as lapsed and train it twice (a 10-minute localnet run)."""
+    reader = Reader()
+    slow, fast = trio.Event(), trio.Event()
+    reader.results = [(slow, OLDER), (fast, NEWER)]
+    reader.order = [fast]
+    assert overlapping_reads(reader) == [NEWER, NEWER]  # the late answer hands back the newer
+    assert reader.view is NEWER
+
+
+def test_a_read_that_began_earlier_but_reached_the_node_last_is_the_one_held() -> None:
+    """The same race the other way round: reads run in worker threads, so the one that began
+    first can reach the node last, see the newer block and come back first. The read that
+    began after it comes back with the older block and must not replace it (holding the read
+    that began last let a 300-round run conclude a finalized round lapsed)."""
+    reader = Reader()
+    first, second = trio.Event(), trio.Event()
+    reader.results = [(first, NEWER), (second, OLDER)]
+    reader.order = [first]
+    assert overlapping_reads(reader) == [NEWER, NEWER]
+    assert reader.view is NEWER
+
+
+def test_a_read_begun_after_the_held_view_came_back_is_held_at_any_block() -> None:
+    """A chain that restarted (anvil again from block 0): a read that began after the view
+    held came back is newer in time, and its lower block is the chain's, not a race. Holding
+    the old view instead would leave the peer deciding on a chain that no longer exists."""
+    reader = Reader()
+    restarted = ledger(rnd(RoundState.JOINING, round_id=1), block_number=3, last_finalized=0)
+    released = trio.Event()
+    released.set()
+    reader.results = [(released, NEWER), (released, restarted)]
+
+    async def main() -> list[LedgerView]:
+        return [
+            await Peer._read_latest(reader),  # type: ignore[arg-type]
+            await Peer._read_latest(reader),  # type: ignore[arg-type]
+        ]
+
+    assert trio.run(main) == [NEWER, restarted]
+    assert reader.view is restarted
