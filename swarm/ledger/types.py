@@ -149,3 +149,28 @@ class LedgerView:
     # participant -> its mask-share manifest hash (32 bytes), only those that committed one in
     # the current attempt (none where the round does not mask)
     shares_hashes: Mapping[str, bytes] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def progress(self) -> tuple[int, ...]:
+        """How far the ledger had come when this view was read, as something to order views
+        by: its block, then what the transactions since the round opened leave (a new round,
+        a finalized one, a new attempt, a later state, joins, commitments, manifests, acks).
+
+        The block alone does not order them: anvil answers a call while it mines a block with
+        the state that block's transaction leaves but the block number before it, and the next
+        call with that block's state again (measured: ~1 call in 100 during a stream of
+        transactions). Two views of one block number are ordered by what they hold."""
+        r = self.round
+        in_round = (
+            (r.attempt, int(r.state), len(r.participants), r.commit_count) if r else (0, 0, 0, 0)
+        )
+        return (
+            self.block_number,
+            self.current_round,
+            self.finalized_count,
+            *in_round,
+            len(self.commitments),
+            len(self.shares_hashes),
+            len(self.acks),
+            self.params_version,
+        )

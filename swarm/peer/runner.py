@@ -550,20 +550,26 @@ class Peer:
         return await self._read_latest()
 
     async def _read_latest(self) -> LedgerView:
-        """Read the ledger and hold the result, unless it is older than the view held: the
-        view held never goes back to an earlier block, which would make the round we just saw
-        open look as if it ended (the peer logged it lapsed and trained it twice).
+        """Read the ledger and hold the result, unless it is behind the view held: the view
+        held never goes back, which would make the round we just saw open look as if it
+        ended (the peer logged it lapsed and trained it twice).
 
-        Reads overlap (the loop's, a push validator's) and run in worker threads, so neither
-        the order they began in nor the order they came back in says which one reached the
-        node last: their block numbers do. A read that began after the view held came back is
-        newer in time whatever its block, and is held even at a lower one: that is a chain
-        that restarted or reorganized, not a race. Returns the view held."""
+        Behind is by :attr:`LedgerView.progress`, not by the order reads began or came back
+        in: reads overlap (the loop's, a push validator's) and run in worker threads, so the
+        one that began first can reach the node last; and a node can answer a read with a
+        block's state and the next read with the state before it (anvil, while it mines). A
+        read that began after the view held came back and shows a lower block is held all
+        the same: the chain restarted or reorganized, and the peer follows it. Returns the
+        view held."""
         done_before = self._reads_done
         view = await self.call(self._read_view)
         self._reads_done += 1
         held = self.view
-        if held is None or view.block_number >= held.block_number or done_before >= self._held_read:
+        if (
+            held is None
+            or view.progress >= held.progress
+            or (done_before >= self._held_read and view.block_number < held.block_number)
+        ):
             self.view = view
             self._held_read = self._reads_done
         assert self.view is not None

@@ -203,3 +203,23 @@ def test_a_read_begun_after_the_held_view_came_back_is_held_at_any_block() -> No
 
     assert trio.run(main) == [NEWER, restarted]
     assert reader.view is restarted
+
+
+def test_a_read_of_the_same_block_that_shows_less_is_not_held() -> None:
+    """anvil, while it mines a block, can answer a read with the state that block's
+    transaction leaves under the block number before it, and the next read with that block's
+    state again: round 6 open, then round 5 finalized, both at block 101 (a 5-minute localnet
+    run logged a round lapsed that way, and its peer trained it twice). The view held is the
+    one that shows more; a later block is held again."""
+    behind = ledger(rnd(RoundState.FINALIZED), block_number=101)
+    later = ledger(rnd(RoundState.JOINING, round_id=6), block_number=102)
+    reader = Reader()
+    released = trio.Event()
+    released.set()
+    reader.results = [(released, NEWER), (released, behind), (released, later)]
+
+    async def main() -> list[LedgerView]:
+        return [await Peer._read_latest(reader) for _ in range(3)]  # type: ignore[arg-type]
+
+    assert trio.run(main) == [NEWER, NEWER, later]
+    assert NEWER.progress > behind.progress  # same block: round 6 open is further
