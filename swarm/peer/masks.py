@@ -281,6 +281,11 @@ async def push_reveal(peer: Peer, action: PushReveal) -> None:
             nursery.start_soon(push, address)
     missing = [a for a in holders if a not in work.reveal_confirmed]
     if missing:
+        # a key holder that acknowledged before our reveal came refuses it once the round is
+        # past acknowledging: normal between honest peers (a late revealer), not a fault
+        now = (await peer.fresh_view()).round
+        if now is None or now.round_id != info.round_id or now.state != RoundState.ACKNOWLEDGING:
+            raise ActionSupersededError(f"round {info.round_id} moved on before every reveal")
         raise P2PError(f"reveal not yet with {', '.join(missing)}")
     work.revealed = True
     peer.emit("revealed", round=info.round_id, to=len(holders))

@@ -3,7 +3,8 @@
 Faults exercised: a peer restarted between its commitment and handing out its mask shares (the
 shares it made, each sealed to its holder, are on disk, so it hands them out after the restart
 and its committed update still counts; a data directory without them leaves the update out);
-a reveal that comes after the round moved on.
+a reveal that comes after the round moved on, and the revealer's side of that race (its step
+is moot once the ledger shows the round over, and retried while it does not).
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from swarm.ledger import RoundState
+import pytest
+import trio
+
+from swarm.errors import P2PError
+from swarm.ledger import LedgerView, RoundState
 from swarm.p2p import BlobKind, PushRequest
 from swarm.peer import masks
-from tests.peer.test_decide import A, B, ledger, rnd
+from swarm.peer.actions import PushReveal
+from swarm.peer.work import ActionSupersededError, RoundWork
+from tests.peer.test_decide import M0, A, B, C, D, ledger, rnd
 
 
 def fake_peer(tmp_path: Path) -> Any:
@@ -65,3 +72,45 @@ def test_a_reveal_after_the_round_moved_past_acknowledging_is_refused_as_not_nee
         masks._reveal_refusal(holder, _reveal_from(B), ledger(rnd(RoundState.ACKNOWLEDGING)))
         is None
     )
+
+
+class LateRevealer:
+    """A revealer whose reveal is built and whose pushes every key holder refuses as late:
+    the attributes push_reveal uses, around the code under test."""
+
+    def __init__(self, after: LedgerView) -> None:
+        self.info = rnd(RoundState.ACKNOWLEDGING, contributors=(A, B, C, D))
+        self.work = RoundWork(5, M0)
+        self.work.reveal = b"our reveal"
+        self.work.reveal_confirmed = {D}
+        self.after = after
+        self.me = D
+        self.net = SimpleNamespace(
+            config=SimpleNamespace(transfer=SimpleNamespace(single_attempt=lambda: None)),
+            push_reveal=self._refused,
+        )
+
+    async def _refused(self, address: str, round_id: int, data: bytes, policy: Any) -> None:
+        raise P2PError("refused: round 5 is past acknowledging: no reveal is needed any more")
+
+    def round_of(self, round_id: int, attempt: int) -> Any:
+        return self.info
+
+    def work_for(self, round_id: int) -> RoundWork:
+        return self.work
+
+    async def fresh_view(self) -> LedgerView:
+        return self.after
+
+
+def test_a_revealer_refused_as_late_is_moot_once_the_ledger_shows_the_round_over() -> None:
+    """Race between honest peers: the key holders acknowledged (the round finalized) before
+    our reveal reached them. Our step is moot (no WARNING, no retry); while the ledger still
+    shows the round acknowledging it fails and is retried, as a reveal that was not delivered."""
+    finalized = LateRevealer(ledger(rnd(RoundState.FINALIZED)))
+    with pytest.raises(ActionSupersededError, match="moved on before every reveal"):
+        trio.run(masks.push_reveal, finalized, PushReveal(5, 0))
+    still = LateRevealer(ledger(rnd(RoundState.ACKNOWLEDGING)))
+    with pytest.raises(P2PError, match="reveal not yet with"):
+        trio.run(masks.push_reveal, still, PushReveal(5, 0))
+    assert not finalized.work.revealed and not still.work.revealed
