@@ -331,7 +331,8 @@ def _sub_mod(
     a: npt.NDArray[np.uint64], b: npt.NDArray[np.uint64], q: int
 ) -> npt.NDArray[np.uint64]:
     """``(a - b) mod q`` for values in ``[0, q)``."""
-    out: npt.NDArray[np.uint64] = np.where(a >= b, a - b, a + (np.uint64(q) - b))
+    out: npt.NDArray[np.uint64] = a - b  # wraps below zero where a < b: q added back there
+    np.add(out, np.uint64(q), out=out, where=a < b)
     return out
 
 
@@ -854,7 +855,7 @@ def decrypt_blob(
             out[offset : offset + size] = vector.decrypt()
             offset += size
     if header.kind in _AGGREGATE_KINDS:
-        return round_to_grid(out)
+        return round_to_grid(out, in_place=True)
     return out
 
 
