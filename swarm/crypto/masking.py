@@ -333,7 +333,9 @@ class MaskExpander:
         if out is None:
             out = np.empty((count, self._draw), dtype=np.uint64)
         # the keystream written straight into the rows (no bytes objects joined and copied)
-        raw = memoryview(out.reshape(-1).view(np.uint8))
+        if not out.flags.c_contiguous:
+            raise ValueError("the batch's scratch space must be one contiguous array")
+        raw = out.reshape(-1).view(np.uint8).data
         step = 8 * self._draw
         for row, chunk in enumerate(range(first, first + count)):
             self._keystream(seed, chunk).update_into(self._zeros, raw[row * step :])
@@ -343,8 +345,8 @@ class MaskExpander:
         np.bitwise_and(rows, self._word_mask, out=rows)
         # the usual case (q within 2^-43 of 2^60): no word rejected; otherwise chunk by chunk
         if int(rows.max()) >= self.modulus:
-            for row in np.nonzero(rows.max(axis=1) >= self._q)[0]:
-                rows[row] = self.expand(seed, first + int(row))
+            for bad in np.nonzero(rows.max(axis=1) >= self._q)[0]:
+                rows[bad] = self.expand(seed, first + int(bad))
         return rows
 
     def _combine_batch(
