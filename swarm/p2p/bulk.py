@@ -180,6 +180,22 @@ class BulkChannel:
     def __init__(self, sock: ssl.SSLSocket) -> None:
         self.sock = sock
 
+    async def _guarded(self, fn: Callable[[], RetT], broke: str) -> RetT:
+        """``fn``, blocking work on this connection, in a worker thread (:meth:`_run`). A
+        connection that broke under it (ssl.SSLError, a timeout, a closed socket: OSError or
+        ValueError) is TransferInterruptedError(``broke``: why); our own errors (a hash
+        mismatch, a malformed chunk or message: the caller answers those) pass as they are."""
+
+        def guarded() -> RetT:
+            try:
+                return fn()
+            except P2PError:
+                raise
+            except (OSError, ValueError) as exc:
+                raise TransferInterruptedError(f"{broke}: {exc!r}") from exc
+
+        return await self._run(guarded)
+
     async def _run(self, fn: Callable[..., RetT], *args: Any) -> RetT:
         try:
             return await _in_thread(fn, *args)
@@ -207,45 +223,21 @@ class BulkChannel:
         """framing.send_payload_sync: ``source[offset:size]`` in chunks, then ``digest``."""
 
         def send() -> None:
-            try:
-                send_payload_sync(
-                    self.sock,
-                    source,
-                    size,
-                    digest=digest,
-                    offset=offset,
-                    chunk_bytes=chunk_bytes,
-                )
-            except P2PError:
-                raise
-            except (OSError, ValueError) as exc:  # ssl.SSLError, timeouts, a closed socket
-                raise TransferInterruptedError(
-                    f"bulk channel broke while sending: {exc!r}"
-                ) from exc
+            send_payload_sync(
+                self.sock, source, size, digest=digest, offset=offset, chunk_bytes=chunk_bytes
+            )
 
-        await self._run(send)
+        await self._guarded(send, "bulk channel broke while sending")
 
     async def write(self, data: bytes) -> None:
         """framing.ByteStream's write (a session's control messages)."""
 
-        def write() -> None:
-            try:
-                self.sock.sendall(data)
-            except OSError as exc:
-                raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
-
-        await self._run(write)
+        await self._guarded(lambda: self.sock.sendall(data), "bulk channel broke")
 
     async def read(self, max_bytes: int) -> bytes:
         """framing.ByteStream's read: b"" at the end of the stream."""
 
-        def read() -> bytes:
-            try:
-                return self.sock.recv(max_bytes)
-            except OSError as exc:
-                raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
-
-        return await self._run(read)
+        return await self._guarded(lambda: self.sock.recv(max_bytes), "bulk channel broke")
 
     async def write_message(self, message: Mapping[str, Any]) -> None:
         """A control message (framing.encode_message) on this connection."""
@@ -254,15 +246,7 @@ class BulkChannel:
     async def read_message(self) -> dict[str, Any]:
         """A control message from this connection."""
 
-        def read() -> dict[str, Any]:
-            try:
-                return read_message_sync(self.sock)
-            except P2PError:
-                raise
-            except (OSError, ValueError) as exc:
-                raise TransferInterruptedError(f"bulk channel broke: {exc!r}") from exc
-
-        return await self._run(read)
+        return await self._guarded(lambda: read_message_sync(self.sock), "bulk channel broke")
 
     async def exchange(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """Write a control message and read the answer, in one thread hand-off (a session's
@@ -270,15 +254,10 @@ class BulkChannel:
         data = encode_message(message)
 
         def exchange() -> dict[str, Any]:
-            try:
-                self.sock.sendall(data)
-                return read_message_sync(self.sock)
-            except P2PError:
-                raise
-            except (OSError, ValueError) as exc:
-                raise TransferInterruptedError(f"bulk session broke: {exc!r}") from exc
+            self.sock.sendall(data)
+            return read_message_sync(self.sock)
 
-        return await self._run(exchange)
+        return await self._guarded(exchange, "bulk session broke")
 
     async def push(
         self, header: Mapping[str, Any], payload: bytes, digest: bytes, chunk_bytes: int
@@ -288,18 +267,13 @@ class BulkChannel:
         data = encode_message(header)
 
         def push() -> dict[str, Any]:
-            try:
-                self.sock.sendall(data)
-                send_payload_sync(
-                    self.sock, payload, len(payload), digest=digest, chunk_bytes=chunk_bytes
-                )
-                return read_message_sync(self.sock)
-            except P2PError:
-                raise
-            except (OSError, ValueError) as exc:
-                raise TransferInterruptedError(f"bulk session broke: {exc!r}") from exc
+            self.sock.sendall(data)
+            send_payload_sync(
+                self.sock, payload, len(payload), digest=digest, chunk_bytes=chunk_bytes
+            )
+            return read_message_sync(self.sock)
 
-        return await self._run(push)
+        return await self._guarded(push, "bulk session broke")
 
     def idle_and_open(self) -> bool:
         """Whether an idle session is still usable: nothing to read (the other side neither
@@ -357,17 +331,9 @@ class BulkChannel:
     async def receive(self, partial: PartialPayload) -> None:
         """framing.PartialPayload.receive_verified_sync over this connection."""
 
-        def receive() -> None:
-            try:
-                partial.receive_verified_sync(self.sock)
-            except P2PError:  # a hash mismatch, a malformed chunk: the caller answers those
-                raise
-            except (OSError, ValueError) as exc:
-                raise TransferInterruptedError(
-                    f"bulk channel broke while receiving: {exc!r}"
-                ) from exc
-
-        await self._run(receive)
+        await self._guarded(
+            lambda: partial.receive_verified_sync(self.sock), "bulk channel broke while receiving"
+        )
 
     async def aclose(self) -> None:
         """Close the connection (no TLS close_notify wait); never raises."""

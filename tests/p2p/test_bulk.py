@@ -35,6 +35,26 @@ def payload_of(size: int, seed: int = 1) -> bytes:
     return bytes((seed + i) % 251 for i in range(256)) * (size // 256)
 
 
+async def push_not_matching_its_digest(
+    sender: P2PService, receiver: P2PService, round_id: int, payload: bytes
+) -> None:
+    """Push ``payload`` as an update whose committed digest is another payload's (a corrupted
+    transfer, or a sender that sends what it did not commit to); the receiver must refuse it
+    ``hash_mismatch``."""
+    wrong = content_digest(BlobKind.UPDATE, payload[::-1])
+    with pytest.raises(TransferRefusedError) as caught:
+        await push(
+            sender.host,
+            receiver.address,
+            BlobKind.UPDATE,
+            round_id,
+            payload,
+            policy=FAST_POLICY,
+            digest=wrong,
+        )
+    assert caught.value.code == "hash_mismatch"
+
+
 @asynccontextmanager
 async def services(
     ids: Sequence[Identity],
@@ -272,18 +292,7 @@ def test_a_push_of_the_committed_digest_is_not_hashed_twice_but_still_checked() 
     async def body() -> None:
         async with services(identities(2), [None, None]) as (sender, receiver):
             receiver.accept_pushes(BlobKind.UPDATE, lambda request: None, 64 * MB)
-            wrong = content_digest(BlobKind.UPDATE, payload[::-1])
-            with pytest.raises(TransferRefusedError) as caught:
-                await push(
-                    sender.host,
-                    receiver.address,
-                    BlobKind.UPDATE,
-                    1,
-                    payload,
-                    policy=FAST_POLICY,
-                    digest=wrong,
-                )
-            assert caught.value.code == "hash_mismatch"
+            await push_not_matching_its_digest(sender, receiver, 1, payload)
             assert receiver.store.find() == []
 
     run_trio(body)

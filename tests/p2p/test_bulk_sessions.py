@@ -20,11 +20,10 @@ from swarm.p2p import bulk
 from swarm.p2p.bulk import BulkChannel, BulkEndpoint
 from swarm.p2p.disk_store import STAGING, DirectoryBlobStore
 from swarm.p2p.membership import StaticMembershipSource
-from swarm.p2p.protocols import push
 from swarm.p2p.service import P2PService, open_p2p
 from swarm.p2p.store import BlobKind, content_digest
-from tests.p2p.helpers import FAST_POLICY, config_for, free_port, identities, make_member, run_trio
-from tests.p2p.test_bulk import payload_of, services
+from tests.p2p.helpers import config_for, free_port, identities, make_member, run_trio
+from tests.p2p.test_bulk import payload_of, push_not_matching_its_digest, services
 
 MB = 1 << 20
 
@@ -214,18 +213,7 @@ def test_a_refused_or_corrupted_push_on_a_session_is_answered_and_the_next_push_
                 await sender.push_update(receiver.address, 7, payload)
             assert refused.value.code == "refused"
             await sender.push_update(receiver.address, 2, payload_of(MB, 3))
-            wrong = content_digest(BlobKind.UPDATE, payload[::-1])
-            with pytest.raises(TransferRefusedError) as corrupted:
-                await push(
-                    sender.host,
-                    receiver.address,
-                    BlobKind.UPDATE,
-                    3,
-                    payload,
-                    policy=FAST_POLICY,
-                    digest=wrong,
-                )
-            assert corrupted.value.code == "hash_mismatch"
+            await push_not_matching_its_digest(sender, receiver, 3, payload)
             await sender.push_update(receiver.address, 4, payload)
             assert _stored_rounds(receiver) == [1, 2, 4]
             assert _endpoint(receiver).session_requests == 2  # round 7, then round 3
