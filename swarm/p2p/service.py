@@ -242,9 +242,13 @@ class P2PService:
         (``not_found``)."""
         self.server.serve_round_keys(provider)
 
-    async def offer(self, kind: BlobKind, round_id: int, data: bytes) -> BlobRef:
-        """Put a blob of our own (an aggregate, a finalized model) where peers can fetch it."""
-        digest = await trio.to_thread.run_sync(content_digest, kind, data)
+    async def offer(
+        self, kind: BlobKind, round_id: int, data: bytes, digest: bytes | None = None
+    ) -> BlobRef:
+        """Put a blob of our own (an aggregate, a finalized model) where peers can fetch it;
+        ``digest``: its :func:`content_digest`, where the caller computed it already."""
+        if digest is None:
+            digest = await trio.to_thread.run_sync(content_digest, kind, data)
         ref = BlobRef(kind, round_id, self.address, digest, len(data))
         await trio.to_thread.run_sync(self.store.put, ref, data)
         return ref

@@ -27,14 +27,21 @@ async def adopt(peer: Peer, action: Adopt) -> None:
     work = peer.work
     if work is None or work.round_id != action.round_id or work.new_state is None:
         raise ActionSupersededError("the model of that round is not computed here")
-    await _adopt(peer, action.round_id, work.new_state, action.model_hash)
+    body = work.new_bytes if work.new_hash == action.model_hash else None
+    await _adopt(peer, action.round_id, work.new_state, action.model_hash, body)
+    work.new_bytes = None  # checkpointed and offered: 45 MB at 11.2M parameters
 
 
-async def _adopt(peer: Peer, round_id: int, state: StateDict, digest: bytes) -> None:
+async def _adopt(
+    peer: Peer, round_id: int, state: StateDict, digest: bytes, body: bytes | None = None
+) -> None:
     """Make ``state``, a swarm state (model and server-optimizer state) hashing to ``digest``,
-    the current one: checkpointed, offered to others, older rounds' files pruned."""
-    await peer.call(peer.model.adopt, round_id, state, digest)
-    await peer.offer_model()
+    the current one: checkpointed, offered to others, older rounds' files pruned. ``body``:
+    its canonical bytes (hashing to ``digest``: verified on the way in, or just encoded),
+    where the caller has them, so they are neither encoded nor hashed again on this step:
+    between a round's finalization and the next round's training for a member catching up."""
+    await peer.call(peer.model.adopt, round_id, state, digest, body)
+    await peer.offer_model(body)
 
     def prune() -> None:
         # Earlier rounds' keys, updates, aggregates and models are no longer needed by anyone;
@@ -74,7 +81,7 @@ async def catch_up(peer: Peer, action: CatchUp) -> None:
             continue
         if peer.model.hash == action.model_hash:
             return
-        await _adopt(peer, action.round_id, state, action.model_hash)
+        await _adopt(peer, action.round_id, state, action.model_hash, data)
         peer.emit("caught up", round=action.round_id, source=source)
         return
     raise P2PError(f"no member could serve model 0x{action.model_hash.hex()} yet")

@@ -87,8 +87,8 @@ async def decrypt(peer: Peer, action: Decrypt) -> None:
     # serializing and hashing 45 MB (a ResNet-18) is blocking work: not on the peer's loop
     data = await peer.call(model_bytes, new_state)
     digest = await peer.call(model_bytes_hash, data)
-    work.new_state, work.new_hash = new_state, digest
-    await peer.net.offer(BlobKind.MODEL, info.round_id, data)
+    work.new_state, work.new_hash, work.new_bytes = new_state, digest, data
+    await peer.net.offer(BlobKind.MODEL, info.round_id, data, digest)
 
 
 #: Key holders fetch a large aggregate along a tree: the merge peer serves the first

@@ -112,11 +112,18 @@ class ModelKeeper:
         what ``self.hash`` hashes)."""
         return model_bytes(self.swarm_state)
 
-    def adopt(self, round_id: int, full: Mapping[str, torch.Tensor], digest: bytes) -> None:
+    def adopt(
+        self,
+        round_id: int,
+        full: Mapping[str, torch.Tensor],
+        digest: bytes,
+        body: bytes | None = None,
+    ) -> None:
         """Checkpoint the swarm state ``full`` (whose hash the ledger finalized) and make it the
-        current model and server state. Blocking (disk): call from a worker thread."""
+        current model and server state; ``body``: its canonical bytes, where the caller has
+        them. Blocking (disk): call from a worker thread."""
         model, server = self.conform(full, f"the model of round {round_id}")
-        write_checkpoint(self.directory, round_id, swarm_state(model, server), self.meta)
+        write_checkpoint(self.directory, round_id, swarm_state(model, server), self.meta, body=body)
         self.state, self.server, self.hash, self.round = model, server, digest, round_id
 
 

@@ -575,10 +575,15 @@ class Peer:
         assert self.view is not None
         return self.view
 
-    async def offer_model(self) -> None:
+    async def offer_model(self, body: bytes | None = None) -> None:
+        """Offer the current model to members catching up; ``body``: its canonical bytes
+        (which hash to ``self.model.hash``), where the caller has them."""
         if self.net is not None:
-            data = await self.call(self.model.swarm_bytes)  # blocking for a large model
-            await self.net.offer(BlobKind.MODEL, self.model.round, data)
+            if body is None:
+                body = await self.call(self.model.swarm_bytes)  # blocking for a large model
+                await self.net.offer(BlobKind.MODEL, self.model.round, body)
+            else:
+                await self.net.offer(BlobKind.MODEL, self.model.round, body, self.model.hash)
 
     def hook(self, point: str, info: RoundInfo) -> None:
         if self.hooks is not None:

@@ -68,6 +68,7 @@ class RoundWork:
     running: RunningSum | None = None  # (merge peer) the updates added so far (swarm.peer.merger)
     new_state: StateDict | None = None
     new_hash: bytes = b""
+    new_bytes: bytes | None = None  # new_state's canonical bytes, until adopted
     outcome: str = ""  # "finalized" / "lapsed ..." once the round is over for us
     roles_seen: bool = False  # we looked at the round once its roles were drawn
     key_seen_at: float | None = None  # when we first saw this attempt's key on the ledger

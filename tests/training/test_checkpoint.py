@@ -54,6 +54,17 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
     assert all(torch.equal(ck.state_dict[k], a[k]) for k in a)
 
 
+def test_a_checkpoint_from_the_bytes_already_encoded_is_the_same_file(tmp_path: Path) -> None:
+    """A member catching up writes the bytes it fetched (and a key holder the bytes it
+    acknowledged) instead of encoding the state again: the file is byte for byte the one
+    encoding would give, and reads back to the same state and hash."""
+    a = _state()
+    encoded = write_checkpoint(tmp_path / "encoded", 3, a, {"task": "t"})
+    given = write_checkpoint(tmp_path / "given", 3, a, {"task": "t"}, body=model_bytes(a))
+    assert given.read_bytes() == encoded.read_bytes()
+    assert read_checkpoint(given).model_hash == model_hash(a)
+
+
 def test_corrupted_checkpoint_is_refused(tmp_path: Path) -> None:
     """A corrupted checkpoint: a flipped weight byte no longer matches the stated hash."""
     path = write_checkpoint(tmp_path, 1, _state())
