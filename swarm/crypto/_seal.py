@@ -604,12 +604,20 @@ def _zstd_stored_blocks(frame: memoryview) -> memoryview | None:
 def _pack_bits(values: npt.NDArray[np.uint64], width: int) -> bytes:
     """Little-endian bit packing of values < 2**width, ``width`` bits each."""
     if width == 60 and values.size % 2 == 0:
-        # two values make 15 bytes: the low 64 bits a | b << 60, then the 56 bits b >> 4
+        # two values a, b make 15 bytes: the 64-bit word a | b << 60 at the pair's first byte,
+        # and the word (a | b << 60) >> 56 (bits 56..119) at its seventh: both written in
+        # place into one buffer (the shared byte gets the same bits from each)
         pairs = values.astype(np.uint64, copy=False).reshape(-1, 2)
-        words = np.empty((pairs.shape[0], 2), dtype="<u8")
-        words[:, 0] = pairs[:, 0] | (pairs[:, 1] << np.uint64(60))
-        words[:, 1] = pairs[:, 1] >> np.uint64(4)
-        return words.view(np.uint8).reshape(-1, 16)[:, :15].tobytes()
+        m = pairs.shape[0]
+        buf = np.empty(15 * m + 1, dtype=np.uint8)
+        high = np.ndarray((m,), dtype="<u8", buffer=buf, offset=7, strides=(15,))
+        low = np.ndarray((m,), dtype="<u8", buffer=buf, offset=0, strides=(15,))
+        a, b = pairs[:, 0], pairs[:, 1]
+        np.right_shift(a, np.uint64(56), out=high)
+        high |= b << np.uint64(4)
+        np.left_shift(b, np.uint64(60), out=low)
+        low |= a
+        return buf[: 15 * m].tobytes()
     as_bytes = values.astype("<u8", copy=False).view(np.uint8).reshape(-1, 8)
     bits = np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :width]
     return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
@@ -618,13 +626,15 @@ def _pack_bits(values: npt.NDArray[np.uint64], width: int) -> bytes:
 def _unpack_bits(data: bytes | memoryview, count: int, width: int) -> npt.NDArray[np.uint64]:
     raw = np.frombuffer(data, dtype=np.uint8)
     if width == 60 and count % 2 == 0 and raw.size == count * 15 // 2:
-        padded = np.zeros((count // 2, 16), dtype=np.uint8)
-        padded[:, :15] = raw.reshape(-1, 15)
-        words = padded.view("<u8")
-        out = np.empty((count // 2, 2), dtype=np.uint64)
-        low60 = np.uint64((1 << 60) - 1)
-        out[:, 0] = words[:, 0] & low60
-        out[:, 1] = (words[:, 0] >> np.uint64(60)) | ((words[:, 1] << np.uint64(4)) & low60)
+        # each pair's 15 bytes read as two overlapping little-endian words, in place: bits
+        # 0..63 at its first byte (a is the low 60) and bits 56..119 at its seventh (b is that
+        # word >> 4); the last pair's second word ends at the buffer's last byte
+        m = count // 2
+        first = np.ndarray((m,), dtype="<u8", buffer=raw, offset=0, strides=(15,))
+        second = np.ndarray((m,), dtype="<u8", buffer=raw, offset=7, strides=(15,))
+        out = np.empty((m, 2), dtype=np.uint64)
+        np.bitwise_and(first, np.uint64((1 << 60) - 1), out=out[:, 0])
+        np.right_shift(second, np.uint64(4), out=out[:, 1])
         return out.reshape(count)
     bits = np.unpackbits(raw, bitorder="little", count=count * width).reshape(count, width)
     full = np.zeros((count, 64), dtype=np.uint8)

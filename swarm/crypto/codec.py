@@ -708,8 +708,11 @@ class Aggregator:
         return header
 
     def _add_chunk(self, index: int, c0: npt.NDArray[np.uint64]) -> None:
-        """Add one chunk's first polynomial (checked: each coefficient < q0) to the sum."""
-        self._sums[index] = _add_mod(self._sums[index], c0, self._q)
+        """Add one chunk's first polynomial (checked: each coefficient < q0) to the sum, in
+        place (an array per chunk and update allocated and dropped cost as much as the sum)."""
+        total, q = self._sums[index], np.uint64(self._q)
+        np.add(total, c0, out=total)  # both < q < 2^63: no overflow
+        np.subtract(total, q, out=total, where=total >= q)
 
     def _sub_chunk(self, index: int, c0: npt.NDArray[np.uint64]) -> None:
         self._sums[index] = _sub_mod(self._sums[index], c0, self._q)
