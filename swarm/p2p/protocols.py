@@ -1229,7 +1229,10 @@ async def push(
         elif _asks_bulk(host, member, len(payload)):
             header["bulk"] = True
         with _Deadline(policy.deadline_s(len(payload)), f"pushing {kind} to {address}"):
-            if not inline and host.bulk is not None:
+            # a session (the TLS connection an earlier bulk transfer left) carries small pushes
+            # too: measured 1.8 ms of CPU for a 2 KB push (both ends) against 9 ms for an
+            # inline push on a new libp2p stream, and a masked round is mostly small pushes
+            if host.bulk is not None:
                 session = await host.bulk.take_session(member.address)
                 if session is not None and await _push_on_session(
                     host.bulk, member, session, header, payload, claimed, policy
