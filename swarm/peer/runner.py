@@ -578,12 +578,12 @@ class Peer:
     async def offer_model(self, body: bytes | None = None) -> None:
         """Offer the current model to members catching up; ``body``: its canonical bytes
         (which hash to ``self.model.hash``), where the caller has them."""
-        if self.net is not None:
-            if body is None:
-                body = await self.call(self.model.swarm_bytes)  # blocking for a large model
-                await self.net.offer(BlobKind.MODEL, self.model.round, body)
-            else:
-                await self.net.offer(BlobKind.MODEL, self.model.round, body, self.model.hash)
+        if self.net is None:
+            return
+        digest = None if body is None else self.model.hash  # else offer hashes what it encodes
+        if body is None:
+            body = await self.call(self.model.swarm_bytes)  # blocking for a large model
+        await self.net.offer(BlobKind.MODEL, self.model.round, body, digest)
 
     def hook(self, point: str, info: RoundInfo) -> None:
         if self.hooks is not None:
